@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Brings this machine to what `npm run demo` and `npm test` need, idempotently: a Docker
+# engine, the base images (pulled, or stand-ins built offline), the pinned Node.js and,
+# with --test, the real peers the suite drives (redis, nginx, OpenSSH, knock, nmap...).
+# A second run only checks and returns.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/docker-engine.sh"
+source "$(dirname "$0")/lib/base-images.sh"
+
+want_test_peers=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test_peers=1 ;;
+    *) die "unknown argument $arg (expected --test)" ;;
+  esac
+done
+
+mkdir -p "$NONSTOP_CACHE" 2>/dev/null || need_root "creating $NONSTOP_CACHE"
+ensure_docker_engine
+ensure_host_node
+ensure_node_base_image
+ensure_go_base_image
+
+if [ "$want_test_peers" = 1 ]; then
+  # Each one is a real peer of a test: redis-server (queue and ACL), nginx -t (rendered
+  # config), openssh-client/server (OpenSSH against our ssh2 code), knockd (its `knock`
+  # client), nmap (exposure scans), nftables and iproute2 (firewall and namespaces),
+  # tcpdump (filter compilation), libpcap-dev, python3, make and g++ (the `cap` addon).
+  apt_install redis-server nginx-light openssh-client openssh-server knockd nmap nftables \
+    iproute2 tcpdump libpcap-dev python3 make g++ ca-certificates
+fi
+log "bootstrap done"

@@ -1,0 +1,52 @@
+# Shared by the scripts in scripts/: paths, logging and the tools we call by full path.
+# Sourced, never run.
+
+NONSTOP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Survives fresh clones on the same machine, so a second run reuses what the first fetched.
+NONSTOP_CACHE="${NONSTOP_CACHE:-/var/cache/nonstop}"
+NODE_VERSION="$(cat "$NONSTOP_ROOT/.node-version")"
+NODE_MAJOR="${NODE_VERSION%%.*}"
+NONSTOP_NODE_HOME="$NONSTOP_CACHE/node-v$NODE_VERSION"
+
+# Debian's client has BuildKit built in (build secrets); /usr/local/bin/docker here is a
+# newer client without buildx, so the Debian one goes first.
+export PATH="/usr/bin:/usr/sbin:$PATH"
+export DOCKER_BUILDKIT=1
+export COMPOSE_DOCKER_CLI_BUILD=1
+
+log() { printf '[nonstop %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Only root can install packages or start dockerd; say so instead of failing halfway.
+need_root() {
+  [ "$(id -u)" = 0 ] || die "$1 needs root (run as root or install it yourself)"
+}
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  need_root "installing ${missing[*]}"
+  if [ "$apt_updated" = 0 ]; then
+    log "apt-get update"
+    apt-get update -qq >>"$NONSTOP_CACHE/apt.log" 2>&1 || die "apt-get update failed; see $NONSTOP_CACHE/apt.log"
+    apt_updated=1
+  fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$NONSTOP_CACHE/apt.log" 2>&1 \
+    || die "apt-get install ${missing[*]} failed; see $NONSTOP_CACHE/apt.log"
+}
+
+# The compose implementation present: the v2 plugin where it exists, else Debian's v1.29.
+compose_cmd() {
+  if docker compose version >/dev/null 2>&1; then
+    echo "docker compose"
+  elif command -v docker-compose >/dev/null 2>&1; then
+    echo "docker-compose"
+  else
+    return 1
+  fi
+}

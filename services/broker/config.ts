@@ -1,0 +1,186 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { env, parseEnv, readSecretFile } from '../common/config/env';
+import { ConfigError } from '../common/errors/config-error';
+import { GATEWAY_ID } from '../common/ids/names';
+import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
+import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
+
+export const brokerEnv = {
+  BROKER_ID: env.str({ def: hostname().slice(0, 32).toLowerCase().replace(/[^a-z0-9-]/g, '-') || 'broker', pattern: /^[a-z0-9][a-z0-9-]{0,63}$/, expected: 'lowercase letters, digits and -' }),
+  LOG_LEVEL: env.oneOf(['error', 'warn', 'info', 'debug'], 'info'),
+  BROKER_GATEWAYS_FILE: env.absPath('/etc/nonstop/broker/gateways.json'),
+  SSH_KEY_FILE: env.absPath('/etc/nonstop/broker/id_ed25519'),
+  SSH_USER: env.str({ def: 'broker', pattern: /^[a-z_][a-z0-9_-]{0,31}$/, expected: 'a user name' }),
+  SSH_READY_TIMEOUT_MS: env.int({ min: 500, max: 120_000, def: 8000 }),
+  SSH_KEEPALIVE_INTERVAL_MS: env.int({ min: 500, max: 600_000, def: 3000 }),
+  SSH_KEEPALIVE_COUNT_MAX: env.int({ min: 1, max: 100, def: 3 }),
+  KNOCK_GAP_MS: env.int({ min: 0, max: 5000, def: 10 }),
+  KNOCK_SETTLE_MS: env.int({ min: 0, max: 5000, def: 60 }),
+  RECONNECT_BASE_MS: env.int({ min: 10, max: 60_000, def: 250 }),
+  RECONNECT_CAP_MS: env.int({ min: 100, max: 600_000, def: 10_000 }),
+  QUEUE_PORT: env.port(6379),
+  REDIS_MAXMEMORY_BYTES: env.int({ min: 1 << 20, max: 64 * 2 ** 30, def: 64 << 20 }),
+  REDIS_BINARY: env.absPath('/usr/bin/redis-server'),
+  REPLY_TTL_MS: env.int({ min: 1000, max: 600_000, def: 60_000 }),
+  WORKER_CONCURRENCY: env.int({ min: 1, max: 4096, def: 32 }),
+  CLAIM_IDLE_MS: env.int({ min: 1000, max: 3_600_000, def: 30_000 }),
+  CLAIM_INTERVAL_MS: env.int({ min: 100, max: 600_000, def: 5000 }),
+  SCHEMA_DIR: env.absPath('/etc/nonstop/schemas'),
+  MAX_BODY_BYTES: env.int({ min: 1024, max: 16 * 1024 * 1024, def: DEFAULT_JSON_LIMITS.maxBytes }),
+  MAX_DEPTH: env.int({ min: 1, max: 256, def: DEFAULT_JSON_LIMITS.maxDepth }),
+  MAX_KEYS: env.int({ min: 1, max: 1_000_000, def: DEFAULT_JSON_LIMITS.maxKeys }),
+  MAX_STRING_LENGTH: env.int({ min: 1, max: 16 * 1024 * 1024, def: DEFAULT_JSON_LIMITS.maxStringLength }),
+  CORE_URL: env.str({ def: 'https://core:8443', pattern: /^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/, expected: 'https://host[:port]' }),
+  CORE_CA_FILE: env.absPath('/etc/nonstop/broker/ca.crt'),
+  CORE_CLIENT_CERT_FILE: env.absPath('/etc/nonstop/broker/client.crt'),
+  CORE_CLIENT_KEY_FILE: env.absPath('/etc/nonstop/broker/client.key'),
+  CORE_SERVER_NAME: env.optional(env.str({ pattern: /^[A-Za-z0-9.-]{1,253}$/, expected: 'a DNS name' })),
+  CORE_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: 5000 }),
+  CORE_MAX_IN_FLIGHT: env.int({ min: 1, max: 4096, def: 64 }),
+  CORE_RETRIES: env.int({ min: 0, max: 10, def: 3 }),
+  METRICS_HOST: env.str({ def: '127.0.0.1' }),
+  METRICS_PORT: env.port(9464),
+  SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 20_000 }),
+};
+
+const knockSchema = z.discriminatedUnion('mode', [
+  z.object({ mode: z.literal('static'), ports: z.array(z.number().int().min(1).max(65535)).min(2).max(32) }).strict(),
+  z
+    .object({
+      mode: z.literal('time'),
+      secretFile: z.string().regex(/^\//),
+      length: z.number().int().min(2).max(32).default(4),
+      portRange: z.string().regex(/^\d{1,5}-\d{1,5}$/).default('40000-40999'),
+      periodSeconds: z.number().int().min(5).max(3600).default(30),
+    })
+    .strict(),
+]);
+
+const gatewaySchema = z
+  .object({
+    id: z.string().regex(GATEWAY_ID),
+    host: z.string().min(1).max(253),
+    sshPort: z.number().int().min(1).max(65535).default(2222),
+    hostKeyFingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'expected an OpenSSH SHA256:... fingerprint'),
+    queuePasswordSha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits'),
+    queueUsername: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
+    knock: knockSchema,
+  })
+  .strict();
+
+const gatewaysFileSchema = z.object({ gateways: z.array(gatewaySchema).min(1).max(1000) }).strict();
+
+export interface GatewayTarget {
+  id: string;
+  host: string;
+  sshPort: number;
+  hostKeyFingerprint: string;
+  queueUsername: string;
+  queuePasswordSha256: string;
+  knock: KnockSpec;
+}
+
+export interface BrokerConfig {
+  brokerId: string;
+  logLevel: string;
+  gateways: GatewayTarget[];
+  ssh: { privateKey: string; user: string; readyTimeoutMs: number; keepaliveIntervalMs: number; keepaliveCountMax: number };
+  knock: { gapMs: number; settleMs: number };
+  reconnect: { baseMs: number; capMs: number };
+  redis: { port: number; maxMemoryBytes: number; binary: string };
+  queue: { replyTtlMs: number; concurrency: number; claimIdleMs: number; claimIntervalMs: number };
+  schemaDir: string;
+  limits: JsonLimits;
+  core: { url: string; ca: string; cert: string; key: string; serverName: string | undefined; timeoutMs: number; maxInFlight: number; retries: number };
+  metrics: { host: string; port: number };
+  shutdownTimeoutMs: number;
+}
+
+export function parseGatewaysFile(path: string, text: string): GatewayTarget[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new ConfigError([`BROKER_GATEWAYS_FILE=${JSON.stringify(path)}: not valid JSON`]);
+  }
+  const parsed = gatewaysFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join(', ');
+    throw new ConfigError([`BROKER_GATEWAYS_FILE=${JSON.stringify(path)}: ${issues}`]);
+  }
+  const problems: string[] = [];
+  const ids = new Set<string>();
+  const targets = parsed.data.gateways.map((g, i): GatewayTarget | undefined => {
+    if (ids.has(g.id)) problems.push(`BROKER_GATEWAYS_FILE: gateways.${i}.id ${g.id} appears twice`);
+    ids.add(g.id);
+    let knock: KnockSpec;
+    if (g.knock.mode === 'static') {
+      const why = staticSequenceProblem(g.knock.ports);
+      if (why) problems.push(`BROKER_GATEWAYS_FILE: gateways.${i}.knock.ports: ${why}`);
+      knock = { mode: 'static', ports: g.knock.ports };
+    } else {
+      const [start, end] = g.knock.portRange.split('-').map(Number) as [number, number];
+      if (!(start >= 1 && end <= 65535 && end - start + 1 >= g.knock.length * 2)) {
+        problems.push(`BROKER_GATEWAYS_FILE: gateways.${i}.knock.portRange: too small or out of 1-65535`);
+        return undefined;
+      }
+      const secret = Buffer.from(readSecretFile(`BROKER_GATEWAYS_FILE gateways.${i}.knock.secretFile`, g.knock.secretFile), 'utf8');
+      knock = { mode: 'time', secret, length: g.knock.length, rangeStart: start, rangeEnd: end, periodMs: g.knock.periodSeconds * 1000 };
+    }
+    return {
+      id: g.id,
+      host: g.host,
+      sshPort: g.sshPort,
+      hostKeyFingerprint: g.hostKeyFingerprint,
+      queueUsername: g.queueUsername ?? `gateway-${g.id}`,
+      queuePasswordSha256: g.queuePasswordSha256,
+      knock,
+    };
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return targets.filter((t): t is GatewayTarget => t !== undefined);
+}
+
+function readFileNamed(variable: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${variable}=${JSON.stringify(path)}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+}
+
+export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): BrokerConfig {
+  const e = parseEnv(brokerEnv, source);
+  return {
+    brokerId: e.BROKER_ID,
+    logLevel: e.LOG_LEVEL,
+    gateways: parseGatewaysFile(e.BROKER_GATEWAYS_FILE, readFileNamed('BROKER_GATEWAYS_FILE', e.BROKER_GATEWAYS_FILE)),
+    ssh: {
+      privateKey: readSecretFile('SSH_KEY_FILE', e.SSH_KEY_FILE),
+      user: e.SSH_USER,
+      readyTimeoutMs: e.SSH_READY_TIMEOUT_MS,
+      keepaliveIntervalMs: e.SSH_KEEPALIVE_INTERVAL_MS,
+      keepaliveCountMax: e.SSH_KEEPALIVE_COUNT_MAX,
+    },
+    knock: { gapMs: e.KNOCK_GAP_MS, settleMs: e.KNOCK_SETTLE_MS },
+    reconnect: { baseMs: e.RECONNECT_BASE_MS, capMs: e.RECONNECT_CAP_MS },
+    redis: { port: e.QUEUE_PORT, maxMemoryBytes: e.REDIS_MAXMEMORY_BYTES, binary: e.REDIS_BINARY },
+    queue: { replyTtlMs: e.REPLY_TTL_MS, concurrency: e.WORKER_CONCURRENCY, claimIdleMs: e.CLAIM_IDLE_MS, claimIntervalMs: e.CLAIM_INTERVAL_MS },
+    schemaDir: e.SCHEMA_DIR,
+    limits: { maxBytes: e.MAX_BODY_BYTES, maxDepth: e.MAX_DEPTH, maxKeys: e.MAX_KEYS, maxStringLength: e.MAX_STRING_LENGTH },
+    core: {
+      url: e.CORE_URL,
+      ca: readFileNamed('CORE_CA_FILE', e.CORE_CA_FILE),
+      cert: readFileNamed('CORE_CLIENT_CERT_FILE', e.CORE_CLIENT_CERT_FILE),
+      key: readSecretFile('CORE_CLIENT_KEY_FILE', e.CORE_CLIENT_KEY_FILE),
+      serverName: e.CORE_SERVER_NAME,
+      timeoutMs: e.CORE_TIMEOUT_MS,
+      maxInFlight: e.CORE_MAX_IN_FLIGHT,
+      retries: e.CORE_RETRIES,
+    },
+    metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}

@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto';
+import { ConfigError } from '../common/errors/config-error';
+import { createLogger, componentLogger, type Logger } from '../common/log/logger';
+import { Lifecycle, installProcessHandlers } from '../common/lifecycle/shutdown';
+import { createRegistry, startMetricsServer } from '../common/metrics/server';
+import { loadBrokerConfig, type BrokerConfig } from './config';
+import { CoreClient } from './core/client';
+import { brokerMetrics } from './metrics';
+import { createPipeline } from './pipeline';
+import { QueueConsumer } from './queue/consumer';
+import { startRedis } from './redis/server';
+import { TunnelKeeper } from './tunnel/keeper';
+import { SchemaRegistry } from './validate/schemas';
+import { RequestValidator } from './validate/validator';
+
+const RUN_DIR = process.env.RUN_DIR ?? '/run/nonstop';
+
+async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): Promise<void> {
+  const registry = createRegistry('broker');
+  const metrics = brokerMetrics(registry);
+  const schemas = SchemaRegistry.load(config.schemaDir);
+  const validator = new RequestValidator(schemas, config.limits);
+
+  // The broker's own Redis password lives only in this process's memory.
+  const brokerPassword = randomBytes(32).toString('base64url');
+  const redis = await startRedis({
+    binary: config.redis.binary,
+    runDir: RUN_DIR,
+    conf: {
+      port: config.redis.port,
+      maxMemoryBytes: config.redis.maxMemoryBytes,
+      gateways: config.gateways.map((g) => ({ id: g.id, username: g.queueUsername, passwordSha256: g.queuePasswordSha256 })),
+    },
+    brokerPassword,
+    log: componentLogger(log, 'redis'),
+  });
+  redis.on('exited', () => metrics.redisRestarts.set(redis.restarts + 1));
+  lifecycle.onClose('redis', () => redis.stop());
+
+  const core = new CoreClient(config.core);
+  lifecycle.onClose('core-client', () => core.close());
+
+  const consumer = new QueueConsumer(
+    {
+      redis: { host: '127.0.0.1', port: config.redis.port, username: 'broker', password: brokerPassword },
+      gatewayIds: config.gateways.map((g) => g.id),
+      consumerName: `${config.brokerId}-${process.pid}`,
+      concurrency: config.queue.concurrency,
+      replyTtlMs: config.queue.replyTtlMs,
+      claimIdleMs: config.queue.claimIdleMs,
+      claimIntervalMs: config.queue.claimIntervalMs,
+    },
+    createPipeline(validator, core, metrics, componentLogger(log, 'pipeline')),
+    metrics,
+    componentLogger(log, 'queue'),
+  );
+  await consumer.start();
+  lifecycle.onClose('consumer', () => consumer.stop());
+
+  const keepers = config.gateways.map((g) => {
+    const keeper = new TunnelKeeper(
+      g,
+      {
+        privateKey: config.ssh.privateKey,
+        user: config.ssh.user,
+        readyTimeoutMs: config.ssh.readyTimeoutMs,
+        keepaliveIntervalMs: config.ssh.keepaliveIntervalMs,
+        keepaliveCountMax: config.ssh.keepaliveCountMax,
+        knockGapMs: config.knock.gapMs,
+        knockSettleMs: config.knock.settleMs,
+        reconnect: config.reconnect,
+        queuePort: config.redis.port,
+      },
+      componentLogger(log, 'tunnel'),
+    );
+    keeper.on('state', (s) => {
+      metrics.tunnelUp.set({ gateway: g.id }, s === 'up' ? 1 : 0);
+      if (s === 'up') metrics.tunnelConnects.inc({ gateway: g.id });
+    });
+    keeper.start();
+    return keeper;
+  });
+  // Tunnels close first on shutdown, so no new work arrives while the consumer drains.
+  lifecycle.onClose('tunnels', () => keepers.forEach((k) => k.stop()));
+
+  const metricsServer = await startMetricsServer({
+    host: config.metrics.host,
+    port: config.metrics.port,
+    registry,
+    log,
+    health: () => ({
+      ok: redis.running && !lifecycle.isClosing,
+      checks: {
+        redis: redis.running ? 'running' : 'down',
+        redisRestarts: redis.restarts,
+        inflight: consumer.busy,
+        tunnels: Object.fromEntries(keepers.map((k) => [k.gateway.id, k.state])),
+      },
+    }),
+  });
+  lifecycle.onClose('metrics', () => new Promise<void>((resolve) => metricsServer.close(() => resolve())));
+  log.info('broker ready', { gateways: config.gateways.map((g) => g.id), collections: schemas.collections });
+}
+
+function main(): void {
+  let config: BrokerConfig;
+  try {
+    config = loadBrokerConfig();
+  } catch (err) {
+    exitOnStartupError(err);
+  }
+  const log = createLogger('broker', config.logLevel);
+  const lifecycle = new Lifecycle(log);
+  installProcessHandlers(lifecycle, log, config.shutdownTimeoutMs);
+  start(config, log, lifecycle).catch(async (err: unknown) => {
+    await lifecycle.close(5000);
+    exitOnStartupError(err);
+  });
+}
+
+function exitOnStartupError(err: unknown): never {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`broker: config error: ${err.problems.join('; ')}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`broker: cannot start: ${(err as Error).message}\n`);
+  process.exit(1);
+}
+
+main();

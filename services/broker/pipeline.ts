@@ -1,0 +1,46 @@
+import { isNonstopError } from '../common/errors/nonstop-error';
+import { errorBody } from '../common/errors/api-error';
+import type { Logger } from '../common/log/logger';
+import { PROTOCOL_VERSION } from '../common/queue/keys';
+import type { ReplyEnvelope, RequestEnvelope } from '../common/queue/envelope';
+import type { CoreClient } from './core/client';
+import type { BrokerMetrics } from './metrics';
+import type { RequestValidator } from './validate/validator';
+
+/**
+ * What the broker does with one request: validate, then (only if valid) ask core, and
+ * turn either outcome into a reply for the gateway. Never throws; never logs the token or
+ * the body.
+ */
+export function createPipeline(validator: RequestValidator, core: CoreClient, metrics: BrokerMetrics, log: Logger) {
+  return async (env: RequestEnvelope): Promise<ReplyEnvelope> => {
+    const reply = (status: number, body: unknown): ReplyEnvelope => ({ v: PROTOCOL_VERSION, id: env.id, status, body });
+    let valid;
+    try {
+      valid = validator.check(env);
+    } catch (err) {
+      if (!isNonstopError(err)) throw err;
+      metrics.refused.inc({ code: err.code });
+      metrics.processed.inc({ outcome: 'refused' });
+      log.info('request refused', { requestId: env.id, code: err.code });
+      return reply(err.status, errorBody(err.code, err.message));
+    }
+    const end = metrics.coreSeconds.startTimer({ method: valid.method });
+    try {
+      const res =
+        valid.method === 'POST'
+          ? await core.insert(env.id, valid.collection, valid.token, valid.record, env.deadline)
+          : await core.read(env.id, valid.collection, valid.recordId, valid.token, env.deadline);
+      metrics.processed.inc({ outcome: res.status < 400 ? 'ok' : 'core_refused' });
+      return reply(res.status, res.body);
+    } catch (err) {
+      const status = isNonstopError(err) ? err.status : 502;
+      const code = isNonstopError(err) ? err.code : 'unavailable';
+      metrics.processed.inc({ outcome: 'core_failed' });
+      log.warn('core call failed', { requestId: env.id, code });
+      return reply(status, errorBody(code, isNonstopError(err) ? err.message : 'storage is unavailable'));
+    } finally {
+      end();
+    }
+  };
+}

@@ -1,0 +1,207 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../../common/log/logger';
+import { decodeRequest, encodeReply, PoisonMessageError, type ReplyEnvelope, type RequestEnvelope } from '../../common/queue/envelope';
+import { queueKeys } from '../../common/queue/keys';
+import type { BrokerMetrics } from '../metrics';
+
+export interface ConsumerOptions {
+  redis: RedisOptions;
+  gatewayIds: string[];
+  consumerName: string;
+  concurrency: number;
+  replyTtlMs: number;
+  claimIdleMs: number;
+  claimIntervalMs: number;
+}
+
+/** Decides the reply to a decoded request (validation, core); never throws. */
+export type RequestHandler = (envelope: RequestEnvelope) => Promise<ReplyEnvelope>;
+
+type StreamEntry = [id: string, fields: string[] | null];
+
+/**
+ * Takes requests off every gateway's stream with a consumer group, at most `concurrency`
+ * at once. A request is acknowledged (and deleted) only in the same MULTI that stores its
+ * reply, i.e. after core answered; a request held by a consumer that went silent for
+ * `claimIdleMs` is claimed by another (XAUTOCLAIM). Poison messages — not JSON, unknown
+ * protocol version, wrong shape, oversize, or claiming another gateway's identity — go to
+ * the dead-letter stream with the reason (never the payload) and are acknowledged; they
+ * never stop the loop.
+ */
+export class QueueConsumer {
+  private readonly reader: Redis;
+  readonly writer: Redis;
+  private running = false;
+  private inflight = 0;
+  private slotFreed: (() => void) | undefined;
+  private claimTimer: NodeJS.Timeout | undefined;
+  private loopDone: Promise<void> | undefined;
+  private readonly streams: string[];
+  private readonly gatewayOfStream = new Map<string, string>();
+  lastReadOk = 0;
+
+  constructor(
+    private readonly opts: ConsumerOptions,
+    private readonly handle: RequestHandler,
+    private readonly metrics: BrokerMetrics,
+    private readonly log: Logger,
+  ) {
+    const base: RedisOptions = {
+      ...opts.redis,
+      enableReadyCheck: false,
+      disableClientInfo: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      retryStrategy: (n) => Math.min(50 * 2 ** n, 1000),
+      lazyConnect: true,
+    };
+    this.reader = new Redis(base);
+    this.writer = new Redis({ ...base, commandTimeout: 5000 });
+    for (const c of [this.reader, this.writer]) c.on('error', (err: Error) => log.debug('redis connection error', { err: err.message }));
+    this.streams = opts.gatewayIds.map((id) => queueKeys.requests(id));
+    opts.gatewayIds.forEach((id, i) => this.gatewayOfStream.set(this.streams[i]!, id));
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([this.reader.connect(), this.writer.connect()]);
+    await this.ensureGroups();
+    this.running = true;
+    this.loopDone = this.readLoop();
+    this.claimTimer = setInterval(() => void this.claim(), this.opts.claimIntervalMs);
+  }
+
+  private async ensureGroups(): Promise<void> {
+    for (const stream of this.streams) {
+      try {
+        await this.writer.xgroup('CREATE', stream, queueKeys.group, '0', 'MKSTREAM');
+      } catch (err) {
+        if (!(err as Error).message.startsWith('BUSYGROUP')) throw err;
+      }
+    }
+  }
+
+  get busy(): number {
+    return this.inflight;
+  }
+
+  private async waitForSlot(): Promise<void> {
+    while (this.running && this.inflight >= this.opts.concurrency) {
+      await new Promise<void>((resolve) => (this.slotFreed = resolve));
+    }
+  }
+
+  private async readLoop(): Promise<void> {
+    while (this.running) {
+      await this.waitForSlot();
+      if (!this.running) break;
+      try {
+        const free = this.opts.concurrency - this.inflight;
+        const res = (await this.reader.xreadgroup(
+          'GROUP', queueKeys.group, this.opts.consumerName,
+          'COUNT', free, 'BLOCK', 1000,
+          'STREAMS', ...this.streams, ...this.streams.map(() => '>'),
+        )) as [string, StreamEntry[]][] | null;
+        this.lastReadOk = Date.now();
+        for (const [stream, entries] of res ?? []) for (const entry of entries) this.dispatch(stream, entry);
+      } catch (err) {
+        if (!this.running) break;
+        const message = (err as Error).message;
+        if (message.startsWith('NOGROUP')) {
+          // redis-server restarted empty: the groups (and anything queued) are gone.
+          this.log.warn('consumer group missing; recreating', {});
+          await this.ensureGroups().catch(() => undefined);
+        } else {
+          this.log.debug('read failed', { err: message });
+          await sleep(200);
+        }
+      }
+    }
+  }
+
+  private dispatch(stream: string, [id, fields]: StreamEntry): void {
+    this.inflight++;
+    this.metrics.inflight.set(this.inflight);
+    this.process(stream, id, fields)
+      .catch((err: Error) => this.log.error('processing failed', { entry: id, err: err.message }))
+      .finally(() => {
+        this.inflight--;
+        this.metrics.inflight.set(this.inflight);
+        this.slotFreed?.();
+      });
+  }
+
+  private async process(stream: string, entryId: string, fields: string[] | null): Promise<void> {
+    const gatewayId = this.gatewayOfStream.get(stream)!;
+    let envelope: RequestEnvelope;
+    try {
+      const text = fieldValue(fields, queueKeys.field);
+      if (text === undefined) throw new PoisonMessageError('bad_shape', 'entry has no envelope field');
+      envelope = decodeRequest(text);
+      if (envelope.gw !== gatewayId) throw new PoisonMessageError('bad_shape', 'envelope names another gateway');
+    } catch (err) {
+      if (!(err instanceof PoisonMessageError)) throw err;
+      this.metrics.poison.inc({ reason: err.reason });
+      this.log.warn('poison message dead-lettered', { gateway: gatewayId, entry: entryId, reason: err.reason, detail: err.message });
+      await this.writer
+        .multi()
+        .xadd(queueKeys.deadLetter, 'MAXLEN', '~', '10000', '*', 'reason', err.reason, 'detail', err.message, 'gateway', gatewayId, 'entry', entryId, 'at', String(Date.now()))
+        .xack(stream, queueKeys.group, entryId)
+        .xdel(stream, entryId)
+        .exec();
+      return;
+    }
+    if (Date.now() > envelope.deadline) {
+      // Nobody waits for this answer any more (the gateway said 504); doing it anyway would
+      // only spend core's time. Dropping is safe: the client was never told it succeeded.
+      this.metrics.processed.inc({ outcome: 'expired' });
+      await this.writer.multi().xack(stream, queueKeys.group, entryId).xdel(stream, entryId).exec();
+      return;
+    }
+    const reply = await this.handle(envelope);
+    await this.writer
+      .multi()
+      .set(queueKeys.reply(gatewayId, envelope.id), encodeReply(reply), 'PX', this.opts.replyTtlMs)
+      .publish(queueKeys.replies(gatewayId), envelope.id)
+      .xack(stream, queueKeys.group, entryId)
+      .xdel(stream, entryId)
+      .exec();
+  }
+
+  /** Claims requests whose consumer has been silent for claimIdleMs. */
+  private async claim(): Promise<void> {
+    if (!this.running) return;
+    for (const stream of this.streams) {
+      const free = this.opts.concurrency - this.inflight;
+      if (free <= 0) return;
+      try {
+        const [, entries] = (await this.writer.xautoclaim(stream, queueKeys.group, this.opts.consumerName, this.opts.claimIdleMs, '0-0', 'COUNT', free)) as [string, StreamEntry[], string[]];
+        for (const entry of entries) {
+          this.metrics.claimed.inc();
+          this.log.warn('claimed a request from a silent consumer', { entry: entry[0] });
+          this.dispatch(stream, entry);
+        }
+      } catch (err) {
+        this.log.debug('claim failed', { err: (err as Error).message });
+      }
+    }
+  }
+
+  /** Stops reading, waits for requests in progress to finish, closes connections. */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearInterval(this.claimTimer);
+    this.slotFreed?.();
+    this.reader.disconnect();
+    await this.loopDone;
+    while (this.inflight > 0) await new Promise<void>((resolve) => (this.slotFreed = resolve));
+    this.writer.disconnect();
+  }
+}
+
+function fieldValue(fields: string[] | null, name: string): string | undefined {
+  if (!fields) return undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+  return undefined;
+}

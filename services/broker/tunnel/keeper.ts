@@ -1,0 +1,186 @@
+import { EventEmitter } from 'node:events';
+import { lookup } from 'node:dns/promises';
+import { connect as netConnect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from 'ssh2';
+import { backoffDelay } from '../../common/lifecycle/backoff';
+import type { Logger } from '../../common/log/logger';
+import { sequenceFor } from '../../common/knock/sequence';
+import { fingerprintOfBlob } from '../../common/pki/ssh-keys';
+import type { GatewayTarget } from '../config';
+import { sendKnock } from '../knock/client';
+import { KnockWindowPicker } from './knock-windows';
+
+export type TunnelState = 'idle' | 'knocking' | 'connecting' | 'up' | 'backoff' | 'stopped';
+
+export interface KeeperOptions {
+  privateKey: string;
+  user: string;
+  readyTimeoutMs: number;
+  keepaliveIntervalMs: number;
+  keepaliveCountMax: number;
+  knockGapMs: number;
+  knockSettleMs: number;
+  reconnect: { baseMs: number; capMs: number };
+  /** The port the gateway forwards, and where our redis-server listens. */
+  queuePort: number;
+}
+
+export class HostKeyMismatchError extends Error {
+  constructor(readonly gatewayId: string, readonly presented: string) {
+    super(`gateway ${gatewayId} presented host key ${presented}, which is not the pinned one`);
+    this.name = 'HostKeyMismatchError';
+  }
+}
+
+/**
+ * Keeps one gateway's tunnel up: knock, SSH with the gateway's host key pinned, ask for
+ * the reverse forward of the queue port, carry each forwarded connection to the local
+ * redis-server — and on any failure start over after a capped, jittered backoff. A host
+ * key mismatch is logged as an error every time (someone may be impersonating the gateway).
+ */
+export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
+  state: TunnelState = 'idle';
+  private client: Client | undefined;
+  private stopped = false;
+  private attempt = 0;
+  private readonly picker: KnockWindowPicker;
+  private wake: (() => void) | undefined;
+  upSince: number | undefined;
+  connects = 0;
+
+  constructor(
+    readonly gateway: GatewayTarget,
+    private readonly opts: KeeperOptions,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.picker = new KnockWindowPicker(gateway.knock);
+  }
+
+  private setState(s: TunnelState): void {
+    this.state = s;
+    if (s === 'up') this.upSince = Date.now();
+    else this.upSince = undefined;
+    this.emit('state', s);
+  }
+
+  start(): void {
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.connectOnce();
+        this.attempt = 0;
+      } catch (err) {
+        if (this.stopped) break;
+        const level = err instanceof HostKeyMismatchError ? 'error' : 'warn';
+        this.log[level]('tunnel attempt failed', { gateway: this.gateway.id, err: (err as Error).message, attempt: this.attempt });
+      }
+      if (this.stopped) break;
+      this.setState('backoff');
+      const delay = backoffDelay({ baseMs: this.opts.reconnect.baseMs, capMs: this.opts.reconnect.capMs, minMs: 50 }, this.attempt++);
+      await this.interruptibleSleep(delay);
+    }
+    this.setState('stopped');
+  }
+
+  private async interruptibleSleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+  }
+
+  /** One knock-connect-forward cycle; resolves when an established tunnel closes. */
+  private async connectOnce(): Promise<void> {
+    const { address } = await lookup(this.gateway.host);
+    let pick = this.picker.pick(Date.now());
+    if ('waitMs' in pick) {
+      await this.interruptibleSleep(pick.waitMs);
+      pick = this.picker.pick(Date.now());
+      if ('waitMs' in pick) throw new Error('no knock window free');
+    }
+    this.setState('knocking');
+    this.picker.markUsed(pick.window);
+    await sendKnock(address, sequenceFor(this.gateway.knock, pick.window), this.opts.knockGapMs);
+    // Give the gateway the moment it needs to see the last SYN and open its firewall.
+    await sleep(this.opts.knockSettleMs);
+    if (this.stopped) return;
+    this.setState('connecting');
+    await new Promise<void>((resolve, reject) => {
+      const client = new Client();
+      this.client = client;
+      let up = false;
+      let mismatch: HostKeyMismatchError | undefined;
+      client.on('ready', () => {
+        client.forwardIn('127.0.0.1', this.opts.queuePort, (err) => {
+          if (err) {
+            client.end();
+            return reject(new Error(`gateway refused the queue forward: ${err.message}`));
+          }
+          up = true;
+          this.connects++;
+          this.setState('up');
+          this.log.info('tunnel up', { gateway: this.gateway.id, address });
+        });
+      });
+      client.on('tcp connection', (info, accept, rejectConn) => {
+        if (info.destPort !== this.opts.queuePort) return rejectConn();
+        const channel = accept();
+        const redis = netConnect(this.opts.queuePort, '127.0.0.1');
+        redis.setNoDelay(true);
+        redis.on('error', () => channel.close());
+        channel.on('error', () => redis.destroy());
+        channel.on('close', () => redis.destroy());
+        redis.on('close', () => channel.close());
+        channel.pipe(redis).pipe(channel);
+      });
+      client.on('error', (err) => {
+        if (!up) reject(mismatch ?? err);
+        else this.log.warn('tunnel error', { gateway: this.gateway.id, err: err.message });
+      });
+      client.on('close', () => {
+        this.client = undefined;
+        if (up) {
+          this.log.warn('tunnel closed', { gateway: this.gateway.id });
+          resolve();
+        } else reject(mismatch ?? new Error('connection closed before the tunnel was up'));
+      });
+      client.connect({
+        host: address,
+        port: this.gateway.sshPort,
+        username: this.opts.user,
+        privateKey: this.opts.privateKey,
+        readyTimeout: this.opts.readyTimeoutMs,
+        keepaliveInterval: this.opts.keepaliveIntervalMs,
+        keepaliveCountMax: this.opts.keepaliveCountMax,
+        hostVerifier: (key: Buffer) => {
+          const presented = fingerprintOfBlob(key);
+          if (presented === this.gateway.hostKeyFingerprint) return true;
+          mismatch = new HostKeyMismatchError(this.gateway.id, presented);
+          return false;
+        },
+      });
+    });
+  }
+
+  /** Forces the current tunnel down and reconnects at once (tests, operator action). */
+  reconnectNow(): void {
+    this.attempt = 0;
+    this.client?.end();
+    this.wake?.();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.client?.end();
+    this.wake?.();
+  }
+}

@@ -1,0 +1,19 @@
+import { ErrorCodes, type ErrorCodeName } from './codes';
+import { NonstopError } from './nonstop-error';
+
+/** An error meant for the client: its code and status come from the shared table. */
+export class ApiError extends NonstopError {
+  constructor(kind: ErrorCodeName, message: string, options?: { cause?: unknown }) {
+    const { code, status } = ErrorCodes[kind];
+    super(code, message, status, options);
+  }
+}
+
+/** The JSON body every tier uses for errors. */
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+export function errorBody(code: string, message: string): ErrorBody {
+  return { error: { code, message } };
+}

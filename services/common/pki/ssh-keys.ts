@@ -1,0 +1,31 @@
+import { createHash } from 'node:crypto';
+import { utils } from 'ssh2';
+
+/**
+ * SSH keys in OpenSSH formats, the way OpenSSH and ssh2 both read them: ed25519 key pairs,
+ * authorized_keys lines, and "SHA256:..." fingerprints for pinning host keys.
+ */
+export interface SshKeyPair {
+  /** OpenSSH private key ("-----BEGIN OPENSSH PRIVATE KEY-----"). */
+  privateKey: string;
+  /** One authorized_keys / known_hosts style line: "ssh-ed25519 AAAA... comment". */
+  publicKey: string;
+}
+
+export function generateSshKeyPair(comment: string): SshKeyPair {
+  const pair = utils.generateKeyPairSync('ed25519', { comment });
+  return { privateKey: pair.private, publicKey: pair.public.trim() };
+}
+
+/** OpenSSH-style fingerprint of a public key blob (the wire encoding of the key). */
+export function fingerprintOfBlob(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** Fingerprint of a public key given as an authorized_keys line or a private key. */
+export function fingerprintOfKey(key: string | Buffer): string {
+  const parsed = utils.parseKey(key);
+  const k = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (!k || k instanceof Error) throw new Error(`cannot parse key: ${k instanceof Error ? k.message : 'no key'}`);
+  return fingerprintOfBlob(k.getPublicSSH());
+}

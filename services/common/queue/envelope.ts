@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { NonstopError } from '../errors/nonstop-error';
+import { GATEWAY_ID, REQUEST_ID } from '../ids/names';
+import { PROTOCOL_VERSION } from './keys';
+
+/**
+ * Queue protocol v1: what a gateway puts on the queue and what comes back. The gateway
+ * is untrusted from the broker's side, so decoding checks every field; anything that does
+ * not decode is a poison message with a reason, never an exception that escapes.
+ */
+export const MAX_ENVELOPE_BYTES = 2 * 1024 * 1024;
+
+const requestSchema = z
+  .object({
+    v: z.literal(PROTOCOL_VERSION),
+    id: z.string().regex(REQUEST_ID),
+    gw: z.string().regex(GATEWAY_ID),
+    at: z.number().int().nonnegative(),
+    deadline: z.number().int().nonnegative(),
+    method: z.enum(['POST', 'GET']),
+    collection: z.string().max(200),
+    recordId: z.string().max(200).optional(),
+    token: z.string().max(512),
+    body: z.string().optional(),
+  })
+  .strict();
+
+export type RequestEnvelope = z.infer<typeof requestSchema>;
+
+const replySchema = z
+  .object({
+    v: z.literal(PROTOCOL_VERSION),
+    id: z.string().regex(REQUEST_ID),
+    status: z.number().int().min(100).max(599),
+    body: z.unknown(),
+  })
+  .strict();
+
+export type ReplyEnvelope = z.infer<typeof replySchema>;
+
+export type PoisonReason = 'oversize' | 'bad_json' | 'unknown_version' | 'bad_shape';
+
+export class PoisonMessageError extends NonstopError {
+  constructor(readonly reason: PoisonReason, message: string) {
+    super(`poison_${reason}`, message, 400);
+  }
+}
+
+export function encodeRequest(envelope: RequestEnvelope): string {
+  return JSON.stringify(envelope);
+}
+
+export function decodeRequest(text: string): RequestEnvelope {
+  if (Buffer.byteLength(text, 'utf8') > MAX_ENVELOPE_BYTES) {
+    throw new PoisonMessageError('oversize', `envelope larger than ${MAX_ENVELOPE_BYTES} bytes`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new PoisonMessageError('bad_json', 'envelope is not JSON');
+  }
+  if (typeof raw === 'object' && raw !== null && 'v' in raw && (raw as { v: unknown }).v !== PROTOCOL_VERSION) {
+    throw new PoisonMessageError('unknown_version', `protocol version ${JSON.stringify((raw as { v: unknown }).v)} is not ${PROTOCOL_VERSION}`);
+  }
+  const parsed = requestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const where = parsed.error.issues.map((i) => i.path.join('.') || '(root)').join(', ');
+    throw new PoisonMessageError('bad_shape', `envelope fields invalid: ${where}`);
+  }
+  return parsed.data;
+}
+
+export function encodeReply(reply: ReplyEnvelope): string {
+  return JSON.stringify(reply);
+}
+
+export function decodeReply(text: string): ReplyEnvelope {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new PoisonMessageError('bad_json', 'reply is not JSON');
+  }
+  const parsed = replySchema.safeParse(raw);
+  if (!parsed.success) throw new PoisonMessageError('bad_shape', 'reply fields invalid');
+  return parsed.data;
+}

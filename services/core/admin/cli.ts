@@ -1,0 +1,96 @@
+import { ConfigError } from '../../common/errors/config-error';
+import { isNonstopError } from '../../common/errors/nonstop-error';
+import { TokenStore, type Scope } from '../auth/tokens';
+import { loadDbConfig } from '../config';
+import { connectClient, ensureDbPassword } from '../db/database';
+import { DB_NAME } from '../db/engine';
+
+const USAGE = `usage:
+  nonstop-admin token create --collections a,b --scopes read,write [--expires-in 30d] [--label text]
+  nonstop-admin token list
+  nonstop-admin token revoke ID`;
+
+class UsageError extends Error {}
+
+function parseFlags(args: string[]): Map<string, string> {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < args.length; i += 2) {
+    const name = args[i]!;
+    const value = args[i + 1];
+    if (!name.startsWith('--') || value === undefined) throw new UsageError(`unexpected argument ${JSON.stringify(name)}`);
+    flags.set(name.slice(2), value);
+  }
+  return flags;
+}
+
+/** "30d", "12h", "15m" → milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d{1,6})([smhd])$/.exec(text);
+  if (!m) throw new UsageError(`--expires-in takes a number and a unit (s, m, h, d), got ${JSON.stringify(text)}`);
+  return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+export function parseScopes(text: string): Scope[] {
+  const scopes = text.split(',').map((s) => s.trim());
+  for (const s of scopes) if (s !== 'read' && s !== 'write') throw new UsageError(`unknown scope ${JSON.stringify(s)} (read, write)`);
+  return scopes as Scope[];
+}
+
+/**
+ * The operator's tool inside the core image (`docker compose exec core nonstop-admin ...`).
+ * `token create` prints the token alone on stdout — the only time it is ever shown — so it
+ * can be captured with `$(...)`; everything else goes to stderr.
+ */
+async function main(argv: string[]): Promise<number> {
+  const [noun, verb, ...rest] = argv;
+  if (noun !== 'token' || verb === undefined) throw new UsageError('expected a command');
+  const cfg = loadDbConfig();
+  const client = connectClient(cfg, ensureDbPassword(cfg));
+  try {
+    const tokens = new TokenStore(client.db(DB_NAME));
+    if (verb === 'create') {
+      const flags = parseFlags(rest);
+      const collections = (flags.get('collections') ?? '').split(',').map((c) => c.trim()).filter((c) => c !== '');
+      const scopes = parseScopes(flags.get('scopes') ?? 'read,write');
+      const expiresIn = flags.get('expires-in');
+      const label = flags.get('label');
+      const created = await tokens.create({
+        collections,
+        scopes,
+        ...(expiresIn ? { expiresAt: new Date(Date.now() + parseDuration(expiresIn)) } : {}),
+        ...(label ? { label } : {}),
+      });
+      process.stderr.write(`created token ${created.id} (shown once; store it now)\n`);
+      process.stdout.write(`${created.token}\n`);
+      return 0;
+    }
+    if (verb === 'list') {
+      for (const t of await tokens.list()) process.stdout.write(`${JSON.stringify(t)}\n`);
+      return 0;
+    }
+    if (verb === 'revoke') {
+      const id = rest[0];
+      if (!id || rest.length !== 1) throw new UsageError('token revoke takes one token id');
+      if (!(await tokens.revoke(id))) {
+        process.stderr.write(`no active token with id ${id}\n`);
+        return 1;
+      }
+      process.stderr.write(`revoked ${id}\n`);
+      return 0;
+    }
+    throw new UsageError(`unknown command token ${verb}`);
+  } finally {
+    await client.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) process.stderr.write(`nonstop-admin: ${err.message}\n${USAGE}\n`);
+    else if (err instanceof ConfigError) process.stderr.write(`nonstop-admin: config error: ${err.problems.join('; ')}\n`);
+    else if (isNonstopError(err)) process.stderr.write(`nonstop-admin: ${err.message}\n`);
+    else process.stderr.write(`nonstop-admin: ${(err as Error).message}\n`);
+    process.exit(2);
+  },
+);

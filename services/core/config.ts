@@ -1,0 +1,59 @@
+import { env, parseEnv } from '../common/config/env';
+import { DEFAULT_JSON_LIMITS } from '../common/json/limits';
+
+export const coreEnv = {
+  LOG_LEVEL: env.oneOf(['error', 'warn', 'info', 'debug'], 'info'),
+  CORE_HOST: env.str({ def: '0.0.0.0' }),
+  CORE_PORT: env.port(8443),
+  TLS_CERT_FILE: env.absPath('/etc/nonstop/core/server.crt'),
+  TLS_KEY_FILE: env.absPath('/etc/nonstop/core/server.key'),
+  CLIENT_CA_FILE: env.absPath('/etc/nonstop/core/ca.crt'),
+  DB_ENGINE: env.oneOf(['mongodb', 'ferretdb'], (process.env.NONSTOP_DEFAULT_DB_ENGINE as 'mongodb' | 'ferretdb' | undefined) ?? 'mongodb'),
+  DB_PORT: env.port(27017),
+  DATA_DIR: env.absPath('/var/lib/nonstop/data'),
+  MONGOD_BINARY: env.absPath('/usr/bin/mongod'),
+  FERRETDB_BINARY: env.absPath('/usr/local/bin/ferretdb'),
+  DB_START_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 60_000 }),
+  MAX_BODY_BYTES: env.int({ min: 1024, max: 16 * 1024 * 1024, def: DEFAULT_JSON_LIMITS.maxBytes + 4096 }),
+  METRICS_HOST: env.str({ def: '127.0.0.1' }),
+  METRICS_PORT: env.port(9464),
+  SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 20_000 }),
+};
+
+export type DbEngineName = 'mongodb' | 'ferretdb';
+
+export interface DbConfig {
+  engine: DbEngineName;
+  port: number;
+  dataDir: string;
+  mongodBinary: string;
+  ferretdbBinary: string;
+  startTimeoutMs: number;
+}
+
+export interface CoreConfig {
+  logLevel: string;
+  http: { host: string; port: number; certFile: string; keyFile: string; clientCaFile: string; maxBodyBytes: number };
+  db: DbConfig;
+  metrics: { host: string; port: number };
+  shutdownTimeoutMs: number;
+}
+
+export function loadDbConfig(source: NodeJS.ProcessEnv = process.env): DbConfig {
+  const e = parseEnv(
+    { DB_ENGINE: coreEnv.DB_ENGINE, DB_PORT: coreEnv.DB_PORT, DATA_DIR: coreEnv.DATA_DIR, MONGOD_BINARY: coreEnv.MONGOD_BINARY, FERRETDB_BINARY: coreEnv.FERRETDB_BINARY, DB_START_TIMEOUT_MS: coreEnv.DB_START_TIMEOUT_MS },
+    source,
+  );
+  return { engine: e.DB_ENGINE, port: e.DB_PORT, dataDir: e.DATA_DIR, mongodBinary: e.MONGOD_BINARY, ferretdbBinary: e.FERRETDB_BINARY, startTimeoutMs: e.DB_START_TIMEOUT_MS };
+}
+
+export function loadCoreConfig(source: NodeJS.ProcessEnv = process.env): CoreConfig {
+  const e = parseEnv(coreEnv, source);
+  return {
+    logLevel: e.LOG_LEVEL,
+    http: { host: e.CORE_HOST, port: e.CORE_PORT, certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.CLIENT_CA_FILE, maxBodyBytes: e.MAX_BODY_BYTES },
+    db: loadDbConfig(source),
+    metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}

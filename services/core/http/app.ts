@@ -1,0 +1,95 @@
+import type { TLSSocket } from 'node:tls';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { ApiError, errorBody } from '../../common/errors/api-error';
+import { isNonstopError } from '../../common/errors/nonstop-error';
+import { isCollectionName, isRequestId } from '../../common/ids/names';
+import { DEFAULT_JSON_LIMITS, parseJsonRecord } from '../../common/json/limits';
+import type { Logger } from '../../common/log/logger';
+import type { TokenStore } from '../auth/tokens';
+import { RecordStore } from '../storage/records';
+
+const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
+const TOKEN_SHAPE = /^[A-Za-z0-9._~+/-]{8,512}=*$/;
+
+export interface CoreAppDeps {
+  records: RecordStore;
+  tokens: TokenStore;
+  maxBodyBytes: number;
+  log: Logger;
+}
+
+function bearer(req: Request): string {
+  const m = /^Bearer ([^\s]+)$/.exec(req.get('authorization') ?? '');
+  if (!m || !TOKEN_SHAPE.test(m[1]!)) throw new ApiError('unauthenticated', 'missing or malformed bearer token');
+  return m[1]!;
+}
+
+function collectionOf(req: Request): string {
+  const c = req.params.collection;
+  if (!isCollectionName(c)) throw new ApiError('badCollection', 'invalid collection name');
+  return c;
+}
+
+/**
+ * Core's storage API. TLS with a client certificate from the deployment CA is enforced by
+ * the server (a client without one never gets here); this app additionally requires the
+ * certificate to be meant for client authentication. It re-checks names and the body
+ * (no tier trusts the one before it), authenticates the token, authorizes the collection
+ * and scope, and stores idempotently.
+ */
+export function createCoreApp(deps: CoreAppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+
+  app.use((req, _res, next) => {
+    const cert = (req.socket as TLSSocket).getPeerCertificate?.();
+    if (!cert || !(req.socket as TLSSocket).authorized || !cert.ext_key_usage?.includes(CLIENT_AUTH_OID)) {
+      return next(new ApiError('forbidden', 'a client certificate for client authentication is required'));
+    }
+    next();
+  });
+
+  const rawBody = express.raw({ type: () => true, limit: deps.maxBodyBytes });
+
+  app.post('/v1/records/:collection', rawBody, async (req, res) => {
+    const collection = collectionOf(req);
+    const requestId = req.get('x-request-id');
+    if (!isRequestId(requestId)) throw new ApiError('badRequest', 'X-Request-Id must be a UUID');
+    const token = bearer(req);
+    if (!(req.get('content-type') ?? '').toLowerCase().startsWith('application/json')) throw new ApiError('unsupportedMediaType', 'Content-Type must be application/json');
+    const text = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
+    const record = parseJsonRecord(text, { ...DEFAULT_JSON_LIMITS, maxBytes: deps.maxBodyBytes });
+    const grant = await deps.tokens.authorize(token, collection, 'write');
+    const canonical = JSON.stringify(record);
+    const created = await deps.records.insert({ _id: requestId, collection, tokenId: grant.id, bodySha256: RecordStore.bodyHash(canonical), data: record });
+    deps.log.info('record stored', { requestId, collection, tokenId: grant.id, replay: !created });
+    res.status(201).json({ id: requestId });
+  });
+
+  app.get('/v1/records/:collection/:id', async (req, res) => {
+    const collection = collectionOf(req);
+    const id = req.params.id;
+    if (!isRequestId(id)) throw new ApiError('badRecordId', 'record ids are UUIDs');
+    const token = bearer(req);
+    await deps.tokens.authorize(token, collection, 'read');
+    const record = await deps.records.get(collection, id);
+    if (!record) throw new ApiError('notFound', 'no such record');
+    res.status(200).json(record);
+  });
+
+  app.use((_req, res) => {
+    res.status(404).json(errorBody('not_found', 'no such endpoint'));
+  });
+
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let status = 500;
+    let code = 'internal';
+    let message = 'internal error';
+    if (isNonstopError(err)) ({ status, code, message } = err);
+    else if ((err as { type?: string }).type === 'entity.too.large') [status, code, message] = [413, 'body_too_large', 'body too large'];
+    if (status >= 500) deps.log.error('request failed', { code, path: req.path, err: (err as Error).message });
+    res.status(status).json(errorBody(code, message));
+  });
+  return app;
+}

@@ -1,0 +1,185 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../common/errors/config-error';
+import { env, intItem, parseEnv, readSecretFile, strItem } from '../common/config/env';
+import { GATEWAY_ID } from '../common/ids/names';
+import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
+import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
+
+/** Every variable the gateway reads, with its type and default. README documents them. */
+export const gatewayEnv = {
+  GATEWAY_ID: env.str({ def: 'gw1', pattern: GATEWAY_ID, expected: 'lowercase letters, digits and -, at most 32' }),
+  LOG_LEVEL: env.oneOf(['error', 'warn', 'info', 'debug'], 'info'),
+  HTTP_PORT: env.port(80),
+  HTTPS_PORT: env.port(443),
+  APP_PORT: env.port(8080),
+  TLS_CERT_FILE: env.absPath('/var/lib/nonstop/tls/server.crt'),
+  TLS_KEY_FILE: env.absPath('/var/lib/nonstop/tls/server.key'),
+  TLS_NAMES: env.list(strItem(), { def: 'localhost', expected: 'comma-separated DNS names or IPs', min: 1 }),
+  MAX_BODY_BYTES: env.int({ min: 1024, max: 16 * 1024 * 1024, def: DEFAULT_JSON_LIMITS.maxBytes }),
+  MAX_DEPTH: env.int({ min: 1, max: 256, def: DEFAULT_JSON_LIMITS.maxDepth }),
+  RATE_LIMIT_PER_SECOND: env.int({ min: 1, max: 1_000_000, def: 200 }),
+  RATE_LIMIT_BURST: env.int({ min: 0, max: 1_000_000, def: 400 }),
+  CONNECTIONS_PER_ADDRESS: env.int({ min: 1, max: 100_000, def: 256 }),
+  REQUEST_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: 10_000 }),
+  SSH_PORT: env.port(2222),
+  SSH_HOST_KEY_FILE: env.absPath('/var/lib/nonstop/ssh/ssh_host_ed25519_key'),
+  SSH_AUTHORIZED_KEYS_FILE: env.absPath('/etc/nonstop/gateway/authorized_keys'),
+  SSH_KEEPALIVE_INTERVAL_MS: env.int({ min: 500, max: 600_000, def: 5000 }),
+  SSH_KEEPALIVE_COUNT_MAX: env.int({ min: 1, max: 100, def: 3 }),
+  SSH_SETUP_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 15_000 }),
+  SSH_MAX_AUTH_FAILURES: env.int({ min: 1, max: 1000, def: 5 }),
+  SSH_AUTH_FAILURE_WINDOW_MS: env.int({ min: 1000, max: 86_400_000, def: 60_000 }),
+  SSH_MAX_CONNECTIONS: env.int({ min: 1, max: 10_000, def: 64 }),
+  QUEUE_PORT: env.port(6379),
+  QUEUE_USERNAME: env.optional(env.str({ pattern: /^[A-Za-z0-9_-]{1,64}$/, expected: 'an ACL user name' })),
+  QUEUE_PASSWORD_FILE: env.absPath('/etc/nonstop/gateway/queue.password'),
+  QUEUE_COMMAND_TIMEOUT_MS: env.int({ min: 100, max: 60_000, def: 3000 }),
+  KNOCK_MODE: env.oneOf(['static', 'time'], 'static'),
+  KNOCK_SEQUENCE: env.optional(env.list(intItem(1, 65535), { expected: 'comma-separated TCP ports', min: 2, max: 32 })),
+  KNOCK_SECRET_FILE: env.optional(env.absPath()),
+  KNOCK_LENGTH: env.int({ min: 2, max: 32, def: 4 }),
+  KNOCK_PORT_RANGE: env.str({ def: '40000-40999', pattern: /^\d{1,5}-\d{1,5}$/, expected: 'START-END' }),
+  KNOCK_PERIOD_SECONDS: env.int({ min: 5, max: 3600, def: 30 }),
+  KNOCK_STEP_TIMEOUT_MS: env.int({ min: 100, max: 60_000, def: 5000 }),
+  KNOCK_SEQUENCE_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: 15_000 }),
+  KNOCK_WINDOW_SECONDS: env.int({ min: 1, max: 3600, def: 30 }),
+  KNOCK_MAX_SOURCES: env.int({ min: 16, max: 10_000_000, def: 100_000 }),
+  KNOCK_INTERFACE: env.str({ def: 'any', pattern: /^[A-Za-z0-9_.:@-]{1,32}$/, expected: 'a network interface name or any' }),
+  KNOCK_CAPTURE_BUFFER_KIB: env.int({ min: 64, max: 1 << 20, def: 8192 }),
+  KNOCK_TCPDUMP: env.absPath('/usr/bin/tcpdump'),
+  FIREWALL: env.oneOf(['nftables', 'off'], 'nftables'),
+  METRICS_HOST: env.str({ def: '127.0.0.1' }),
+  METRICS_PORT: env.port(9464),
+  METRICS_ALLOW_CIDRS: env.list(strItem(/^[0-9a-fA-F:.]+\/\d{1,3}$/), { def: '', expected: 'CIDRs' }),
+  SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 20_000 }),
+};
+
+export interface GatewayConfig {
+  gatewayId: string;
+  logLevel: string;
+  http: {
+    httpPort: number;
+    httpsPort: number;
+    appPort: number;
+    certFile: string;
+    keyFile: string;
+    tlsNames: string[];
+    limits: JsonLimits;
+    ratePerSecond: number;
+    rateBurst: number;
+    connectionsPerAddress: number;
+    requestTimeoutMs: number;
+  };
+  ssh: {
+    port: number;
+    hostKeyFile: string;
+    authorizedKeysFile: string;
+    keepaliveIntervalMs: number;
+    keepaliveCountMax: number;
+    setupTimeoutMs: number;
+    maxAuthFailures: number;
+    authFailureWindowMs: number;
+    maxConnections: number;
+  };
+  queue: { port: number; username: string; password: string; commandTimeoutMs: number };
+  knock: {
+    spec: KnockSpec;
+    stepTimeoutMs: number;
+    sequenceTimeoutMs: number;
+    windowMs: number;
+    maxSources: number;
+    device: string;
+    bufferKiB: number;
+    tcpdump: string;
+  };
+  firewall: 'nftables' | 'off';
+  metrics: { host: string; port: number; allowCidrs: string[] };
+  shutdownTimeoutMs: number;
+}
+
+export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const e = parseEnv(gatewayEnv, source);
+  const problems: string[] = [];
+  let spec: KnockSpec | undefined;
+  if (e.KNOCK_MODE === 'static') {
+    if (!e.KNOCK_SEQUENCE) problems.push('KNOCK_SEQUENCE=(unset): required when KNOCK_MODE=static (e.g. 7000,8000,9000)');
+    else {
+      const why = staticSequenceProblem(e.KNOCK_SEQUENCE);
+      if (why) problems.push(`KNOCK_SEQUENCE=${JSON.stringify(e.KNOCK_SEQUENCE.join(','))}: ${why}`);
+      else spec = { mode: 'static', ports: e.KNOCK_SEQUENCE };
+    }
+  } else {
+    const [start, end] = e.KNOCK_PORT_RANGE.split('-').map(Number) as [number, number];
+    if (!(start >= 1 && end <= 65535 && end - start + 1 >= e.KNOCK_LENGTH * 2)) {
+      problems.push(`KNOCK_PORT_RANGE=${JSON.stringify(e.KNOCK_PORT_RANGE)}: expected START-END within 1-65535 holding at least ${e.KNOCK_LENGTH * 2} ports`);
+    } else if (!e.KNOCK_SECRET_FILE) {
+      problems.push('KNOCK_SECRET_FILE=(unset): required when KNOCK_MODE=time');
+    } else {
+      const secret = Buffer.from(readSecretFile('KNOCK_SECRET_FILE', e.KNOCK_SECRET_FILE), 'utf8');
+      if (secret.length < 16) problems.push(`KNOCK_SECRET_FILE=${JSON.stringify(e.KNOCK_SECRET_FILE)}: secret shorter than 16 bytes`);
+      spec = { mode: 'time', secret, length: e.KNOCK_LENGTH, rangeStart: start, rangeEnd: end, periodMs: e.KNOCK_PERIOD_SECONDS * 1000 };
+    }
+  }
+  const publicPorts = [e.HTTP_PORT, e.HTTPS_PORT];
+  if (publicPorts.includes(e.SSH_PORT)) problems.push(`SSH_PORT=${e.SSH_PORT}: collides with HTTP_PORT/HTTPS_PORT`);
+  if (spec?.mode === 'static' && spec.ports.some((p) => p === e.SSH_PORT || publicPorts.includes(p))) {
+    problems.push('KNOCK_SEQUENCE: a knock port collides with SSH_PORT, HTTP_PORT or HTTPS_PORT');
+  }
+  if (problems.length > 0 || !spec) throw new ConfigError(problems);
+  return {
+    gatewayId: e.GATEWAY_ID,
+    logLevel: e.LOG_LEVEL,
+    http: {
+      httpPort: e.HTTP_PORT,
+      httpsPort: e.HTTPS_PORT,
+      appPort: e.APP_PORT,
+      certFile: e.TLS_CERT_FILE,
+      keyFile: e.TLS_KEY_FILE,
+      tlsNames: e.TLS_NAMES,
+      limits: { ...DEFAULT_JSON_LIMITS, maxBytes: e.MAX_BODY_BYTES, maxDepth: e.MAX_DEPTH },
+      ratePerSecond: e.RATE_LIMIT_PER_SECOND,
+      rateBurst: e.RATE_LIMIT_BURST,
+      connectionsPerAddress: e.CONNECTIONS_PER_ADDRESS,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    },
+    ssh: {
+      port: e.SSH_PORT,
+      hostKeyFile: e.SSH_HOST_KEY_FILE,
+      authorizedKeysFile: e.SSH_AUTHORIZED_KEYS_FILE,
+      keepaliveIntervalMs: e.SSH_KEEPALIVE_INTERVAL_MS,
+      keepaliveCountMax: e.SSH_KEEPALIVE_COUNT_MAX,
+      setupTimeoutMs: e.SSH_SETUP_TIMEOUT_MS,
+      maxAuthFailures: e.SSH_MAX_AUTH_FAILURES,
+      authFailureWindowMs: e.SSH_AUTH_FAILURE_WINDOW_MS,
+      maxConnections: e.SSH_MAX_CONNECTIONS,
+    },
+    queue: {
+      port: e.QUEUE_PORT,
+      username: e.QUEUE_USERNAME ?? `gateway-${e.GATEWAY_ID}`,
+      password: readSecretFile('QUEUE_PASSWORD_FILE', e.QUEUE_PASSWORD_FILE),
+      commandTimeoutMs: e.QUEUE_COMMAND_TIMEOUT_MS,
+    },
+    knock: {
+      spec,
+      stepTimeoutMs: e.KNOCK_STEP_TIMEOUT_MS,
+      sequenceTimeoutMs: e.KNOCK_SEQUENCE_TIMEOUT_MS,
+      windowMs: e.KNOCK_WINDOW_SECONDS * 1000,
+      maxSources: e.KNOCK_MAX_SOURCES,
+      device: e.KNOCK_INTERFACE,
+      bufferKiB: e.KNOCK_CAPTURE_BUFFER_KIB,
+      tcpdump: e.KNOCK_TCPDUMP,
+    },
+    firewall: e.FIREWALL,
+    metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT, allowCidrs: e.METRICS_ALLOW_CIDRS },
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+/** The authorized_keys text, or a configuration error naming the variable. */
+export function readAuthorizedKeysText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`SSH_AUTHORIZED_KEYS_FILE=${JSON.stringify(path)}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+}

@@ -1,0 +1,105 @@
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { ApiError, errorBody } from '../../common/errors/api-error';
+import { isNonstopError } from '../../common/errors/nonstop-error';
+import { idempotentRequestId, newRequestId } from '../../common/ids/request-id';
+import { checkJsonDepth, decodeUtf8, type JsonLimits } from '../../common/json/limits';
+import type { Logger } from '../../common/log/logger';
+import { PROTOCOL_VERSION } from '../../common/queue/keys';
+import type { RequestEnvelope, ReplyEnvelope } from '../../common/queue/envelope';
+import type { GatewayMetrics } from '../metrics';
+import { bearerToken, collectionParam, idempotencyKey, recordIdParam, requireJsonContentType } from './request-parsing';
+
+export interface AppDeps {
+  gatewayId: string;
+  limits: JsonLimits;
+  requestTimeoutMs: number;
+  submit: (envelope: RequestEnvelope) => Promise<ReplyEnvelope>;
+  metrics: GatewayMetrics;
+  log: Logger;
+}
+
+/**
+ * The gateway's API behind nginx (which terminates TLS and applies body, header and rate
+ * limits first). It checks what it can without trusting itself — content type, UTF-8,
+ * JSON well-formedness, depth, names — assigns the request id, queues the request and
+ * answers with whatever core decided. It never sees a database and holds no credential
+ * that could read one.
+ */
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('trust proxy', 'loopback');
+
+  app.use((req, res, next) => {
+    res.on('finish', () => deps.metrics.requests.inc({ method: req.method, status: String(res.statusCode) }));
+    next();
+  });
+
+  const rawBody = express.raw({ type: () => true, limit: deps.limits.maxBytes });
+
+  const enqueue = async (req: Request, res: Response, partial: Omit<RequestEnvelope, 'v' | 'at' | 'deadline' | 'gw'>): Promise<void> => {
+    const at = Date.now();
+    const envelope: RequestEnvelope = { v: PROTOCOL_VERSION, gw: deps.gatewayId, at, deadline: at + deps.requestTimeoutMs, ...partial };
+    res.setHeader('x-request-id', envelope.id);
+    const end = deps.metrics.requestSeconds.startTimer({ method: envelope.method });
+    const reply = await deps.submit(envelope);
+    end();
+    deps.log.info('request done', { requestId: envelope.id, method: envelope.method, collection: envelope.collection, status: reply.status });
+    res.status(reply.status).json(reply.body);
+  };
+
+  app.post('/v1/records/:collection', rawBody, async (req, res) => {
+    const token = bearerToken(req.get('authorization'));
+    const collection = collectionParam(req.params.collection);
+    requireJsonContentType(req.get('content-type'));
+    const key = idempotencyKey(req.get('idempotency-key'));
+    const bytes = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    const text = decodeUtf8(bytes);
+    checkJsonDepth(text, deps.limits.maxDepth);
+    try {
+      JSON.parse(text);
+    } catch {
+      throw new ApiError('badJson', 'body is not valid JSON');
+    }
+    const id = key === undefined ? newRequestId() : idempotentRequestId(token, collection, key);
+    await enqueue(req, res, { id, method: 'POST', collection, token, body: text });
+  });
+
+  app.get('/v1/records/:collection/:id', async (req, res) => {
+    const token = bearerToken(req.get('authorization'));
+    const collection = collectionParam(req.params.collection);
+    const recordId = recordIdParam(req.params.id);
+    await enqueue(req, res, { id: newRequestId(), method: 'GET', collection, recordId, token });
+  });
+
+  app.all('/v1/records/:collection', (_req, res) => {
+    res.setHeader('allow', 'POST');
+    res.status(405).json(errorBody('method_not_allowed', 'use POST'));
+  });
+  app.all('/v1/records/:collection/:id', (_req, res) => {
+    res.setHeader('allow', 'GET');
+    res.status(405).json(errorBody('method_not_allowed', 'use GET'));
+  });
+  app.use((_req, res) => {
+    res.status(404).json(errorBody('not_found', 'no such endpoint'));
+  });
+
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const { status, code, message } = describeError(err);
+    if (status >= 500) deps.log.warn('request failed', { code, status, path: req.path });
+    if (res.headersSent) return void res.end();
+    res.status(status).json(errorBody(code, message));
+  });
+
+  return app;
+}
+
+function describeError(err: unknown): { status: number; code: string; message: string } {
+  if (isNonstopError(err)) return { status: err.status, code: err.code, message: err.message };
+  // body-parser's errors carry a `type` and a status.
+  const e = err as { type?: string; status?: number };
+  if (e.type === 'entity.too.large') return { status: 413, code: 'body_too_large', message: 'body too large' };
+  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return { status: e.status, code: 'bad_request', message: 'malformed request' };
+  return { status: 500, code: 'internal', message: 'internal error' };
+}

@@ -1,0 +1,177 @@
+import { candidatesAt, windowOf, type Candidate, type KnockSpec } from '../../common/knock/sequence';
+
+/** One TCP SYN as the sniffer saw it (SYN set; ACK, RST and FIN clear). */
+export interface Syn {
+  src: string;
+  sport: number;
+  dport: number;
+  /** TCP sequence number: with `sport`, tells a retransmission from a new attempt. */
+  seq: number;
+}
+
+export type KnockOutcome =
+  /** Not a knock and no progress to disturb. */
+  | 'ignored'
+  /** A retransmission of the step just matched; progress kept. */
+  | 'retransmit'
+  | 'progress'
+  /** Progress thrown away: wrong port between steps (noise, a scan). */
+  | 'reset'
+  | 'opened'
+  /** A complete time-based sequence that was already used. */
+  | 'replay';
+
+export interface TrackerOptions {
+  spec: KnockSpec;
+  /** Longest gap between two steps. */
+  stepTimeoutMs: number;
+  /** Longest time from first to last step. */
+  sequenceTimeoutMs: number;
+  /** Most sources tracked at once; the oldest is evicted beyond it (spoofed-source floods). */
+  maxSources: number;
+  now?: () => number;
+}
+
+interface Progress {
+  candidates: Candidate[];
+  matched: number;
+  startedAt: number;
+  lastAt: number;
+  last: { sport: number; seq: number; port: number };
+}
+
+export interface TrackerStats {
+  tracked: number;
+  evicted: number;
+  expired: number;
+}
+
+/**
+ * The knock state machine, one progress record per source address. Pure: no timers or
+ * I/O of its own; the sniffer feeds it SYNs and calls `sweep()` on a timer.
+ *
+ * Rules, exactly:
+ * - A SYN to the next port of a candidate sequence advances it; the sequence completes
+ *   when its last port is hit in order, within the step and sequence timeouts.
+ * - The same SYN again (same source port and sequence number, same port as the step just
+ *   matched) is a retransmission and changes nothing.
+ * - Any other SYN from a source with progress — a wrong port, a repeat from a new source
+ *   port, a port scan touching the sequence ports on its way — resets that source's
+ *   progress. If that SYN is itself the first port of a sequence, a new attempt starts.
+ * - A SYN from a source without progress that is not a first port is ignored, and costs
+ *   no memory.
+ * - A completed time-based sequence is burnt: replaying it within its window opens
+ *   nothing (static sequences behave as knockd's: reusable).
+ * - At most `maxSources` records; a new source evicts the least recently active one.
+ */
+export class KnockTracker {
+  private readonly progress = new Map<string, Progress>();
+  private readonly burnt = new Map<string, number>();
+  private readonly now: () => number;
+  private evicted = 0;
+  private firstStepCache: { key: number; index: Map<number, Candidate[]> } | undefined;
+  private expired = 0;
+
+  constructor(private readonly opts: TrackerOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  onSyn(syn: Syn): KnockOutcome {
+    const t = this.now();
+    let state = this.progress.get(syn.src);
+    if (state && this.isExpired(state, t)) {
+      this.progress.delete(syn.src);
+      this.expired++;
+      state = undefined;
+    }
+    if (state) {
+      if (syn.dport === state.last.port && syn.sport === state.last.sport && syn.seq === state.last.seq) {
+        return 'retransmit';
+      }
+      const next = state.candidates.filter((c) => c.ports[state!.matched] === syn.dport);
+      if (next.length > 0) return this.advance(syn, state, next, t);
+      this.progress.delete(syn.src);
+      const restarted = this.start(syn, t);
+      return restarted === 'opened' || restarted === 'replay' ? restarted : 'reset';
+    }
+    return this.start(syn, t);
+  }
+
+  private start(syn: Syn, t: number): KnockOutcome {
+    const candidates = this.firstSteps(t).get(syn.dport);
+    if (candidates === undefined) return 'ignored';
+    const state: Progress = { candidates, matched: 0, startedAt: t, lastAt: t, last: { sport: syn.sport, seq: syn.seq, port: syn.dport } };
+    return this.advance(syn, state, candidates, t);
+  }
+
+  private advance(syn: Syn, state: Progress, next: Candidate[], t: number): KnockOutcome {
+    state.candidates = next;
+    state.matched++;
+    state.lastAt = t;
+    state.last = { sport: syn.sport, seq: syn.seq, port: syn.dport };
+    const done = next.find((c) => c.ports.length === state.matched);
+    if (done) {
+      this.progress.delete(syn.src);
+      if (done.replayKey !== undefined) {
+        if (this.burnt.has(done.replayKey)) return 'replay';
+        this.burnt.set(done.replayKey, t + this.burnPeriodMs());
+      }
+      return 'opened';
+    }
+    // Re-insert so Map order is least-recently-active first (eviction order).
+    this.progress.delete(syn.src);
+    this.progress.set(syn.src, state);
+    while (this.progress.size > this.opts.maxSources) {
+      const oldest = this.progress.keys().next().value as string;
+      this.progress.delete(oldest);
+      this.evicted++;
+    }
+    return 'progress';
+  }
+
+  /**
+   * Candidates indexed by their first port, recomputed only when the time window changes:
+   * under a SYN flood every packet asks, and HMACs per packet would be the bottleneck.
+   */
+  private firstSteps(t: number): Map<number, Candidate[]> {
+    const spec = this.opts.spec;
+    const key = spec.mode === 'static' ? 0 : windowOf(spec, t);
+    if (this.firstStepCache?.key !== key) {
+      const index = new Map<number, Candidate[]>();
+      for (const c of candidatesAt(spec, t)) {
+        const first = c.ports[0]!;
+        index.set(first, [...(index.get(first) ?? []), c]);
+      }
+      this.firstStepCache = { key, index };
+    }
+    return this.firstStepCache.index;
+  }
+
+  private isExpired(state: Progress, t: number): boolean {
+    return t - state.lastAt > this.opts.stepTimeoutMs || t - state.startedAt > this.opts.sequenceTimeoutMs;
+  }
+
+  private burnPeriodMs(): number {
+    // A burnt window can be accepted for up to three periods (previous, current, next).
+    return this.opts.spec.mode === 'time' ? this.opts.spec.periodMs * 3 : 0;
+  }
+
+  /** Drops expired progress and burnt keys; returns how many progress records expired. */
+  sweep(): number {
+    const t = this.now();
+    let n = 0;
+    for (const [src, state] of this.progress) {
+      if (this.isExpired(state, t)) {
+        this.progress.delete(src);
+        n++;
+      }
+    }
+    for (const [key, until] of this.burnt) if (until <= t) this.burnt.delete(key);
+    this.expired += n;
+    return n;
+  }
+
+  stats(): TrackerStats {
+    return { tracked: this.progress.size, evicted: this.evicted, expired: this.expired };
+  }
+}

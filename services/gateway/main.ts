@@ -1,0 +1,235 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import { ConfigError } from '../common/errors/config-error';
+import { createLogger, componentLogger, errorFields, type Logger } from '../common/log/logger';
+import { Lifecycle, installProcessHandlers } from '../common/lifecycle/shutdown';
+import { ChildSupervisor } from '../common/lifecycle/supervisor';
+import { createRegistry, startMetricsServer } from '../common/metrics/server';
+import { fingerprintOfKey, generateSshKeyPair } from '../common/pki/ssh-keys';
+import { writeIfAbsent } from '../common/pki/files';
+import { loadGatewayConfig, readAuthorizedKeysText, type GatewayConfig } from './config';
+import { Firewall } from './firewall/nftables';
+import { createApp } from './http/app';
+import { KnockSniffer } from './knock/sniffer';
+import { KnockTracker } from './knock/tracker';
+import { WindowGrants } from './knock/window-grants';
+import { gatewayMetrics } from './metrics';
+import { renderNginxConf } from './nginx/config';
+import { checkPortsBindable, ipv6Enabled } from './nginx/host-checks';
+import { Dispatcher } from './queue/dispatcher';
+import { parseAuthorizedKeys } from './ssh/authorized-keys';
+import { FailureLimiter } from './ssh/failure-limiter';
+import { GatewaySshServer } from './ssh/server';
+import { ensureServerCertificate } from './tls/certificate';
+
+const RUN_DIR = process.env.RUN_DIR ?? '/run/nonstop';
+
+function loadHostKey(path: string, log: Logger): string {
+  if (!existsSync(path)) {
+    const pair = generateSshKeyPair('nonstop-gateway');
+    writeIfAbsent(path, pair.privateKey, 0o600);
+    log.warn('generated an SSH host key; pin its fingerprint in each broker', { fingerprint: fingerprintOfKey(pair.publicKey) });
+  }
+  const key = readFileSync(path, 'utf8');
+  log.info('ssh host key', { fingerprint: fingerprintOfKey(key) });
+  return key;
+}
+
+async function run(config: GatewayConfig): Promise<void> {
+  const log = createLogger('gateway', config.logLevel);
+  const lifecycle = new Lifecycle(log);
+  installProcessHandlers(lifecycle, log, config.shutdownTimeoutMs);
+  try {
+    await start(config, log, lifecycle);
+  } catch (err) {
+    // Undo what did start (the firewall table above all) before reporting.
+    await lifecycle.close(5000);
+    throw err;
+  }
+}
+
+async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): Promise<void> {
+  const registry = createRegistry('gateway');
+  const metrics = gatewayMetrics(registry);
+
+  checkPortsBindable([
+    { name: 'HTTP_PORT', port: config.http.httpPort },
+    { name: 'HTTPS_PORT', port: config.http.httpsPort },
+  ]);
+  await ensureServerCertificate(config.http.certFile, config.http.keyFile, config.http.tlsNames, componentLogger(log, 'tls'));
+  const hostKey = loadHostKey(config.ssh.hostKeyFile, componentLogger(log, 'ssh'));
+  let authorizedKeys;
+  try {
+    authorizedKeys = parseAuthorizedKeys(readAuthorizedKeysText(config.ssh.authorizedKeysFile));
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError([`SSH_AUTHORIZED_KEYS_FILE=${JSON.stringify(config.ssh.authorizedKeysFile)}: ${(err as Error).message}`]);
+  }
+  if (authorizedKeys.length === 0) {
+    throw new ConfigError([`SSH_AUTHORIZED_KEYS_FILE=${JSON.stringify(config.ssh.authorizedKeysFile)}: holds no broker key`]);
+  }
+
+  // 1. Firewall first: until it is loaded the SSH port must not answer at all.
+  const fwLog = componentLogger(log, 'firewall');
+  const firewall = new Firewall({
+    publicPorts: [config.http.httpPort, config.http.httpsPort],
+    sshPort: config.ssh.port,
+    maxOpenWindows: 65_536,
+    metrics: config.metrics.allowCidrs.length > 0 ? { port: config.metrics.port, allowCidrs: config.metrics.allowCidrs } : undefined,
+  });
+  if (config.firewall === 'nftables') {
+    await firewall.load();
+    fwLog.info('nftables table loaded', { sshPort: config.ssh.port });
+    lifecycle.onClose('firewall', () => firewall.remove());
+  } else {
+    fwLog.warn('FIREWALL=off: the SSH port is guarded by the app only; filter it on the host');
+  }
+
+  // 2. Knock sniffer → grants and firewall windows.
+  const grants = new WindowGrants(65_536);
+  const tracker = new KnockTracker({
+    spec: config.knock.spec,
+    stepTimeoutMs: config.knock.stepTimeoutMs,
+    sequenceTimeoutMs: config.knock.sequenceTimeoutMs,
+    maxSources: config.knock.maxSources,
+  });
+  const knockLog = componentLogger(log, 'knock');
+  const sniffer = new KnockSniffer(tracker, { tcpdump: config.knock.tcpdump, device: config.knock.device, bufferKiB: config.knock.bufferKiB, sweepIntervalMs: 1000 }, knockLog);
+  sniffer.on('outcome', (outcome, src) => {
+    metrics.knockSyns.inc({ outcome });
+    if (outcome === 'replay') knockLog.warn('replayed knock sequence refused', { src });
+    if (outcome !== 'opened') return;
+    grants.open(src, config.knock.windowMs);
+    metrics.windowsOpened.inc();
+    knockLog.info('knock accepted; ssh window open', { src, windowMs: config.knock.windowMs });
+    if (config.firewall === 'nftables') {
+      firewall.allow(src, config.knock.windowMs).catch((err) => fwLog.error('opening window failed', { src, ...errorFields(err) }));
+    }
+  });
+  lifecycle.onClose('sniffer', () => sniffer.stop());
+  await sniffer.start();
+  const gauges = setInterval(() => {
+    const s = tracker.stats();
+    metrics.knockTracked.set(s.tracked);
+    metrics.knockEvicted.set(s.evicted);
+    metrics.knockPackets.set(sniffer.packets);
+    grants.sweep();
+  }, 1000);
+  gauges.unref();
+
+  // 3. Queue dispatch over tunnels, and the SSH server that creates them.
+  const dispatcher = new Dispatcher(config.gatewayId, { username: config.queue.username, password: config.queue.password }, config.queue.commandTimeoutMs, metrics, componentLogger(log, 'queue'));
+  lifecycle.onClose('dispatcher', () => dispatcher.close());
+  const ssh = new GatewaySshServer(
+    {
+      hostKey,
+      authorizedKeys,
+      queuePort: config.queue.port,
+      admit: (address) => {
+        if (!grants.consume(address)) return false;
+        // One knock, one connection: close the firewall window as soon as it is used.
+        if (config.firewall === 'nftables') void firewall.revoke(address).catch((err) => fwLog.warn('closing window failed', { src: address, ...errorFields(err) }));
+        return true;
+      },
+      limiter: new FailureLimiter({ maxFailures: config.ssh.maxAuthFailures, windowMs: config.ssh.authFailureWindowMs, maxTracked: 100_000 }),
+      keepaliveIntervalMs: config.ssh.keepaliveIntervalMs,
+      keepaliveCountMax: config.ssh.keepaliveCountMax,
+      setupTimeoutMs: config.ssh.setupTimeoutMs,
+      maxConnections: config.ssh.maxConnections,
+    },
+    metrics,
+    componentLogger(log, 'ssh'),
+  );
+  ssh.on('tunnel', (t) => dispatcher.addTunnel(t));
+  await ssh.listen(config.ssh.port, ipv6Enabled() ? '::' : '0.0.0.0');
+  lifecycle.onClose('ssh', () => ssh.close());
+
+  // 4. The API app on loopback, behind nginx.
+  const app = createApp({
+    gatewayId: config.gatewayId,
+    limits: config.http.limits,
+    requestTimeoutMs: config.http.requestTimeoutMs,
+    submit: (e) => dispatcher.submit(e),
+    metrics,
+    log: componentLogger(log, 'http'),
+  });
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(config.http.appPort, '127.0.0.1', () => resolve(s));
+    s.once('error', reject);
+  });
+  server.keepAliveTimeout = 65_000;
+  lifecycle.onClose('http', () => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  // 5. nginx, supervised.
+  const nginxDir = join(RUN_DIR, 'nginx');
+  for (const sub of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(nginxDir, sub), { recursive: true, mode: 0o700 });
+  const nginxConf = join(nginxDir, 'nginx.conf');
+  writeFileSync(
+    nginxConf,
+    renderNginxConf({
+      runDir: nginxDir,
+      httpPort: config.http.httpPort,
+      httpsPort: config.http.httpsPort,
+      ipv6: ipv6Enabled(),
+      appPort: config.http.appPort,
+      certFile: config.http.certFile,
+      keyFile: config.http.keyFile,
+      maxBodyBytes: config.http.limits.maxBytes,
+      ratePerSecond: config.http.ratePerSecond,
+      rateBurst: config.http.rateBurst,
+      connectionsPerAddress: config.http.connectionsPerAddress,
+      requestTimeoutMs: config.http.requestTimeoutMs,
+    }),
+    { mode: 0o600 },
+  );
+  const nginx = new ChildSupervisor(
+    // SIGQUIT is nginx's graceful stop: finish requests in flight, then exit.
+    { name: 'nginx', command: process.env.NGINX_BINARY ?? '/usr/sbin/nginx', args: ['-c', nginxConf, '-e', 'stderr'], stopSignal: 'SIGQUIT', stopTimeoutMs: config.http.requestTimeoutMs + 2000 },
+    componentLogger(log, 'nginx'),
+  );
+  nginx.start();
+  lifecycle.onClose('nginx', () => nginx.stop());
+
+  const metricsServer = await startMetricsServer({
+    host: config.metrics.host,
+    port: config.metrics.port,
+    registry,
+    log,
+    health: () => ({
+      ok: nginx.running && sniffer.running && !lifecycle.isClosing,
+      checks: {
+        nginx: nginx.running ? 'running' : 'down',
+        nginxRestarts: nginx.restarts,
+        firewall: config.firewall,
+        sniffer: sniffer.running ? 'capturing' : 'down',
+        snifferRestarts: sniffer.restarts,
+        tunnelsOpen: dispatcher.openLanes,
+        tunnelsReady: dispatcher.readyLanes,
+      },
+    }),
+  });
+  lifecycle.onClose('metrics', () => new Promise<void>((resolve) => metricsServer.close(() => resolve())));
+  log.info('gateway ready', { gatewayId: config.gatewayId, sshPort: config.ssh.port, knockMode: config.knock.spec.mode });
+}
+
+function main(): void {
+  let config: GatewayConfig;
+  try {
+    config = loadGatewayConfig();
+  } catch (err) {
+    exitOnStartupError(err);
+  }
+  run(config).catch(exitOnStartupError);
+}
+
+function exitOnStartupError(err: unknown): never {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`gateway: config error: ${err.problems.join('; ')}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`gateway: cannot start: ${(err as Error).message}\n`);
+  process.exit(1);
+}
+
+main();

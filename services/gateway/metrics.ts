@@ -1,0 +1,29 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** Every metric the gateway exports, created once on its registry. */
+export function gatewayMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    knockSyns: new Counter({ name: 'nonstop_knock_syns_total', help: 'SYNs that touched knock progress, by outcome', labelNames: ['outcome'] as const, registers }),
+    knockPackets: new Gauge({ name: 'nonstop_knock_packets_captured', help: 'Packets the sniffer has read since start', registers }),
+    knockTracked: new Gauge({ name: 'nonstop_knock_sources_tracked', help: 'Sources with knock progress', registers }),
+    knockEvicted: new Gauge({ name: 'nonstop_knock_sources_evicted', help: 'Progress records evicted by the source cap since start', registers }),
+    windowsOpened: new Counter({ name: 'nonstop_knock_windows_opened_total', help: 'Firewall windows opened after a correct knock', registers }),
+    sshConnections: new Counter({ name: 'nonstop_ssh_connections_total', help: 'TCP connections to the SSH port, by admission', labelNames: ['result'] as const, registers }),
+    sshAuthFailures: new Counter({ name: 'nonstop_ssh_auth_failures_total', help: 'Failed SSH authentications', labelNames: ['method'] as const, registers }),
+    sshRefused: new Counter({ name: 'nonstop_ssh_refused_requests_total', help: 'SSH requests refused, by kind', labelNames: ['kind'] as const, registers }),
+    tunnelsOpen: new Gauge({ name: 'nonstop_tunnels_open', help: 'Broker tunnels currently forwarding the queue port', registers }),
+    tunnelsReady: new Gauge({ name: 'nonstop_tunnels_ready', help: 'Tunnels whose queue connection is ready', registers }),
+    requests: new Counter({ name: 'nonstop_gateway_requests_total', help: 'API requests, by method and status', labelNames: ['method', 'status'] as const, registers }),
+    requestSeconds: new Histogram({
+      name: 'nonstop_gateway_request_seconds',
+      help: 'Time from enqueue to reply',
+      labelNames: ['method'] as const,
+      buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    redispatched: new Counter({ name: 'nonstop_gateway_redispatched_total', help: 'Requests re-sent on another tunnel after theirs dropped', registers }),
+  };
+}
+
+export type GatewayMetrics = ReturnType<typeof gatewayMetrics>;

@@ -1,0 +1,158 @@
+/**
+ * nginx.conf for the gateway, rendered from the typed config (pure; `nginx -t` checks the
+ * output in the tests). nginx runs as the gateway's non-root user with everything it
+ * writes under a tmpfs runtime directory; it is the only thing the internet talks to.
+ *
+ * Limits live here so a hostile client is turned away before Node.js sees a byte:
+ * body size (413), header size (400/494 → JSON), slow headers and bodies (timeouts),
+ * requests and connections per address (429). Every error nginx produces itself is JSON
+ * in the same shape as the app's.
+ */
+export interface NginxOptions {
+  runDir: string;
+  httpPort: number;
+  httpsPort: number;
+  ipv6: boolean;
+  appPort: number;
+  certFile: string;
+  keyFile: string;
+  maxBodyBytes: number;
+  ratePerSecond: number;
+  rateBurst: number;
+  connectionsPerAddress: number;
+  requestTimeoutMs: number;
+}
+
+const JSON_ERRORS: Record<number, [string, string]> = {
+  400: ['bad_request', 'malformed request'],
+  404: ['not_found', 'no such endpoint'],
+  405: ['method_not_allowed', 'method not allowed'],
+  408: ['request_timeout', 'request took too long to arrive'],
+  413: ['body_too_large', 'body too large'],
+  414: ['uri_too_long', 'URI too long'],
+  429: ['rate_limited', 'too many requests'],
+  494: ['headers_too_large', 'request headers too large'],
+  500: ['internal', 'internal error'],
+  502: ['unavailable', 'gateway app unavailable'],
+  503: ['unavailable', 'service unavailable'],
+  504: ['deadline_exceeded', 'the request did not complete in time'],
+};
+
+function errorLocations(): string {
+  return Object.entries(JSON_ERRORS)
+    .map(([status, [code, message]]) => {
+      // 494 is nginx's own code for oversized headers; clients see 400.
+      const sent = status === '494' ? 400 : Number(status);
+      return `    location = /_nonstop_error/${status} {\n      internal;\n      default_type application/json;\n      return ${sent} '{"error":{"code":"${code}","message":"${message}"}}';\n    }`;
+    })
+    .join('\n');
+}
+
+function errorPages(): string {
+  return Object.keys(JSON_ERRORS)
+    .map((s) => `    error_page ${s} /_nonstop_error/${s};`)
+    .join('\n');
+}
+
+export function renderNginxConf(o: NginxOptions): string {
+  const listen = (port: number, ssl: boolean): string => {
+    const suffix = ssl ? ' ssl' : '';
+    return `    listen ${port}${suffix};` + (o.ipv6 ? `\n    listen [::]:${port}${suffix};` : '');
+  };
+  const timeoutS = Math.ceil(o.requestTimeoutMs / 1000) + 5;
+  return `# Rendered by the gateway at start; do not edit.
+worker_processes 1;
+pid ${o.runDir}/nginx.pid;
+daemon off;
+error_log stderr warn;
+
+events {
+  worker_connections 4096;
+}
+
+http {
+  default_type application/octet-stream;
+  server_tokens off;
+  log_format json escape=json '{"time":"$time_iso8601","remote":"$remote_addr","method":"$request_method","uri":"$uri","status":$status,"bytes":$bytes_sent,"request_time":$request_time,"request_id":"$upstream_http_x_request_id"}';
+  access_log /dev/stdout json;
+
+  client_body_temp_path ${o.runDir}/client_body;
+  proxy_temp_path ${o.runDir}/proxy;
+  fastcgi_temp_path ${o.runDir}/fastcgi;
+  uwsgi_temp_path ${o.runDir}/uwsgi;
+  scgi_temp_path ${o.runDir}/scgi;
+
+  # Bodies stay in memory up to the limit: nothing a client sends is written to disk.
+  client_max_body_size ${o.maxBodyBytes};
+  client_body_buffer_size ${o.maxBodyBytes};
+  client_body_in_single_buffer on;
+  client_header_buffer_size 1k;
+  large_client_header_buffers 4 8k;
+  # Slowloris: a client that trickles headers or body is cut off.
+  client_header_timeout 10s;
+  client_body_timeout 10s;
+  send_timeout 10s;
+  keepalive_timeout 30s;
+  keepalive_requests 10000;
+  reset_timedout_connection on;
+
+  limit_req_zone $binary_remote_addr zone=per_address:10m rate=${o.ratePerSecond}r/s;
+  limit_conn_zone $binary_remote_addr zone=conn_per_address:10m;
+  limit_req_status 429;
+  limit_conn_status 429;
+
+  upstream gateway_app {
+    server 127.0.0.1:${o.appPort};
+    keepalive 64;
+  }
+
+  server {
+${listen(o.httpPort, false)}
+    location / {
+      # Tokens must never travel in clear: plain HTTP only points to HTTPS.
+      default_type application/json;
+      return 308 https://$host$request_uri;
+    }
+  }
+
+  server {
+${listen(o.httpsPort, true)}
+    ssl_certificate ${o.certFile};
+    ssl_certificate_key ${o.keyFile};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers off;
+    ssl_session_cache shared:TLS:10m;
+    ssl_session_tickets off;
+    add_header Strict-Transport-Security "max-age=63072000" always;
+    add_header X-Content-Type-Options nosniff always;
+
+${errorPages()}
+
+    location /v1/ {
+      limit_req zone=per_address burst=${o.rateBurst} nodelay;
+      limit_conn conn_per_address ${o.connectionsPerAddress};
+      proxy_pass http://gateway_app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_request_buffering on;
+      proxy_buffering on;
+      proxy_connect_timeout 2s;
+      proxy_read_timeout ${timeoutS}s;
+      proxy_send_timeout ${timeoutS}s;
+      # The app's own JSON errors pass through; only nginx's are replaced.
+      proxy_intercept_errors off;
+    }
+
+    location / {
+      default_type application/json;
+      return 404 '{"error":{"code":"not_found","message":"no such endpoint"}}';
+    }
+
+${errorLocations()}
+  }
+}
+`;
+}

@@ -1,0 +1,105 @@
+import { EventEmitter } from 'node:events';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from '../../common/log/logger';
+import { queueKeys } from '../../common/queue/keys';
+import type { Tunnel } from '../tunnel/tunnel';
+
+export interface QueueCredentials {
+  username: string;
+  password: string;
+}
+
+/**
+ * The gateway's two Redis connections through one tunnel: one for commands (XADD, GETDEL)
+ * and one subscribed to this gateway's reply channel. Fail-fast: no offline queue, no
+ * retries of in-flight commands (a retried XADD could enqueue twice), commands time out.
+ * The broker's ACL lets this user do nothing else.
+ */
+export class Lane extends EventEmitter<{ ready: []; unready: []; resync: []; reply: [requestId: string] }> {
+  readonly cmd: Redis;
+  private readonly sub: Redis;
+  private cmdUp = false;
+  private subUp = false;
+  ready = false;
+  /** Requests sent on this lane that have no reply yet. */
+  readonly inflight = new Set<string>();
+
+  constructor(
+    readonly tunnel: Tunnel,
+    gatewayId: string,
+    creds: QueueCredentials,
+    commandTimeoutMs: number,
+    private readonly log: Logger,
+  ) {
+    super();
+    const opts: RedisOptions = {
+      host: '127.0.0.1',
+      port: tunnel.localPort,
+      username: creds.username,
+      password: creds.password,
+      enableReadyCheck: false,
+      disableClientInfo: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      enableAutoPipelining: true,
+      connectTimeout: 5000,
+      commandTimeout: commandTimeoutMs,
+      retryStrategy: (n) => Math.min(50 * 2 ** n, 2000),
+      lazyConnect: true,
+    };
+    this.cmd = new Redis(opts);
+    this.sub = new Redis({ ...opts, commandTimeout: undefined });
+    const channel = queueKeys.replies(gatewayId);
+    for (const [conn, name] of [
+      [this.cmd, 'cmd'],
+      [this.sub, 'sub'],
+    ] as const) {
+      conn.on('error', (err: Error) => log.debug('queue connection error', { tunnel: tunnel.id, conn: name, err: err.message }));
+      conn.on('close', () => this.setUp(name, false));
+    }
+    // With the ready check off, 'ready' fires on TCP connect; a PING/SUBSCRIBE round trip
+    // through the tunnel is the real signal that the broker's Redis answers.
+    this.cmd.on('ready', () => {
+      this.cmd.ping().then(
+        () => this.setUp('cmd', true),
+        (err: Error) => log.warn('queue ping failed', { tunnel: tunnel.id, err: err.message }),
+      );
+    });
+    this.sub.on('ready', () => {
+      // After a reconnect ioredis re-subscribes by itself (before any other command); a
+      // reply announced while we were away is fetched by the owner's resync.
+      if (!this.subscribedOnce) return;
+      this.setUp('sub', true);
+      this.emit('resync');
+    });
+    this.sub.on('message', (_channel: string, requestId: string) => this.emit('reply', requestId));
+    this.channel = channel;
+  }
+
+  private readonly channel: string;
+  private subscribedOnce = false;
+
+  async connect(): Promise<void> {
+    await Promise.all([this.cmd.connect(), this.sub.connect()]);
+    await this.sub.subscribe(this.channel);
+    this.subscribedOnce = true;
+    this.setUp('sub', true);
+  }
+
+  private setUp(which: 'cmd' | 'sub', up: boolean): void {
+    if (which === 'cmd') this.cmdUp = up;
+    else this.subUp = up;
+    const ready = this.cmdUp && this.subUp;
+    if (ready === this.ready) return;
+    this.ready = ready;
+    this.log.info(ready ? 'queue lane ready' : 'queue lane not ready', { tunnel: this.tunnel.id, broker: this.tunnel.peer.name });
+    this.emit(ready ? 'ready' : 'unready');
+  }
+
+  close(): void {
+    this.ready = false;
+    this.cmd.disconnect();
+    this.sub.disconnect();
+  }
+}

@@ -1,0 +1,202 @@
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { Server, type AuthContext, type Connection } from 'ssh2';
+import type { Logger } from '../../common/log/logger';
+import { fingerprintOfBlob } from '../../common/pki/ssh-keys';
+import type { GatewayMetrics } from '../metrics';
+import { Tunnel } from '../tunnel/tunnel';
+import { findAuthorizedKey, type AuthorizedKey } from './authorized-keys';
+import type { FailureLimiter } from './failure-limiter';
+import { forwardRefusal } from './forward-policy';
+
+export interface SshServerOptions {
+  hostKey: string;
+  authorizedKeys: readonly AuthorizedKey[];
+  /** The one port a broker may ask to have forwarded (its Redis). */
+  queuePort: number;
+  /** Whether a TCP connection from this address may proceed (a knock grant). */
+  admit: (address: string) => boolean;
+  limiter: FailureLimiter;
+  keepaliveIntervalMs: number;
+  keepaliveCountMax: number;
+  /** A connection that has not set up its forward within this time is closed. */
+  setupTimeoutMs: number;
+  maxConnections: number;
+}
+
+/**
+ * The gateway's SSH server: the door a broker walks through after knocking. It accepts
+ * public-key authentication with pinned broker keys only, and grants exactly one thing:
+ * the reverse forward of the queue port on loopback. Sessions (shell, exec, sftp, agent,
+ * X11), direct-tcpip (-L, -D), other ports and other global requests are refused and
+ * logged.
+ */
+export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
+  private readonly ssh: Server;
+  private readonly tcp: NetServer;
+  private readonly connections = new Set<Socket>();
+
+  constructor(
+    private readonly opts: SshServerOptions,
+    private readonly metrics: GatewayMetrics,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.ssh = new Server(
+      {
+        hostKeys: [opts.hostKey],
+        keepaliveInterval: opts.keepaliveIntervalMs,
+        keepaliveCountMax: opts.keepaliveCountMax,
+        ident: 'SSH-2.0-nonstop',
+      },
+      (client, info) => this.onClient(client, info.ip),
+    );
+    // Admission happens on the raw TCP socket, before a byte of SSH is spoken.
+    this.tcp = createServer((socket) => this.onSocket(socket));
+    this.tcp.maxConnections = opts.maxConnections;
+  }
+
+  listen(port: number, host: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.tcp.once('error', reject);
+      this.tcp.listen(port, host, () => {
+        this.tcp.off('error', reject);
+        this.log.info('ssh listening', { host, port });
+        resolve();
+      });
+    });
+  }
+
+  get port(): number {
+    const a = this.tcp.address();
+    return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  private onSocket(socket: Socket): void {
+    const address = normalizeAddress(socket.remoteAddress ?? '');
+    socket.on('error', () => socket.destroy());
+    if (this.opts.limiter.isBlocked(address)) {
+      this.metrics.sshConnections.inc({ result: 'rate_limited' });
+      this.log.warn('ssh connection refused: too many failed authentications', { src: address });
+      return void socket.destroy();
+    }
+    if (!this.opts.admit(address)) {
+      this.metrics.sshConnections.inc({ result: 'no_knock' });
+      this.log.warn('ssh connection refused: no open knock window', { src: address });
+      return void socket.destroy();
+    }
+    this.metrics.sshConnections.inc({ result: 'admitted' });
+    this.connections.add(socket);
+    socket.on('close', () => this.connections.delete(socket));
+    this.ssh.injectSocket(socket);
+  }
+
+  private onClient(client: Connection, rawAddress: string): void {
+    const address = normalizeAddress(rawAddress);
+    const log = this.log.child({ src: address, conn: randomUUID().slice(0, 8) });
+    let broker: AuthorizedKey | undefined;
+    let tunnel: Tunnel | undefined;
+    const setupTimer = setTimeout(() => {
+      log.warn('ssh connection closed: no forward requested in time');
+      client.end();
+    }, this.opts.setupTimeoutMs);
+
+    client.on('error', (err) => log.info('ssh connection error', { err: err.message }));
+    client.on('close', () => {
+      clearTimeout(setupTimer);
+      tunnel?.close();
+    });
+
+    client.on('authentication', (ctx: AuthContext) => {
+      if (ctx.method === 'none') return ctx.reject(['publickey']);
+      if (ctx.method !== 'publickey') {
+        this.failAuth(address, ctx.method, log);
+        return ctx.reject(['publickey']);
+      }
+      const match = findAuthorizedKey(this.opts.authorizedKeys, ctx.key.algo, ctx.key.data);
+      if (!match) {
+        this.failAuth(address, 'publickey', log, fingerprintOfBlob(ctx.key.data));
+        return ctx.reject(['publickey']);
+      }
+      // Without a signature this is the client asking whether the key would do.
+      if (!ctx.signature) return ctx.accept();
+      if (!ctx.blob || match.key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) {
+        this.failAuth(address, 'publickey', log);
+        return ctx.reject(['publickey']);
+      }
+      broker = match;
+      log.info('broker authenticated', { broker: match.comment, user: ctx.username });
+      ctx.accept();
+    });
+
+    client.on('ready', () => {
+      const refuse = (kind: string, detail?: Record<string, unknown>): void => {
+        this.metrics.sshRefused.inc({ kind });
+        log.warn('ssh request refused', { kind, broker: broker?.comment, ...detail });
+      };
+      client.on('session', (_accept, reject) => {
+        refuse('session');
+        reject();
+      });
+      client.on('tcpip', (_accept, reject, info) => {
+        refuse('direct-tcpip', { destPort: info.destPort });
+        reject();
+      });
+      client.on('openssh.streamlocal', (_accept, reject) => {
+        refuse('streamlocal');
+        reject();
+      });
+      client.on('request', (accept, reject, name, info) => {
+        if (name === 'tcpip-forward') {
+          const why = forwardRefusal(info, this.opts.queuePort, tunnel !== undefined);
+          if (why !== undefined) {
+            refuse('tcpip-forward', { bindAddr: info.bindAddr, bindPort: info.bindPort, why });
+            return reject?.();
+          }
+          const t = new Tunnel(randomUUID(), { name: broker?.comment ?? 'unknown', address }, client, info, log);
+          tunnel = t;
+          t.open().then(
+            () => {
+              clearTimeout(setupTimer);
+              accept?.();
+              log.info('tunnel open', { tunnel: t.id, broker: broker?.comment, localPort: t.localPort });
+              this.emit('tunnel', t);
+            },
+            (err: Error) => {
+              log.error('tunnel listener failed', { err: err.message });
+              tunnel = undefined;
+              reject?.();
+            },
+          );
+          return;
+        }
+        if (name === 'cancel-tcpip-forward' && tunnel && info.bindPort === this.opts.queuePort) {
+          tunnel.close();
+          tunnel = undefined;
+          return accept?.();
+        }
+        refuse(name, { bindAddr: info.bindAddr, bindPort: info.bindPort });
+        reject?.();
+      });
+    });
+  }
+
+  private failAuth(address: string, method: string, log: Logger, fingerprint?: string): void {
+    this.opts.limiter.recordFailure(address);
+    this.metrics.sshAuthFailures.inc({ method });
+    log.warn('ssh authentication failed', { method, fingerprint });
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.tcp.close(() => resolve());
+      for (const s of this.connections) s.destroy();
+    });
+  }
+}
+
+/** "::ffff:10.0.0.2" (an IPv4 client on a dual-stack socket) → "10.0.0.2". */
+export function normalizeAddress(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
