@@ -169,6 +169,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     nginxConf,
     renderNginxConf({
       runDir: nginxDir,
+      accessLog: '/dev/stdout',
       httpPort: config.http.httpPort,
       httpsPort: config.http.httpsPort,
       ipv6: ipv6Enabled(),
@@ -185,7 +186,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   );
   const nginx = new ChildSupervisor(
     // SIGQUIT is nginx's graceful stop: finish requests in flight, then exit.
-    { name: 'nginx', command: process.env.NGINX_BINARY ?? '/usr/sbin/nginx', args: ['-c', nginxConf, '-e', 'stderr'], stopSignal: 'SIGQUIT', stopTimeoutMs: config.http.requestTimeoutMs + 2000 },
+    { name: 'nginx', command: process.env.NGINX_BINARY ?? '/usr/sbin/nginx', args: ['-c', nginxConf, '-e', 'stderr'], stopSignal: 'SIGQUIT', stopTimeoutMs: config.http.requestTimeoutMs + 2000, stdout: 'inherit' },
     componentLogger(log, 'nginx'),
   );
   nginx.start();

@@ -18,6 +18,11 @@ export interface ChildSpec {
   backoff?: BackoffPolicy;
   /** A run longer than this resets the backoff counter. */
   stableAfterMs?: number;
+  /**
+   * 'inherit' passes the child's stdout straight to ours (for a child that already writes
+   * JSON lines and must open /dev/stdout itself, which fails on a socket pair).
+   */
+  stdout?: 'pipe' | 'inherit';
 }
 
 const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 200, capMs: 10_000, minMs: 100 };
@@ -43,8 +48,10 @@ export class ChildSupervisor extends EventEmitter {
     super();
   }
 
+  private alive = false;
+
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.alive;
   }
 
   get pid(): number | undefined {
@@ -53,25 +60,16 @@ export class ChildSupervisor extends EventEmitter {
 
   start(): void {
     if (this.stopping) return;
-    const opts: SpawnOptions = { stdio: ['ignore', 'pipe', 'pipe'], env: this.spec.env ?? process.env };
+    const opts: SpawnOptions = { stdio: ['ignore', this.spec.stdout ?? 'pipe', 'pipe'], env: this.spec.env ?? process.env };
     if (this.spec.cwd) opts.cwd = this.spec.cwd;
     const child = spawn(this.spec.command, this.spec.args, opts);
     this.child = child;
     this.startedAt = Date.now();
-    child.on('error', (err) => {
-      this.log.error('child failed to start', { child: this.spec.name, err: err.message });
-    });
-    for (const stream of [child.stdout, child.stderr]) {
-      if (!stream) continue;
-      createInterface({ input: stream }).on('line', (line) => {
-        if (line.trim() !== '') this.log.info(line, { child: this.spec.name });
-      });
-    }
-    child.on('spawn', () => {
-      this.log.info('child started', { child: this.spec.name, pid: child.pid });
-      this.emit('started', child.pid);
-    });
-    child.on('exit', (code, signal) => {
+    let ended = false;
+    const onEnded = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (ended) return;
+      ended = true;
+      this.alive = false;
       this.emit('exited', code, signal);
       if (this.stopping) return;
       const ranMs = Date.now() - this.startedAt;
@@ -80,7 +78,24 @@ export class ChildSupervisor extends EventEmitter {
       this.restarts++;
       this.log.warn('child exited; restarting', { child: this.spec.name, code, signal, ranMs, delayMs: delay });
       this.restartTimer = setTimeout(() => this.start(), delay);
+    };
+    child.on('error', (err) => {
+      this.log.error('child failed', { child: this.spec.name, err: err.message });
+      // A child that never started (ENOENT, EACCES) emits no 'exit'.
+      if (child.pid === undefined) onEnded(null, null);
     });
+    for (const stream of [child.stdout, child.stderr]) {
+      if (!stream) continue;
+      createInterface({ input: stream }).on('line', (line) => {
+        if (line.trim() !== '') this.log.info(line, { child: this.spec.name });
+      });
+    }
+    child.on('spawn', () => {
+      this.alive = true;
+      this.log.info('child started', { child: this.spec.name, pid: child.pid });
+      this.emit('started', child.pid);
+    });
+    child.on('exit', onEnded);
   }
 
   /** Resolves once the child has exited (or was never running). */
@@ -88,7 +103,7 @@ export class ChildSupervisor extends EventEmitter {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    if (!child || !this.alive) return;
     await new Promise<void>((resolve) => {
       const killTimer = setTimeout(() => {
         this.log.warn('child did not stop in time; killing', { child: this.spec.name });

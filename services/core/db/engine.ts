@@ -46,7 +46,8 @@ export function engineCommand(cfg: DbConfig, password: string): EngineCommand {
       '--debug-addr=-',
       '--telemetry=disable',
       '--log-format=json',
-      '--log-level=warn',
+      // Errors only: at WARN it logs whole error responses.
+      '--log-level=error',
       '--test-enable-new-auth',
       '--setup-database=admin',
       `--setup-username=${DB_USER}`,

@@ -36,8 +36,9 @@ export function renderRuleset(o: RulesetOptions): string {
     `    iif "lo" accept`,
     `    ct state invalid drop`,
     `    ct state established,related accept`,
-    `    meta l4proto icmp accept`,
-    `    meta l4proto ipv6-icmp accept`,
+    // Numeric protocols: the image has no /etc/protocols to resolve names from.
+    `    meta l4proto 1 accept`,
+    `    meta l4proto 58 accept`,
     `    tcp dport { ${o.publicPorts.join(', ')} } accept`,
     `    tcp dport ${o.sshPort} ip saddr @${SET_V4} accept`,
     `    tcp dport ${o.sshPort} ip6 saddr @${SET_V6} accept`,

@@ -10,6 +10,8 @@
  */
 export interface NginxOptions {
   runDir: string;
+  /** Where access lines go: /dev/stdout in the image (a pipe there), a file in tests. */
+  accessLog: string;
   httpPort: number;
   httpsPort: number;
   ipv6: boolean;
@@ -73,8 +75,11 @@ events {
 http {
   default_type application/octet-stream;
   server_tokens off;
-  log_format json escape=json '{"time":"$time_iso8601","remote":"$remote_addr","method":"$request_method","uri":"$uri","status":$status,"bytes":$bytes_sent,"request_time":$request_time,"request_id":"$upstream_http_x_request_id"}';
-  access_log /dev/stdout json;
+  # Access lines are JSON in the same shape as the app's (service, component, level,
+  # message), written straight to the container's stdout. Paths only; never bodies or
+  # query strings, which could carry data.
+  log_format json escape=json '{"service":"gateway","component":"nginx","level":"info","message":"access","timestamp":"$time_iso8601","remote":"$remote_addr","method":"$request_method","uri":"$uri","status":$status,"bytes":$bytes_sent,"request_time":$request_time,"requestId":"$upstream_http_x_request_id"}';
+  access_log ${o.accessLog} json;
 
   client_body_temp_path ${o.runDir}/client_body;
   proxy_temp_path ${o.runDir}/proxy;
