@@ -21,6 +21,7 @@ export const brokerEnv = {
   RECONNECT_BASE_MS: env.int({ min: 10, max: 60_000, def: 250 }),
   RECONNECT_CAP_MS: env.int({ min: 100, max: 600_000, def: 10_000 }),
   QUEUE_PORT: env.port(6379),
+  REDIS_PORT: env.port(6379),
   REDIS_MAXMEMORY_BYTES: env.int({ min: 1 << 20, max: 64 * 2 ** 30, def: 64 << 20 }),
   REDIS_BINARY: env.absPath('/usr/bin/redis-server'),
   REPLY_TTL_MS: env.int({ min: 1000, max: 600_000, def: 60_000 }),
@@ -89,6 +90,9 @@ export interface BrokerConfig {
   ssh: { privateKey: string; user: string; readyTimeoutMs: number; keepaliveIntervalMs: number; keepaliveCountMax: number };
   knock: { gapMs: number; settleMs: number };
   reconnect: { baseMs: number; capMs: number };
+  /** The port each gateway forwards to us (gateway side). */
+  queuePort: number;
+  /** Our redis-server's loopback port. */
   redis: { port: number; maxMemoryBytes: number; binary: string };
   queue: { replyTtlMs: number; concurrency: number; claimIdleMs: number; claimIntervalMs: number };
   schemaDir: string;
@@ -166,7 +170,8 @@ export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): Broke
     },
     knock: { gapMs: e.KNOCK_GAP_MS, settleMs: e.KNOCK_SETTLE_MS },
     reconnect: { baseMs: e.RECONNECT_BASE_MS, capMs: e.RECONNECT_CAP_MS },
-    redis: { port: e.QUEUE_PORT, maxMemoryBytes: e.REDIS_MAXMEMORY_BYTES, binary: e.REDIS_BINARY },
+    queuePort: e.QUEUE_PORT,
+    redis: { port: e.REDIS_PORT, maxMemoryBytes: e.REDIS_MAXMEMORY_BYTES, binary: e.REDIS_BINARY },
     queue: { replyTtlMs: e.REPLY_TTL_MS, concurrency: e.WORKER_CONCURRENCY, claimIdleMs: e.CLAIM_IDLE_MS, claimIntervalMs: e.CLAIM_INTERVAL_MS },
     schemaDir: e.SCHEMA_DIR,
     limits: { maxBytes: e.MAX_BODY_BYTES, maxDepth: e.MAX_DEPTH, maxKeys: e.MAX_KEYS, maxStringLength: e.MAX_STRING_LENGTH },

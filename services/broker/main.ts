@@ -4,7 +4,7 @@ import { createLogger, componentLogger, type Logger } from '../common/log/logger
 import { Lifecycle, installProcessHandlers } from '../common/lifecycle/shutdown';
 import { createRegistry, startMetricsServer } from '../common/metrics/server';
 import { loadBrokerConfig, type BrokerConfig } from './config';
-import { CoreClient } from './core/client';
+import { CoreClient } from './core-client/client';
 import { brokerMetrics } from './metrics';
 import { createPipeline } from './pipeline';
 import { QueueConsumer } from './queue/consumer';
@@ -69,7 +69,8 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
         knockGapMs: config.knock.gapMs,
         knockSettleMs: config.knock.settleMs,
         reconnect: config.reconnect,
-        queuePort: config.redis.port,
+        queuePort: config.queuePort,
+        redisPort: config.redis.port,
       },
       componentLogger(log, 'tunnel'),
     );

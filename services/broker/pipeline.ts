@@ -3,7 +3,7 @@ import { errorBody } from '../common/errors/api-error';
 import type { Logger } from '../common/log/logger';
 import { PROTOCOL_VERSION } from '../common/queue/keys';
 import type { ReplyEnvelope, RequestEnvelope } from '../common/queue/envelope';
-import type { CoreClient } from './core/client';
+import type { CoreClient } from './core-client/client';
 import type { BrokerMetrics } from './metrics';
 import type { RequestValidator } from './validate/validator';
 

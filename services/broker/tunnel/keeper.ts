@@ -22,8 +22,10 @@ export interface KeeperOptions {
   knockGapMs: number;
   knockSettleMs: number;
   reconnect: { baseMs: number; capMs: number };
-  /** The port the gateway forwards, and where our redis-server listens. */
+  /** The port the gateway is asked to forward (its side of the tunnel). */
   queuePort: number;
+  /** Where our redis-server listens on loopback (the broker's side). */
+  redisPort: number;
 }
 
 export class HostKeyMismatchError extends Error {
@@ -134,7 +136,7 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
       client.on('tcp connection', (info, accept, rejectConn) => {
         if (info.destPort !== this.opts.queuePort) return rejectConn();
         const channel = accept();
-        const redis = netConnect(this.opts.queuePort, '127.0.0.1');
+        const redis = netConnect(this.opts.redisPort, '127.0.0.1');
         redis.setNoDelay(true);
         redis.on('error', () => channel.close());
         channel.on('error', () => redis.destroy());

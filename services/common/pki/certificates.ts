@@ -22,7 +22,7 @@ export interface PemPair {
 }
 
 async function keyPair(): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']));
 }
 
 async function privateKeyPem(key: CryptoKey): Promise<string> {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { utils } from 'ssh2';
+import { utils, type ParsedKey } from 'ssh2';
 
 /**
  * SSH keys in OpenSSH formats, the way OpenSSH and ssh2 both read them: ed25519 key pairs,
@@ -24,8 +24,12 @@ export function fingerprintOfBlob(blob: Buffer): string {
 
 /** Fingerprint of a public key given as an authorized_keys line or a private key. */
 export function fingerprintOfKey(key: string | Buffer): string {
+  return fingerprintOfBlob(parseOneKey(key).getPublicSSH());
+}
+
+/** ssh2's parseKey, narrowed to one key or an exception. */
+export function parseOneKey(key: string | Buffer): ParsedKey {
   const parsed = utils.parseKey(key);
-  const k = Array.isArray(parsed) ? parsed[0] : parsed;
-  if (!k || k instanceof Error) throw new Error(`cannot parse key: ${k instanceof Error ? k.message : 'no key'}`);
-  return fingerprintOfBlob(k.getPublicSSH());
+  if (parsed instanceof Error) throw new Error(`cannot parse key: ${parsed.message}`);
+  return parsed;
 }

@@ -60,8 +60,8 @@ export function decodeRequest(text: string): RequestEnvelope {
   } catch {
     throw new PoisonMessageError('bad_json', 'envelope is not JSON');
   }
-  if (typeof raw === 'object' && raw !== null && 'v' in raw && (raw as { v: unknown }).v !== PROTOCOL_VERSION) {
-    throw new PoisonMessageError('unknown_version', `protocol version ${JSON.stringify((raw as { v: unknown }).v)} is not ${PROTOCOL_VERSION}`);
+  if (typeof raw === 'object' && raw !== null && 'v' in raw && (raw).v !== PROTOCOL_VERSION) {
+    throw new PoisonMessageError('unknown_version', `protocol version ${JSON.stringify((raw).v)} is not ${PROTOCOL_VERSION}`);
   }
   const parsed = requestSchema.safeParse(raw);
   if (!parsed.success) {

@@ -1,40 +1,10 @@
 import { ConfigError } from '../../common/errors/config-error';
 import { isNonstopError } from '../../common/errors/nonstop-error';
-import { TokenStore, type Scope } from '../auth/tokens';
+import { TokenStore } from '../auth/tokens';
 import { loadDbConfig } from '../config';
 import { connectClient, ensureDbPassword } from '../db/database';
 import { DB_NAME } from '../db/engine';
-
-const USAGE = `usage:
-  nonstop-admin token create --collections a,b --scopes read,write [--expires-in 30d] [--label text]
-  nonstop-admin token list
-  nonstop-admin token revoke ID`;
-
-class UsageError extends Error {}
-
-function parseFlags(args: string[]): Map<string, string> {
-  const flags = new Map<string, string>();
-  for (let i = 0; i < args.length; i += 2) {
-    const name = args[i]!;
-    const value = args[i + 1];
-    if (!name.startsWith('--') || value === undefined) throw new UsageError(`unexpected argument ${JSON.stringify(name)}`);
-    flags.set(name.slice(2), value);
-  }
-  return flags;
-}
-
-/** "30d", "12h", "15m" → milliseconds. */
-export function parseDuration(text: string): number {
-  const m = /^(\d{1,6})([smhd])$/.exec(text);
-  if (!m) throw new UsageError(`--expires-in takes a number and a unit (s, m, h, d), got ${JSON.stringify(text)}`);
-  return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
-}
-
-export function parseScopes(text: string): Scope[] {
-  const scopes = text.split(',').map((s) => s.trim());
-  for (const s of scopes) if (s !== 'read' && s !== 'write') throw new UsageError(`unknown scope ${JSON.stringify(s)} (read, write)`);
-  return scopes as Scope[];
-}
+import { parseCollections, parseDuration, parseFlags, parseScopes, USAGE, UsageError } from './args';
 
 /**
  * The operator's tool inside the core image (`docker compose exec core nonstop-admin ...`).
@@ -50,7 +20,7 @@ async function main(argv: string[]): Promise<number> {
     const tokens = new TokenStore(client.db(DB_NAME));
     if (verb === 'create') {
       const flags = parseFlags(rest);
-      const collections = (flags.get('collections') ?? '').split(',').map((c) => c.trim()).filter((c) => c !== '');
+      const collections = parseCollections(flags.get('collections'));
       const scopes = parseScopes(flags.get('scopes') ?? 'read,write');
       const expiresIn = flags.get('expires-in');
       const label = flags.get('label');

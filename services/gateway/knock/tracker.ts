@@ -88,7 +88,7 @@ export class KnockTracker {
       if (syn.dport === state.last.port && syn.sport === state.last.sport && syn.seq === state.last.seq) {
         return 'retransmit';
       }
-      const next = state.candidates.filter((c) => c.ports[state!.matched] === syn.dport);
+      const next = state.candidates.filter((c) => c.ports[state.matched] === syn.dport);
       if (next.length > 0) return this.advance(syn, state, next, t);
       this.progress.delete(syn.src);
       const restarted = this.start(syn, t);

@@ -1,4 +1,5 @@
-import { utils, type ParsedKey } from 'ssh2';
+import type { ParsedKey } from 'ssh2';
+import { parseOneKey } from '../../common/pki/ssh-keys';
 
 export interface AuthorizedKey {
   key: ParsedKey;
@@ -20,10 +21,12 @@ export function parseAuthorizedKeys(text: string): AuthorizedKey[] {
     if (!/^(ssh-|ecdsa-|sk-)/.test(fields[0] ?? '')) {
       throw new Error(`line ${i + 1}: options before the key type are not supported`);
     }
-    const parsed = utils.parseKey(`${fields[0]} ${fields[1] ?? ''}`);
-    if (parsed instanceof Error) throw new Error(`line ${i + 1}: ${parsed.message}`);
-    const key = Array.isArray(parsed) ? parsed[0] : parsed;
-    if (!key) throw new Error(`line ${i + 1}: no key`);
+    let key: ParsedKey;
+    try {
+      key = parseOneKey(`${fields[0]} ${fields[1] ?? ''}`);
+    } catch (err) {
+      throw new Error(`line ${i + 1}: ${(err as Error).message}`);
+    }
     keys.push({ key, comment: fields.slice(2).join(' ') });
   });
   return keys;

@@ -1,0 +1,38 @@
+import type { Scope } from '../auth/tokens';
+
+/** A command line nonstop-admin cannot act on; printed with the usage. */
+export class UsageError extends Error {}
+
+export const USAGE = `usage:
+  nonstop-admin token create --collections a,b --scopes read,write [--expires-in 30d] [--label text]
+  nonstop-admin token list
+  nonstop-admin token revoke ID`;
+
+/** `--name value` pairs; anything else is a usage error. */
+export function parseFlags(args: string[]): Map<string, string> {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < args.length; i += 2) {
+    const name = args[i]!;
+    const value = args[i + 1];
+    if (!name.startsWith('--') || value === undefined) throw new UsageError(`unexpected argument ${JSON.stringify(name)}`);
+    flags.set(name.slice(2), value);
+  }
+  return flags;
+}
+
+/** "30d", "12h", "15m", "90s" → milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d{1,6})([smhd])$/.exec(text);
+  if (!m) throw new UsageError(`--expires-in takes a number and a unit (s, m, h, d), got ${JSON.stringify(text)}`);
+  return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+export function parseScopes(text: string): Scope[] {
+  const scopes = text.split(',').map((s) => s.trim());
+  for (const s of scopes) if (s !== 'read' && s !== 'write') throw new UsageError(`unknown scope ${JSON.stringify(s)} (read, write)`);
+  return scopes as Scope[];
+}
+
+export function parseCollections(text: string | undefined): string[] {
+  return (text ?? '').split(',').map((c) => c.trim()).filter((c) => c !== '');
+}
