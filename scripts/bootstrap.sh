@@ -21,6 +21,8 @@ ensure_docker_engine
 ensure_host_node
 ensure_node_base_image
 ensure_go_base_image
+# curl: the demo sends its sample record with it.
+apt_install curl
 
 if [ "$want_test_peers" = 1 ]; then
   # Each one is a real peer of a test: redis-server (queue and ACL), nginx -t (rendered

@@ -30,7 +30,7 @@ function testFiles(dir: string): string[] {
 const args = process.argv.slice(2);
 const grepAt = args.indexOf('--grep');
 const grep = grepAt >= 0 ? args[grepAt + 1] : undefined;
-const layers = args.filter((a, i) => (LAYERS as readonly string[]).includes(a) && i !== grepAt + 1);
+const layers = args.filter((a, i) => (LAYERS as readonly string[]).includes(a) && (grepAt < 0 || i !== grepAt + 1));
 const chosen = layers.length > 0 ? layers : [...LAYERS];
 
 const mocha = new Mocha({ reporter: 'spec', timeout: 30_000, slow: 2000, ...(grep ? { grep } : {}) });

@@ -11,7 +11,9 @@ import { ConfigError } from '../errors/config-error';
 export type EnvShape = Record<string, z.ZodType<unknown, string | undefined>>;
 export type EnvOf<S extends EnvShape> = { [K in keyof S]: z.output<S[K]> };
 
-const SECRET_NAME = /(SECRET|PASSWORD|TOKEN|KEY)(?!_FILE)/;
+const SECRET_NAME = /SECRET|PASSWORD|TOKEN|KEY/;
+/** A secret-looking name, except `*_FILE` variables: those hold a path, shown to help the operator. */
+const isSecretName = (name: string): boolean => SECRET_NAME.test(name) && !name.endsWith('_FILE');
 
 export function parseEnv<S extends EnvShape>(shape: S, env: NodeJS.ProcessEnv = process.env): EnvOf<S> {
   const problems: string[] = [];
@@ -23,7 +25,7 @@ export function parseEnv<S extends EnvShape>(shape: S, env: NodeJS.ProcessEnv = 
     if (result.success) {
       out[name] = result.data;
     } else {
-      const shown = value === undefined ? '(unset)' : SECRET_NAME.test(name) ? '(hidden)' : JSON.stringify(value);
+      const shown = value === undefined ? '(unset)' : isSecretName(name) ? '(hidden)' : JSON.stringify(value);
       const why = result.error.issues.map((i) => i.message).join(', ');
       problems.push(`${name}=${shown}: ${why}`);
     }

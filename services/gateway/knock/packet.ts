@@ -99,7 +99,8 @@ function decodeIpv6(b: Buffer, o: number): Syn | undefined {
 }
 
 function decodeTcp(b: Buffer, o: number, src: string): Syn | undefined {
-  if (b.length < o + 14) return undefined;
+  // The fixed 20-byte header must be there and say so (data offset >= 5 words).
+  if (b.length < o + 20 || b[o + 12]! >> 4 < 5) return undefined;
   const flags = b[o + 13]!;
   if ((flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) !== TCP_SYN) return undefined;
   return { src, sport: b.readUInt16BE(o), dport: b.readUInt16BE(o + 2), seq: b.readUInt32BE(o + 4) };

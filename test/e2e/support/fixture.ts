@@ -1,0 +1,20 @@
+import type Docker from 'dockerode';
+import { buildAll, type ImageSet } from './build';
+import { docker } from './docker';
+import { Stack } from './stack';
+
+export const TEST_TAG = 'test';
+
+let images: Promise<ImageSet> | undefined;
+
+/** Builds the images once per test process (Docker's layer cache makes repeats cheap). */
+export function testImages(d: Docker = docker()): Promise<ImageSet> {
+  images ??= buildAll(d, TEST_TAG);
+  return images;
+}
+
+/** Builds the images if needed and brings a fresh stack up. */
+export async function upStack(env: Record<string, string> = {}): Promise<Stack> {
+  const d = docker();
+  return Stack.up(d, await testImages(d), { tag: TEST_TAG, env });
+}

@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { GatewayTarget } from '../../../../services/broker/config';
+import { TunnelKeeper, type TunnelState } from '../../../../services/broker/tunnel/keeper';
+import { memoryLogger } from '../../../support/logger';
+import { freePort } from '../../../support/ports';
+import {
+  counterValue,
+  Procs,
+  redisCommand,
+  startGateway,
+  startRedis,
+  startSshd,
+  writeKeyPair,
+  type GatewayFixture,
+  type KeyFiles,
+  type Proc,
+  type RedisFixture,
+} from '../../../support/ssh-fixtures';
+import { tempDir } from '../../../support/tmp';
+import { waitFor } from '../../../support/wait';
+
+describe('TunnelKeeper against real SSH servers', function () {
+  this.timeout(30_000);
+
+  let tmp: ReturnType<typeof tempDir>;
+  const shared = new Procs();
+  let redis: RedisFixture;
+  let hostKey: KeyFiles;
+  let impostorKey: KeyFiles;
+  let brokerKey: KeyFiles;
+  let knockPorts: number[];
+
+  let procs: Procs;
+  let logs: ReturnType<typeof memoryLogger>;
+  let keeper: TunnelKeeper | undefined;
+  let states: TunnelState[];
+  let gateways: GatewayFixture[];
+
+  before(async () => {
+    tmp = tempDir('nonstop-keeper-');
+    hostKey = writeKeyPair(tmp.dir, 'host_ed25519', 'gateway-host');
+    impostorKey = writeKeyPair(tmp.dir, 'impostor_ed25519', 'impostor-host');
+    brokerKey = writeKeyPair(tmp.dir, 'broker_ed25519', 'broker-1');
+    redis = await startRedis(shared, tmp.dir);
+    // Closed ports on loopback: the knock's SYNs are refused there, which the keeper ignores.
+    knockPorts = [await freePort(), await freePort(), await freePort()];
+  });
+
+  after(async () => {
+    await shared.stopAll();
+    tmp.cleanup();
+  });
+
+  beforeEach(() => {
+    procs = new Procs();
+    logs = memoryLogger();
+    states = [];
+    gateways = [];
+  });
+
+  afterEach(async () => {
+    if (keeper) {
+      keeper.stop();
+      await waitFor('the keeper to stop', () => keeper?.state === 'stopped', 10_000, 20);
+      keeper = undefined;
+    }
+    for (const g of gateways) await g.close();
+    await procs.stopAll();
+  });
+
+  function target(sshPort: number, hostKeyFingerprint: string): GatewayTarget {
+    return {
+      id: 'gw-test',
+      host: '127.0.0.1',
+      sshPort,
+      hostKeyFingerprint,
+      queueUsername: 'gateway-gw-test',
+      queuePasswordSha256: '0'.repeat(64),
+      knock: { mode: 'static', ports: knockPorts },
+    };
+  }
+
+  function startKeeper(t: GatewayTarget, queuePort: number, user = 'broker'): TunnelKeeper {
+    const k = new TunnelKeeper(
+      t,
+      {
+        privateKey: brokerKey.privateKey,
+        user,
+        readyTimeoutMs: 5000,
+        keepaliveIntervalMs: 1000,
+        keepaliveCountMax: 3,
+        knockGapMs: 1,
+        knockSettleMs: 0,
+        reconnect: { baseMs: 50, capMs: 500 },
+        queuePort,
+        redisPort: redis.port,
+      },
+      logs.log,
+    );
+    k.on('state', (s) => states.push(s));
+    keeper = k;
+    k.start();
+    return k;
+  }
+
+  async function gateway(queuePort: number, port?: number): Promise<GatewayFixture> {
+    const g = await startGateway({ hostKey, authorizedKeys: brokerKey.publicKey, queuePort, log: logs.log, ...(port ? { port } : {}) });
+    gateways.push(g);
+    return g;
+  }
+
+  const count = (s: TunnelState): number => states.filter((x) => x === s).length;
+
+  describe('with the gateway SSH server', () => {
+    it('comes up with the pinned host key and carries the gateway’s connections to the local redis', async () => {
+      const queuePort = await freePort();
+      const g = await gateway(queuePort);
+      const k = startKeeper(target(g.port, hostKey.fingerprint), queuePort);
+      await waitFor('the keeper to be up', () => k.state === 'up');
+      assert.deepEqual(states.slice(0, 3), ['knocking', 'connecting', 'up']);
+      const tunnel = await waitFor('the server to announce the tunnel', () => g.tunnels[0]);
+      assert.equal(tunnel.peer.name, 'broker-1');
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(k.connects, 1);
+      assert.ok(logs.lines.some((l) => l.message === 'tunnel up' && l.gateway === 'gw-test'));
+    });
+
+    it('never comes up when the host key differs from the pin, logs the presented key as an error and keeps retrying', async () => {
+      const queuePort = await freePort();
+      const g = await gateway(queuePort);
+      const k = startKeeper(target(g.port, impostorKey.fingerprint), queuePort);
+      await waitFor('three failed attempts', () => count('backoff') >= 3 && count('connecting') >= 3);
+      assert.equal(count('up'), 0);
+      assert.equal(k.connects, 0);
+      assert.equal(g.tunnels.length, 0);
+      // Every attempt gets as far as SSH (not refused earlier) and fails on the host key.
+      const errors = logs.lines.filter((l) => l.level === 'error' && l.message === 'tunnel attempt failed');
+      assert.ok(errors.length >= 2, `expected an error line per attempt, got ${errors.length}`);
+      for (const e of errors) assert.match(String(e.err), new RegExp(hostKey.fingerprint.replace(/[+/]/g, '\\$&')));
+      // Attempts alternate with backoff: no two connection attempts back to back.
+      const attempts = states.filter((s) => s === 'connecting' || s === 'backoff');
+      for (let i = 1; i < attempts.length; i++) assert.ok(!(attempts[i] === 'connecting' && attempts[i - 1] === 'connecting'), states.join(','));
+    });
+
+    it('reconnects by itself when the gateway restarts on the same port with the same host key', async () => {
+      const queuePort = await freePort();
+      const first = await gateway(queuePort);
+      const port = first.port;
+      const k = startKeeper(target(port, hostKey.fingerprint), queuePort);
+      await waitFor('the first tunnel', () => first.tunnels[0]);
+      await waitFor('the keeper to be up', () => k.state === 'up');
+
+      await first.close();
+      await waitFor('the keeper to notice', () => k.state !== 'up' && count('backoff') >= 1);
+      // Let a few attempts fail against the closed port.
+      await waitFor('a failed reconnect attempt', () => logs.lines.some((l) => l.message === 'tunnel attempt failed'));
+
+      const second = await gateway(queuePort, port);
+      const tunnel = await waitFor('a tunnel on the restarted gateway', () => second.tunnels[0]);
+      await waitFor('the keeper to be up again', () => k.state === 'up');
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(k.connects, 2);
+    });
+
+    it('goes to stopped on stop() and connects no more', async () => {
+      const queuePort = await freePort();
+      const g = await gateway(queuePort);
+      const k = startKeeper(target(g.port, hostKey.fingerprint), queuePort);
+      const tunnel = await waitFor('the tunnel', () => g.tunnels[0]);
+      await waitFor('the keeper to be up', () => k.state === 'up');
+
+      const closed = once(tunnel, 'closed');
+      k.stop();
+      await waitFor('the keeper to stop', () => k.state === 'stopped');
+      await closed;
+      // Longer than the reconnect cap a few times over: a reconnect would have happened by now.
+      await sleep(1500);
+      assert.equal(k.state, 'stopped');
+      assert.equal(states.at(-1), 'stopped');
+      assert.equal(count('knocking'), 1);
+      assert.equal(k.connects, 1);
+      assert.equal(g.tunnels.length, 1);
+      assert.equal(await counterValue(g.metrics.sshConnections, { result: 'admitted' }), 1);
+    });
+
+    it('stops from backoff at once, without another attempt', async () => {
+      const queuePort = await freePort();
+      const g = await gateway(queuePort);
+      const port = g.port;
+      await g.close();
+      const k = startKeeper(target(port, hostKey.fingerprint), queuePort);
+      await waitFor('a failed attempt', () => k.state === 'backoff');
+      k.stop();
+      await waitFor('the keeper to stop', () => k.state === 'stopped');
+      const knocks = count('knocking');
+      // A gateway that would now accept it: the stopped keeper must not come.
+      const back = await gateway(queuePort, port);
+      await sleep(1500);
+      assert.equal(count('knocking'), knocks);
+      assert.equal(back.tunnels.length, 0);
+      assert.equal(await counterValue(back.metrics.sshConnections), 0);
+    });
+  });
+
+  describe('with OpenSSH sshd', () => {
+    let sshdDir: ReturnType<typeof tempDir>;
+
+    beforeEach(() => {
+      sshdDir = tempDir('nonstop-sshd-');
+    });
+
+    afterEach(() => {
+      sshdDir.cleanup();
+    });
+
+    it('comes up as root with sshd’s host key pinned, forwards sshd’s queue port listener to the local redis and survives an sshd restart', async () => {
+      const sshdPort = await freePort();
+      const queuePort = await freePort();
+      assert.notEqual(queuePort, redis.port);
+      const sshdHostKey = writeKeyPair(sshdDir.dir, 'ssh_host_ed25519_key', 'sshd-host');
+      const sshdOptions = { dir: sshdDir.dir, port: sshdPort, hostKey: sshdHostKey, authorizedKeys: brokerKey.publicKey, permitListen: `127.0.0.1:${queuePort}` };
+      let sshd: Proc = await startSshd(procs, sshdOptions);
+
+      const k = startKeeper(target(sshdPort, sshdHostKey.fingerprint), queuePort, 'root');
+      await waitFor(`the keeper to be up (sshd: ${sshd.output})`, () => k.state === 'up');
+      assert.equal(await redisCommand(queuePort, ['PING']), '+PONG');
+      assert.match(sshd.output, /Accepted publickey for root/);
+
+      await sshd.stop();
+      await waitFor('the keeper to go to backoff', () => k.state !== 'up' && count('backoff') >= 1);
+      await assert.rejects(redisCommand(queuePort, ['PING']));
+
+      sshd = await startSshd(procs, sshdOptions);
+      await waitFor(`the keeper to be up again (sshd: ${sshd.output})`, () => k.state === 'up' && k.connects === 2);
+      assert.equal(await redisCommand(queuePort, ['PING']), '+PONG');
+    });
+  });
+});

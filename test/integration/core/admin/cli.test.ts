@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { ApiError } from '../../../../services/common/errors/api-error';
+import { TokenStore } from '../../../../services/core/auth/tokens';
+import { startScratchDatabase, type TestDatabase } from '../../../support/core-fixtures';
+
+const CLI = join(__dirname, '../../../../services/core/admin/cli.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runCli(args: string[], env: Record<string, string>): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('nonstop-admin token commands against FerretDB', function () {
+  this.timeout(30_000);
+  let database: TestDatabase & { dataDir: string; cleanup: () => Promise<void> };
+  let env: Record<string, string>;
+  let tokens: TokenStore;
+
+  before(async () => {
+    database = await startScratchDatabase();
+    env = { DB_ENGINE: 'ferretdb', DB_PORT: String(database.cfg.port), DATA_DIR: database.dataDir };
+    tokens = new TokenStore(database.db);
+  });
+
+  after(async () => {
+    await database?.cleanup();
+  });
+
+  const tokenCount = (): Promise<number> => database.db.collection('tokens').countDocuments({});
+
+  async function create(...extra: string[]): Promise<{ token: string; id: string; run: Run }> {
+    const run = await runCli(['token', 'create', '--collections', 'notes,orders', '--scopes', 'read,write', ...extra], env);
+    assert.equal(run.code, 0, run.stderr);
+    const token = run.stdout.replace(/\n$/, '');
+    return { token, id: token.slice(4, 20), run };
+  }
+
+  it('prints only the new token on stdout and its id on stderr', async () => {
+    const { token, id, run } = await create();
+    assert.match(run.stdout, /^nst_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\n$/);
+    assert.equal(run.stdout.split('\n').length, 2);
+    assert.ok(run.stderr.includes(id), run.stderr);
+    assert.ok(!run.stderr.includes(token));
+  });
+
+  it('creates a token that authorizes its collections and scopes, and nothing else', async () => {
+    const { token, id } = await create();
+    assert.equal((await tokens.authorize(token, 'notes', 'write')).id, id);
+    assert.deepEqual((await tokens.authorize(token, 'orders', 'read')).collections, ['notes', 'orders']);
+    await assert.rejects(tokens.authorize(token, 'other', 'read'), (err: unknown) => err instanceof ApiError && err.status === 403);
+  });
+
+  it('records --label and --expires-in', async () => {
+    const { id } = await create('--expires-in', '1h', '--label', 'nightly job');
+    const doc = await database.db.collection('tokens').findOne({ _id: id as never });
+    assert.equal(doc?.label, 'nightly job');
+    const ahead = (doc?.expiresAt as Date).getTime() - Date.now();
+    assert.ok(ahead > 0 && ahead <= 3_600_000, String(ahead));
+  });
+
+  it('lists tokens as JSON lines without hashes or tokens', async () => {
+    const { token, id } = await create('--label', 'listed');
+    const run = await runCli(['token', 'list'], env);
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(lines.length, await tokenCount());
+    const mine = lines.find((t) => t._id === id);
+    assert.deepEqual(mine?.collections, ['notes', 'orders']);
+    assert.equal(mine?.label, 'listed');
+    for (const line of lines) {
+      assert.ok(!('hash' in line), JSON.stringify(line));
+      assert.ok(!('token' in line), JSON.stringify(line));
+    }
+    assert.ok(!run.stdout.includes(token.slice(21)));
+    assert.ok(!/[0-9a-f]{64}/.test(run.stdout), 'no SHA-256 hex in the listing');
+  });
+
+  it('revokes a token once: exit 0, then exit 1 for the same id', async () => {
+    const { token, id } = await create();
+    const first = await runCli(['token', 'revoke', id], env);
+    assert.equal(first.code, 0, first.stderr);
+    assert.ok(first.stderr.includes(id));
+    await assert.rejects(tokens.authorize(token, 'notes', 'read'), (err: unknown) => err instanceof ApiError && err.status === 401);
+    const second = await runCli(['token', 'revoke', id], env);
+    assert.equal(second.code, 1);
+    assert.ok(second.stderr.includes(id));
+  });
+
+  it('exits 1 when revoking an id that does not exist', async () => {
+    const run = await runCli(['token', 'revoke', '0000000000000000'], env);
+    assert.equal(run.code, 1);
+  });
+
+  it('exits 2 with the usage on stderr for bad command lines, creating nothing', async () => {
+    const before = await tokenCount();
+    for (const args of [
+      ['token', 'create', '--scopes', 'admin'],
+      ['token', 'create', '--collections'],
+      ['token', 'create', 'notes'],
+      ['token', 'create', '--collections', 'notes', '--expires-in', 'soon'],
+      ['token', 'revoke'],
+      ['token', 'revoke', 'a', 'b'],
+      ['token', 'frobnicate'],
+      ['token'],
+      [],
+    ]) {
+      const run = await runCli(args, env);
+      assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
+      assert.ok(run.stderr.includes('usage:'), `${args.join(' ')}: ${run.stderr}`);
+      assert.equal(run.stdout, '');
+    }
+    const scopes = await runCli(['token', 'create', '--scopes', 'admin'], env);
+    assert.ok(scopes.stderr.includes('unknown scope'), scopes.stderr);
+    assert.equal(await tokenCount(), before);
+  });
+
+  it('exits 2 without a token for an invalid collection name', async () => {
+    const before = await tokenCount();
+    const run = await runCli(['token', 'create', '--collections', 'no$tes', '--scopes', 'read'], env);
+    assert.equal(run.code, 2, run.stderr);
+    assert.equal(run.stdout, '');
+    assert.equal(await tokenCount(), before);
+  });
+
+  it('exits 2 naming the variable when the configuration is wrong', async () => {
+    const run = await runCli(['token', 'list'], { ...env, DB_PORT: 'not-a-port' });
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /DB_PORT/);
+    assert.equal(run.stdout, '');
+  });
+});

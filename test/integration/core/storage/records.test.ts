@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { ApiError } from '../../../../services/common/errors/api-error';
+import { RecordStore } from '../../../../services/core/storage/records';
+import { startScratchDatabase, type TestDatabase } from '../../../support/core-fixtures';
+
+interface IndexInfo {
+  name: string;
+  key: Record<string, number>;
+}
+
+type Doc = Parameters<RecordStore['insert']>[0];
+
+function recordDoc(data: Record<string, unknown>, over: Partial<Doc> = {}): Doc {
+  return { _id: randomUUID(), collection: 'notes', tokenId: '0123456789abcdef', bodySha256: RecordStore.bodyHash(JSON.stringify(data)), data, ...over };
+}
+
+describe('core RecordStore on FerretDB', function () {
+  this.timeout(30_000);
+  let database: TestDatabase & { cleanup: () => Promise<void> };
+  let store: RecordStore;
+
+  before(async () => {
+    database = await startScratchDatabase();
+    store = new RecordStore(database.db);
+    await store.init();
+  });
+
+  after(async () => {
+    await database?.cleanup();
+  });
+
+  const indexes = async (name: string): Promise<IndexInfo[]> => (await database.db.collection(name).listIndexes().toArray()) as IndexInfo[];
+  const count = (id: string): Promise<number> => database.db.collection('records').countDocuments({ _id: id as never });
+
+  it('creates the records and tokens indexes on init', async () => {
+    const recordIndexes = await indexes('records');
+    const tokenIndexes = await indexes('tokens');
+    const byName = (list: IndexInfo[], name: string) => list.find((i) => i.name === name);
+    assert.deepEqual(byName(recordIndexes, 'collection_createdAt')?.key, { collection: 1, createdAt: 1 });
+    assert.deepEqual(byName(tokenIndexes, 'createdAt')?.key, { createdAt: 1 });
+  });
+
+  it('init is idempotent on a database that already has the indexes', async () => {
+    await store.init();
+    const names = (await indexes('records')).map((i) => i.name).sort();
+    assert.deepEqual(names, ['_id_', 'collection_createdAt']);
+  });
+
+  it('returns an inserted record by collection and id', async () => {
+    const doc = recordDoc({ title: 'hello', n: 3, nested: { ok: true } });
+    const at = new Date('2024-05-01T10:00:00.000Z');
+    assert.equal(await store.insert(doc, at), true);
+    assert.deepEqual(await store.get('notes', doc._id), { id: doc._id, collection: 'notes', data: doc.data, createdAt: at.toISOString() });
+  });
+
+  it('stores one document when the same request is inserted twice and reports the replay', async () => {
+    const doc = recordDoc({ title: 'once' });
+    assert.equal(await store.insert(doc), true);
+    assert.equal(await store.insert({ ...doc, data: { title: 'once' } }), false);
+    assert.equal(await count(doc._id), 1);
+  });
+
+  it('refuses the same request id with a different body as a 409 conflict and keeps the original', async () => {
+    const doc = recordDoc({ title: 'original' });
+    await store.insert(doc);
+    const other = { title: 'overwrite' };
+    await assert.rejects(
+      store.insert({ ...doc, data: other, bodySha256: RecordStore.bodyHash(JSON.stringify(other)) }),
+      (err: unknown) => err instanceof ApiError && err.status === 409 && err.code === 'conflict',
+    );
+    assert.equal(await count(doc._id), 1);
+    assert.deepEqual((await store.get('notes', doc._id))?.data, { title: 'original' });
+  });
+
+  it('refuses the same request id in a different collection as a conflict', async () => {
+    const doc = recordDoc({ title: 'in notes' });
+    await store.insert(doc);
+    await assert.rejects(store.insert({ ...doc, collection: 'orders' }), (err: unknown) => err instanceof ApiError && err.status === 409);
+    assert.equal(await store.get('orders', doc._id), undefined);
+    assert.deepEqual((await store.get('notes', doc._id))?.data, { title: 'in notes' });
+    assert.equal(await count(doc._id), 1);
+  });
+
+  it('refuses the same request id from a different token as a conflict', async () => {
+    const doc = recordDoc({ title: 'mine' });
+    await store.insert(doc);
+    await assert.rejects(store.insert({ ...doc, tokenId: 'fedcba9876543210' }), (err: unknown) => err instanceof ApiError && err.status === 409);
+    assert.equal(await count(doc._id), 1);
+  });
+
+  it('finds nothing when the id is asked for under another collection', async () => {
+    const doc = recordDoc({ title: 'private' });
+    await store.insert(doc);
+    assert.equal(await store.get('orders', doc._id), undefined);
+    assert.notEqual(await store.get('notes', doc._id), undefined);
+  });
+
+  it('finds nothing for an id that was never stored', async () => {
+    assert.equal(await store.get('notes', randomUUID()), undefined);
+  });
+});

@@ -1,0 +1,398 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { Client, type KeyboardInteractiveAuthMethod, type PasswordAuthMethod } from 'ssh2';
+import { WindowGrants } from '../../../../services/gateway/knock/window-grants';
+import { memoryLogger } from '../../../support/logger';
+import { freePort } from '../../../support/ports';
+import {
+  counterValue,
+  probeBanner,
+  Procs,
+  redisCommand,
+  secretChunks,
+  socks5Connect,
+  startGateway,
+  startRedis,
+  startSsh,
+  writeKeyPair,
+  type GatewayFixture,
+  type GatewayFixtureOptions,
+  type KeyFiles,
+  type RedisFixture,
+} from '../../../support/ssh-fixtures';
+import { requireBinary } from '../../../support/binaries';
+import { tempDir } from '../../../support/tmp';
+import { waitFor } from '../../../support/wait';
+
+describe('GatewaySshServer with OpenSSH as the broker', function () {
+  this.timeout(20_000);
+
+  let tmp: ReturnType<typeof tempDir>;
+  const shared = new Procs();
+  let redis: RedisFixture;
+  let hostKey: KeyFiles;
+  let brokerA: KeyFiles;
+  let brokerB: KeyFiles;
+  let stranger: KeyFiles;
+  let queuePort: number;
+
+  let procs: Procs;
+  let logs: ReturnType<typeof memoryLogger>;
+  let gw: GatewayFixture | undefined;
+
+  before(async () => {
+    tmp = tempDir('nonstop-ssh-server-');
+    hostKey = writeKeyPair(tmp.dir, 'host_ed25519', 'gateway-host');
+    brokerA = writeKeyPair(tmp.dir, 'broker_a', 'broker-a');
+    brokerB = writeKeyPair(tmp.dir, 'broker_b', 'broker-b');
+    stranger = writeKeyPair(tmp.dir, 'stranger', 'stranger');
+    redis = await startRedis(shared, tmp.dir);
+    // Nothing listens there: the gateway binds its own ephemeral port per tunnel.
+    queuePort = await freePort();
+  });
+
+  after(async () => {
+    await shared.stopAll();
+    tmp.cleanup();
+  });
+
+  beforeEach(() => {
+    procs = new Procs();
+    logs = memoryLogger();
+  });
+
+  afterEach(async () => {
+    await procs.stopAll();
+    await gw?.close();
+    gw = undefined;
+  });
+
+  async function gateway(o: Partial<GatewayFixtureOptions> = {}): Promise<GatewayFixture> {
+    gw = await startGateway({ hostKey, authorizedKeys: `${brokerA.publicKey}\n${brokerB.publicKey}\n`, queuePort, log: logs.log, ...o });
+    return gw;
+  }
+
+  const validForward = (): string => `127.0.0.1:${queuePort}:127.0.0.1:${redis.port}`;
+
+  function refusals(kind: string): Record<string, unknown>[] {
+    return logs.lines.filter((l) => l.message === 'ssh request refused' && l.kind === kind);
+  }
+
+  /** Starts `ssh -N -R <valid>` plus `extra` and resolves with the tunnel the server announces. */
+  async function openTunnel(g: GatewayFixture, key: KeyFiles, extra: string[] = []) {
+    const before = g.tunnels.length;
+    const ssh = startSsh(procs, key, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', validForward(), ...extra, '127.0.0.1']);
+    const tunnel = await waitFor(`a tunnel (ssh output: ${ssh.output})`, () => {
+      if (!ssh.running) throw new Error(`ssh exited: ${ssh.output}`);
+      return g.tunnels[before];
+    });
+    return { ssh, tunnel };
+  }
+
+  describe('the queue port forward', () => {
+    it('carries a connection to the redis-server behind the broker for -R 127.0.0.1:<queue port>', async () => {
+      const g = await gateway();
+      const { tunnel } = await openTunnel(g, brokerA);
+      assert.equal(tunnel.peer.name, 'broker-a');
+      assert.notEqual(tunnel.localPort, 0);
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+    });
+
+    it('accepts -R <queue port> without a bind address (OpenSSH sends "localhost")', async () => {
+      const g = await gateway();
+      const ssh = startSsh(procs, brokerA, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', `${queuePort}:127.0.0.1:${redis.port}`, '127.0.0.1']);
+      const tunnel = await waitFor(`a tunnel (ssh output: ${ssh.output})`, () => g.tunnels[0]);
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await counterValue(g.metrics.sshRefused), 0);
+    });
+  });
+
+  describe('everything else a client may ask for', () => {
+    it('refuses -R of another port, and ssh with ExitOnForwardFailure exits non-zero', async () => {
+      const g = await gateway();
+      const ssh = startSsh(procs, brokerA, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', `127.0.0.1:${queuePort + 1}:127.0.0.1:${redis.port}`, '127.0.0.1']);
+      const exit = await ssh.waitExit();
+      assert.notEqual(exit.code, 0);
+      assert.match(ssh.output, /remote port forwarding failed/);
+      assert.equal(g.tunnels.length, 0);
+      assert.equal(await counterValue(g.metrics.sshRefused, { kind: 'tcpip-forward' }), 1);
+      assert.match(String(refusals('tcpip-forward')[0]?.why), /not the queue port/);
+    });
+
+    it('refuses -R 0.0.0.0:<queue port> (not loopback)', async () => {
+      const g = await gateway();
+      const ssh = startSsh(procs, brokerA, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', `0.0.0.0:${queuePort}:127.0.0.1:${redis.port}`, '127.0.0.1']);
+      const exit = await ssh.waitExit();
+      assert.notEqual(exit.code, 0);
+      assert.equal(g.tunnels.length, 0);
+      assert.equal(await counterValue(g.metrics.sshRefused, { kind: 'tcpip-forward' }), 1);
+      const [line] = refusals('tcpip-forward');
+      assert.equal(line?.bindAddr, '0.0.0.0');
+      assert.match(String(line?.why), /not loopback/);
+    });
+
+    it('refuses a second -R of the queue port on the same connection and keeps the first', async () => {
+      const g = await gateway();
+      const ssh = startSsh(procs, brokerA, g.port, ['-N', '-R', validForward(), '-R', `localhost:${queuePort}:127.0.0.1:${redis.port}`, '127.0.0.1']);
+      await ssh.waitOutput(/remote port forwarding failed for listen port/);
+      await waitFor('the first tunnel', () => g.tunnels[0]);
+      assert.equal(g.tunnels.length, 1);
+      assert.equal(await counterValue(g.metrics.sshRefused, { kind: 'tcpip-forward' }), 1);
+      assert.equal(refusals('tcpip-forward')[0]?.why, 'one forward per connection');
+      assert.equal(await redisCommand(g.tunnels[0]!.localPort, ['PING']), '+PONG');
+      assert.ok(ssh.running, 'the connection itself stays up');
+    });
+
+    it('refuses -L: a connection through the local forward does not reach its target', async () => {
+      const g = await gateway();
+      const localPort = await freePort();
+      const { ssh } = await openTunnel(g, brokerA, ['-L', `127.0.0.1:${localPort}:127.0.0.1:${redis.port}`]);
+      // The target is reachable from the gateway's host: only the refusal keeps it out.
+      await assert.rejects(redisCommand(localPort, ['PING']), /closed the connection without a reply/);
+      await waitFor('the direct-tcpip refusal to be counted', async () => (await counterValue(g.metrics.sshRefused, { kind: 'direct-tcpip' })) === 1);
+      assert.equal(refusals('direct-tcpip')[0]?.destPort, redis.port);
+      assert.ok(ssh.running);
+    });
+
+    it('refuses -D: a SOCKS CONNECT through the dynamic forward fails', async () => {
+      const g = await gateway();
+      const socksPort = await freePort();
+      await openTunnel(g, brokerA, ['-D', `127.0.0.1:${socksPort}`]);
+      const reply = await socks5Connect(socksPort, redis.port);
+      assert.notEqual(reply, 0, 'the proxy must not report a successful CONNECT');
+      await waitFor('the direct-tcpip refusal to be counted', async () => (await counterValue(g.metrics.sshRefused, { kind: 'direct-tcpip' })) === 1);
+      assert.equal(refusals('direct-tcpip')[0]?.destPort, redis.port);
+    });
+
+    it('refuses a shell (ssh -tt)', async () => {
+      const g = await gateway();
+      const ssh = startSsh(procs, brokerA, g.port, ['-tt', '127.0.0.1']);
+      const exit = await ssh.waitExit();
+      assert.equal(exit.code, 255);
+      assert.match(ssh.output, /open failed/);
+      assert.equal(await counterValue(g.metrics.sshRefused, { kind: 'session' }), 1);
+      assert.equal(refusals('session').length, 1);
+    });
+
+    it('refuses a command: ssh host echo hi exits 255 without running it', async () => {
+      const g = await gateway();
+      const ssh = startSsh(procs, brokerA, g.port, ['127.0.0.1', 'echo', 'hi']);
+      const exit = await ssh.waitExit();
+      assert.equal(exit.code, 255);
+      assert.doesNotMatch(ssh.output, /\bhi\b/);
+      assert.equal(await counterValue(g.metrics.sshRefused, { kind: 'session' }), 1);
+    });
+
+    it('refuses the sftp subsystem', async () => {
+      const g = await gateway();
+      const sftpBin = requireBinary('openssh-client', '/usr/bin/sftp');
+      const sftp = procs.start(
+        sftpBin,
+        [
+          '-F', '/dev/null',
+          '-o', 'BatchMode=yes',
+          '-o', 'StrictHostKeyChecking=no',
+          '-o', 'UserKnownHostsFile=/dev/null',
+          '-o', 'IdentitiesOnly=yes',
+          '-o', 'IdentityAgent=none',
+          '-i', brokerA.privatePath,
+          '-P', String(g.port),
+          '-b', '-',
+          'broker@127.0.0.1',
+        ],
+        { stdin: 'ls /\n', env: { PATH: process.env.PATH, HOME: process.env.HOME } },
+      );
+      const exit = await sftp.waitExit();
+      assert.notEqual(exit.code, 0);
+      assert.doesNotMatch(sftp.output, /sftp> ls/);
+      assert.equal(await counterValue(g.metrics.sshRefused, { kind: 'session' }), 1);
+    });
+
+    describe('agent forwarding', () => {
+      let agent: Server;
+      let agentConnections: number;
+      let agentPath: string;
+
+      beforeEach(async () => {
+        agentConnections = 0;
+        agentPath = join(tmp.dir, `agent-${Date.now()}.sock`);
+        agent = createServer((s) => {
+          agentConnections++;
+          s.destroy();
+        });
+        agent.listen(agentPath);
+        await once(agent, 'listening');
+      });
+
+      afterEach(async () => {
+        await new Promise<void>((resolve) => agent.close(() => resolve()));
+      });
+
+      it('opens nothing towards the agent of a client that asks to forward it with a session', async () => {
+        const g = await gateway();
+        const ssh = startSsh(procs, brokerA, g.port, ['-o', `ForwardAgent=${agentPath}`, '-tt', '127.0.0.1']);
+        const exit = await ssh.waitExit();
+        assert.equal(exit.code, 255);
+        assert.equal(await counterValue(g.metrics.sshRefused, { kind: 'session' }), 1);
+        assert.equal(agentConnections, 0);
+      });
+
+      it('opens nothing towards the agent of a tunnel-only client that offers it', async () => {
+        const g = await gateway();
+        const { tunnel } = await openTunnel(g, brokerA, ['-o', `ForwardAgent=${agentPath}`]);
+        assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+        assert.equal(agentConnections, 0);
+      });
+    });
+  });
+
+  describe('authentication', () => {
+    it('refuses a key that is not authorized', async () => {
+      const g = await gateway();
+      const ssh = startSsh(procs, stranger, g.port, ['-N', '-R', validForward(), '127.0.0.1']);
+      const exit = await ssh.waitExit();
+      assert.equal(exit.code, 255);
+      assert.match(ssh.output, /Permission denied \(publickey\)/);
+      assert.equal(g.tunnels.length, 0);
+      assert.equal(await counterValue(g.metrics.sshAuthFailures, { method: 'publickey' }), 1);
+      const failure = logs.lines.find((l) => l.message === 'ssh authentication failed');
+      assert.equal(failure?.fingerprint, stranger.fingerprint);
+    });
+
+    it('offers no password method to OpenSSH and refuses password and keyboard-interactive attempts', async () => {
+      const g = await gateway();
+      const ssh = startSsh(procs, brokerA, g.port, [
+        '-o', 'PubkeyAuthentication=no',
+        '-o', 'PreferredAuthentications=password,keyboard-interactive',
+        '-N', '-R', validForward(), '127.0.0.1',
+      ]);
+      assert.equal((await ssh.waitExit()).code, 255);
+      assert.match(ssh.output, /Permission denied \(publickey\)/);
+
+      // A client that tries them anyway, whatever the server advertised.
+      const attempts: [PasswordAuthMethod, KeyboardInteractiveAuthMethod] = [
+        { type: 'password', username: 'broker', password: 'hunter2' },
+        { type: 'keyboard-interactive', username: 'broker', prompt: (_name, _instructions, _lang, _prompts, finish) => finish(['hunter2']) },
+      ];
+      const client = new Client();
+      const failed = new Promise<Error>((resolve) => {
+        client.on('error', resolve);
+        client.on('ready', () => resolve(new Error('authenticated')));
+      });
+      client.connect({
+        host: '127.0.0.1',
+        port: g.port,
+        username: 'broker',
+        authHandler: attempts,
+      });
+      const err = await failed;
+      client.end();
+      assert.match(err.message, /All configured authentication methods failed/);
+      assert.equal(await counterValue(g.metrics.sshAuthFailures, { method: 'password' }), 1);
+      assert.equal(await counterValue(g.metrics.sshAuthFailures, { method: 'keyboard-interactive' }), 1);
+      assert.equal(g.tunnels.length, 0);
+      assert.doesNotMatch(logs.text(), /hunter2/);
+    });
+
+    it('closes connections from an address before the banner after maxFailures, even for an authorized key', async () => {
+      const g = await gateway({ maxFailures: 3 });
+      assert.match((await probeBanner(g.port)).data, /^SSH-2\.0-/, 'greets before any failure');
+      for (let i = 0; i < 3; i++) {
+        const ssh = startSsh(procs, stranger, g.port, ['-N', '127.0.0.1']);
+        assert.equal((await ssh.waitExit()).code, 255);
+      }
+      assert.equal(await counterValue(g.metrics.sshAuthFailures), 3);
+
+      const probe = await probeBanner(g.port);
+      assert.equal(probe.closed, true);
+      assert.doesNotMatch(probe.data, /SSH-2\.0/);
+
+      const ssh = startSsh(procs, brokerA, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', validForward(), '127.0.0.1']);
+      assert.equal((await ssh.waitExit()).code, 255);
+      assert.equal(g.tunnels.length, 0);
+      assert.equal(await counterValue(g.metrics.sshConnections, { result: 'rate_limited' }), 2);
+      assert.ok(logs.lines.some((l) => l.message === 'ssh connection refused: too many failed authentications' && l.src === '127.0.0.1'));
+    });
+  });
+
+  describe('admission', () => {
+    it('closes a connection without a knock grant before the banner', async () => {
+      const g = await gateway({ admit: () => false });
+      const probe = await probeBanner(g.port);
+      assert.equal(probe.closed, true);
+      assert.equal(probe.data, '');
+      assert.equal(await counterValue(g.metrics.sshConnections, { result: 'no_knock' }), 1);
+      assert.equal(await counterValue(g.metrics.sshConnections, { result: 'admitted' }), 0);
+    });
+
+    it('admits exactly one connection per WindowGrants grant', async () => {
+      const grants = new WindowGrants(16);
+      const g = await gateway({ admit: (a) => grants.consume(a) });
+      assert.equal((await probeBanner(g.port)).closed, true, 'no grant yet');
+
+      grants.open('127.0.0.1', 30_000);
+      const { tunnel } = await openTunnel(g, brokerA);
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+
+      const after = await probeBanner(g.port);
+      assert.equal(after.closed, true);
+      assert.equal(after.data, '');
+      assert.equal(await counterValue(g.metrics.sshConnections, { result: 'admitted' }), 1);
+      assert.equal(await counterValue(g.metrics.sshConnections, { result: 'no_knock' }), 2);
+    });
+  });
+
+  describe('setup timeout', () => {
+    it('disconnects an authenticated client that asks for no forward, and keeps one that did', async () => {
+      const g = await gateway({ setupTimeoutMs: 1000 });
+      const { ssh: forwarding, tunnel } = await openTunnel(g, brokerB);
+      const idle = startSsh(procs, brokerA, g.port, ['-N', '127.0.0.1']);
+      const exit = await idle.waitExit();
+      assert.notEqual(exit.code, 0);
+      assert.ok(logs.lines.some((l) => l.message === 'ssh connection closed: no forward requested in time'));
+      assert.ok(forwarding.running, 'the forwarding client outlives the idle one');
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+    });
+  });
+
+  describe('several brokers', () => {
+    it('gives each broker its own tunnel and closes only the one whose ssh went away', async () => {
+      const g = await gateway();
+      const a = await openTunnel(g, brokerA);
+      const b = await openTunnel(g, brokerB);
+      assert.deepEqual([a.tunnel.peer.name, b.tunnel.peer.name], ['broker-a', 'broker-b']);
+      assert.notEqual(a.tunnel.localPort, b.tunnel.localPort);
+      assert.equal(await redisCommand(a.tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(b.tunnel.localPort, ['PING']), '+PONG');
+
+      const closed = once(a.tunnel, 'closed');
+      a.ssh.child.kill('SIGKILL');
+      await closed;
+      await assert.rejects(redisCommand(a.tunnel.localPort, ['PING']));
+      assert.equal(await redisCommand(b.tunnel.localPort, ['PING']), '+PONG');
+      assert.ok(b.ssh.running);
+    });
+  });
+
+  describe('logs', () => {
+    it('never contain private key material of the host or of any client', async () => {
+      const g = await gateway();
+      const { tunnel } = await openTunnel(g, brokerA);
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      const refused = startSsh(procs, stranger, g.port, ['-N', '127.0.0.1']);
+      await refused.waitExit();
+      const shell = startSsh(procs, brokerB, g.port, ['-tt', '127.0.0.1']);
+      await shell.waitExit();
+
+      const text = logs.text();
+      assert.match(text, /broker authenticated/);
+      assert.match(text, /ssh authentication failed/);
+      assert.match(text, /ssh request refused/);
+      for (const key of [hostKey, brokerA, brokerB, stranger]) {
+        for (const chunk of secretChunks(key.privateKey)) assert.ok(!text.includes(chunk), `a line of ${key.comment}'s private key was logged`);
+      }
+    });
+  });
+});

@@ -1,0 +1,265 @@
+import 'reflect-metadata';
+import { webcrypto } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
+import { request as httpsRequest, createServer, type Server } from 'node:https';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as x509 from '@peculiar/x509';
+import type { Db, MongoClient } from 'mongodb';
+import type { ChildSupervisor } from '../../services/common/lifecycle/supervisor';
+import type { Logger } from '../../services/common/log/logger';
+import { DEFAULT_JSON_LIMITS } from '../../services/common/json/limits';
+import { createCa, issueCertificate, type PemPair } from '../../services/common/pki/certificates';
+import { TokenStore } from '../../services/core/auth/tokens';
+import type { DbConfig } from '../../services/core/config';
+import { startDatabase } from '../../services/core/db/database';
+import { DB_NAME } from '../../services/core/db/engine';
+import { createCoreApp } from '../../services/core/http/app';
+import { RecordStore } from '../../services/core/storage/records';
+import { freePort } from './ports';
+import { silentLogger } from './logger';
+import { tempDir } from './tmp';
+
+/**
+ * Fixtures for core's integration tests: a real FerretDB (the binary the suite builds and
+ * exports as FERRETDB_BINARY), the deployment PKI, the core HTTPS server set up exactly as
+ * services/core/main.ts does, and an HTTPS client.
+ */
+
+/** The FerretDB binary under test; a missing one fails the test with what to do. */
+export function ferretdbBinary(): string {
+  const bin = process.env.FERRETDB_BINARY;
+  if (!bin) {
+    throw new Error('FERRETDB_BINARY is not set: run the suite through scripts/test.sh, or build FerretDB with scripts/lib/ferretdb.sh (ensure_ferretdb_binary) and export FERRETDB_BINARY=$NONSTOP_FERRETDB_BIN');
+  }
+  try {
+    accessSync(bin, constants.X_OK);
+  } catch {
+    throw new Error(`FERRETDB_BINARY=${bin} is not an executable file: rebuild it with scripts/lib/ferretdb.sh (ensure_ferretdb_binary)`);
+  }
+  return bin;
+}
+
+export interface TestDatabase {
+  cfg: DbConfig;
+  child: ChildSupervisor;
+  client: MongoClient;
+  db: Db;
+  /** Closes the client and stops FerretDB gracefully; the data dir stays. */
+  stop: () => Promise<void>;
+}
+
+/** A DbConfig for FerretDB on a free loopback port (a fresh temp data dir unless given). */
+export async function testDbConfig(dataDir: string, port?: number): Promise<DbConfig> {
+  return {
+    engine: 'ferretdb',
+    port: port ?? (await freePort()),
+    dataDir,
+    ferretdbBinary: ferretdbBinary(),
+    mongodBinary: '/nonexistent',
+    startTimeoutMs: 30_000,
+  };
+}
+
+/** Starts FerretDB through core's startDatabase on `dataDir`. */
+export async function startTestDatabase(dataDir: string, opts: { port?: number; log?: Logger } = {}): Promise<TestDatabase> {
+  const cfg = await testDbConfig(dataDir, opts.port);
+  const { child, client } = await startDatabase(cfg, opts.log ?? silentLogger());
+  let stopped = false;
+  return {
+    cfg,
+    child,
+    client,
+    db: client.db(DB_NAME),
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      await client.close().catch(() => undefined);
+      await child.stop();
+    },
+  };
+}
+
+/** A database in its own temp dir, and one call that stops it and removes the dir. */
+export async function startScratchDatabase(opts: { log?: Logger } = {}): Promise<TestDatabase & { dataDir: string; cleanup: () => Promise<void> }> {
+  const tmp = tempDir('nonstop-core-db-');
+  let database: TestDatabase;
+  try {
+    database = await startTestDatabase(tmp.dir, opts);
+  } catch (err) {
+    tmp.cleanup();
+    throw err;
+  }
+  return {
+    ...database,
+    dataDir: tmp.dir,
+    cleanup: async () => {
+      await database.stop();
+      tmp.cleanup();
+    },
+  };
+}
+
+export interface CorePki {
+  ca: PemPair;
+  /** Core's server certificate, for localhost and 127.0.0.1. */
+  server: PemPair;
+  /** A broker's client certificate from the deployment CA. */
+  broker: PemPair;
+  /** A client certificate from another CA. */
+  foreignClient: PemPair;
+  /** A client certificate from the deployment CA whose validity ended yesterday. */
+  expiredClient: PemPair;
+  /** A certificate from the deployment CA meant for servers only (EKU serverAuth). */
+  serverAuthOnly: PemPair;
+  /**
+   * A certificate from the deployment CA with no extended key usage at all: TLS accepts it
+   * for any purpose, so only the app's own check can refuse it.
+   */
+  noEku: PemPair;
+}
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+
+/** A leaf signed by `ca` without an extended key usage extension (issueCertificate always adds one). */
+async function issueWithoutEku(ca: PemPair, commonName: string): Promise<PemPair> {
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
+  const caCert = new x509.X509Certificate(ca.certPem);
+  const signingKey = await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(ca.keyPem), ALG, false, ['sign']);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: '01' + Buffer.from(webcrypto.getRandomValues(new Uint8Array(15))).toString('hex'),
+    subject: `CN=${commonName}`,
+    issuer: caCert.subject,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 86_400_000),
+    signingAlgorithm: ALG,
+    publicKey: keys.publicKey,
+    signingKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
+    ],
+  });
+  const keyDer = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+  return { certPem: cert.toString('pem'), keyPem: x509.PemConverter.encode(keyDer, 'PRIVATE KEY') };
+}
+
+export async function createCorePki(): Promise<CorePki> {
+  const ca = await createCa('nonstop test CA');
+  const otherCa = await createCa('another CA');
+  const [server, broker, foreignClient, expiredClient, serverAuthOnly, noEku] = await Promise.all([
+    issueCertificate(ca, { commonName: 'core', altNames: ['localhost', '127.0.0.1'], usage: 'server' }),
+    issueCertificate(ca, { commonName: 'broker-1', usage: 'client' }),
+    issueCertificate(otherCa, { commonName: 'broker-1', usage: 'client' }),
+    issueCertificate(ca, { commonName: 'broker-1', usage: 'client', days: 1, notBefore: new Date(Date.now() - 3 * 86_400_000) }),
+    issueCertificate(ca, { commonName: 'broker-1', usage: 'server' }),
+    issueWithoutEku(ca, 'broker-1'),
+  ]);
+  return { ca, server, broker, foreignClient, expiredClient, serverAuthOnly, noEku };
+}
+
+export interface CoreServer {
+  port: number;
+  server: Server;
+  records: RecordStore;
+  tokens: TokenStore;
+  /** Messages of refused TLS handshakes, as the server saw them. */
+  tlsErrors: string[];
+  close: () => Promise<void>;
+}
+
+/** Core's storage API on 127.0.0.1, wired as services/core/main.ts wires it. */
+export async function startCoreServer(opts: { pki: CorePki; db: Db; maxBodyBytes?: number; log?: Logger }): Promise<CoreServer> {
+  const records = new RecordStore(opts.db);
+  await records.init();
+  const tokens = new TokenStore(opts.db);
+  const app = createCoreApp({ records, tokens, maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_JSON_LIMITS.maxBytes + 4096, log: opts.log ?? silentLogger() });
+  const tls = { cert: opts.pki.server.certPem, key: opts.pki.server.keyPem, ca: opts.pki.ca.certPem };
+  const server = createServer({ ...tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, app);
+  const tlsErrors: string[] = [];
+  server.on('tlsClientError', (err) => tlsErrors.push(err.message));
+  server.keepAliveTimeout = 65_000;
+  const port = await freePort();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    server,
+    records,
+    tokens,
+    tlsErrors,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+export interface CoreResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  text: string;
+  /** The parsed body, or undefined when it is not JSON. */
+  json: unknown;
+}
+
+export interface CoreRequest {
+  port: number;
+  method?: string;
+  path: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  /** The CA that signed core's server certificate. */
+  ca: string;
+  /** The client certificate to present; none when omitted. */
+  client?: PemPair;
+  timeoutMs?: number;
+}
+
+/** One HTTPS request on a fresh connection; rejects when the TLS handshake or the exchange fails. */
+export function coreRequest(req: CoreRequest): Promise<CoreResponse> {
+  return new Promise((resolve, reject) => {
+    const r = httpsRequest(
+      {
+        host: '127.0.0.1',
+        servername: 'localhost',
+        port: req.port,
+        method: req.method ?? 'GET',
+        path: req.path,
+        headers: { ...(req.body !== undefined ? { 'content-length': String(Buffer.byteLength(req.body)) } : {}), ...req.headers },
+        ca: req.ca,
+        ...(req.client ? { cert: req.client.certPem, key: req.client.keyPem } : {}),
+        agent: false,
+        timeout: req.timeoutMs ?? 10_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        });
+      },
+    );
+    r.on('timeout', () => r.destroy(new Error('request timed out')));
+    r.on('error', reject);
+    r.end(req.body);
+  });
+}
+
+/** The `error.code` of a JSON error body, or undefined. */
+export function errorCode(res: CoreResponse): string | undefined {
+  const body = res.json as { error?: { code?: unknown } } | undefined;
+  return typeof body?.error?.code === 'string' ? body.error.code : undefined;
+}

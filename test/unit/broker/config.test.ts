@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseGatewaysFile } from '../../../services/broker/config';
+import { ConfigError } from '../../../services/common/errors/config-error';
+import { tempDir } from '../../support/tmp';
+
+const PATH = '/etc/nonstop/broker/gateways.json';
+const FINGERPRINT = 'SHA256:nv8F5hPVfcwnfHp683J2jUmsdLX5WdgFWzqC8+nabdA';
+const HASH = 'ab'.repeat(32);
+
+function gateway(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id: 'gw-1',
+    host: 'gateway.example',
+    hostKeyFingerprint: FINGERPRINT,
+    queuePasswordSha256: HASH,
+    knock: { mode: 'static', ports: [7000, 8000, 9000] },
+    ...overrides,
+  };
+}
+
+const file = (...gateways: Record<string, unknown>[]): string => JSON.stringify({ gateways });
+
+function configError(text: string): ConfigError {
+  try {
+    parseGatewaysFile(PATH, text);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    for (const p of err.problems) assert.match(p, /BROKER_GATEWAYS_FILE/);
+    return err;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('parseGatewaysFile', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let secretFile: string;
+  beforeEach(() => {
+    tmp = tempDir();
+    secretFile = join(tmp.dir, 'knock.secret');
+    writeFileSync(secretFile, 'the-knock-secret\n');
+  });
+  afterEach(() => tmp.cleanup());
+
+  it('reads a static-knock gateway and fills in the defaults', () => {
+    assert.deepEqual(parseGatewaysFile(PATH, file(gateway())), [
+      {
+        id: 'gw-1',
+        host: 'gateway.example',
+        sshPort: 2222,
+        hostKeyFingerprint: FINGERPRINT,
+        queueUsername: 'gateway-gw-1',
+        queuePasswordSha256: HASH,
+        knock: { mode: 'static', ports: [7000, 8000, 9000] },
+      },
+    ]);
+  });
+
+  it('reads a time-knock gateway with its secret from the file, trimmed', () => {
+    const [target] = parseGatewaysFile(
+      PATH,
+      file(gateway({ sshPort: 2200, queueUsername: 'gw_user', knock: { mode: 'time', secretFile, length: 5, portRange: '41000-41499', periodSeconds: 60 } })),
+    );
+    assert.ok(target);
+    assert.equal(target.sshPort, 2200);
+    assert.equal(target.queueUsername, 'gw_user');
+    assert.deepEqual(target.knock, { mode: 'time', secret: Buffer.from('the-knock-secret'), length: 5, rangeStart: 41000, rangeEnd: 41499, periodMs: 60_000 });
+  });
+
+  it('applies the time-knock defaults', () => {
+    const [target] = parseGatewaysFile(PATH, file(gateway({ knock: { mode: 'time', secretFile } })));
+    assert.deepEqual(target?.knock, { mode: 'time', secret: Buffer.from('the-knock-secret'), length: 4, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 });
+  });
+
+  it('reads several gateways in order', () => {
+    const got = parseGatewaysFile(PATH, file(gateway(), gateway({ id: 'gw-2', knock: { mode: 'time', secretFile } })));
+    assert.deepEqual(
+      got.map((g) => [g.id, g.knock.mode]),
+      [
+        ['gw-1', 'static'],
+        ['gw-2', 'time'],
+      ],
+    );
+  });
+
+  it('refuses text that is not JSON', () => {
+    const err = configError('{"gateways": [');
+    assert.equal(err.message, `BROKER_GATEWAYS_FILE=${JSON.stringify(PATH)}: not valid JSON`);
+  });
+
+  it('refuses a file without gateways', () => {
+    assert.match(configError('{"gateways":[]}').message, /gateways/);
+    assert.match(configError('{}').message, /gateways/);
+    configError('[]');
+  });
+
+  it('refuses the same gateway id twice', () => {
+    const err = configError(file(gateway(), gateway({ host: 'other.example' })));
+    assert.match(err.message, /gateways\.1\.id gw-1 appears twice/);
+  });
+
+  it('refuses a host key fingerprint that is not an OpenSSH SHA256 fingerprint', () => {
+    for (const fp of ['MD5:aa:bb', 'SHA256:short', `${FINGERPRINT}=`, FINGERPRINT.slice(7), 'AA:BB:CC']) {
+      const err = configError(file(gateway({ hostKeyFingerprint: fp })));
+      assert.match(err.message, /gateways\.0\.hostKeyFingerprint: expected an OpenSSH SHA256:\.\.\. fingerprint/, fp);
+    }
+  });
+
+  it('refuses a password hash that is not 64 lowercase hex digits', () => {
+    for (const h of ['ab'.repeat(31), HASH.toUpperCase(), 'plaintext-password', `${HASH}0`]) {
+      const err = configError(file(gateway({ queuePasswordSha256: h })));
+      assert.match(err.message, /gateways\.0\.queuePasswordSha256: expected 64 lowercase hex digits/, h);
+    }
+  });
+
+  it('refuses unknown fields at every level', () => {
+    assert.match(configError(file(gateway({ password: 'x' }))).message, /password/);
+    assert.match(configError(JSON.stringify({ gateways: [gateway()], extra: 1 })).message, /extra/);
+    assert.match(configError(file(gateway({ knock: { mode: 'static', ports: [7000, 8000], secret: 'x' } }))).message, /secret/);
+  });
+
+  it('refuses bad gateway ids, ports and knock modes', () => {
+    configError(file(gateway({ id: 'GW 1' })));
+    configError(file(gateway({ sshPort: 70000 })));
+    configError(file(gateway({ knock: { mode: 'udp', ports: [1, 2] } })));
+    configError(file(gateway({ knock: { mode: 'static', ports: [7000, 0] } })));
+  });
+
+  it('refuses a static sequence with a port repeated in consecutive steps', () => {
+    const err = configError(file(gateway({ knock: { mode: 'static', ports: [7000, 8000, 8000] } })));
+    assert.match(err.message, /gateways\.0\.knock\.ports: port 8000 repeats at step 3/);
+  });
+
+  it('refuses a static sequence of one port', () => {
+    configError(file(gateway({ knock: { mode: 'static', ports: [7000] } })));
+  });
+
+  it('refuses a time-knock port range too small for the length or outside 1-65535', () => {
+    for (const portRange of ['40000-40006', '40010-40000', '0-100', '65000-65536', '99999-99999']) {
+      const err = configError(file(gateway({ knock: { mode: 'time', secretFile, length: 4, portRange } })));
+      assert.match(err.message, /gateways\.0\.knock\.portRange: too small or out of 1-65535/, portRange);
+    }
+    assert.equal(parseGatewaysFile(PATH, file(gateway({ knock: { mode: 'time', secretFile, length: 4, portRange: '40000-40007' } }))).length, 1);
+  });
+
+  it('refuses a time-knock secret file that is missing or empty, naming the gateway', () => {
+    const missing = join(tmp.dir, 'absent');
+    assert.match(configError(file(gateway({ knock: { mode: 'time', secretFile: missing } }))).message, /gateways\.0\.knock\.secretFile=.*cannot read \(ENOENT\)/);
+    const empty = join(tmp.dir, 'empty');
+    writeFileSync(empty, '\n');
+    assert.match(configError(file(gateway({ knock: { mode: 'time', secretFile: empty } }))).message, /gateways\.0\.knock\.secretFile=.*file is empty/);
+  });
+
+  it('refuses a relative secret file path', () => {
+    configError(file(gateway({ knock: { mode: 'time', secretFile: 'knock.secret' } })));
+  });
+
+  it('reports every problem of the file at once', () => {
+    const err = configError(file(gateway({ knock: { mode: 'static', ports: [1, 1] } }), gateway({ knock: { mode: 'static', ports: [2, 3] } })));
+    assert.equal(err.problems.length, 2);
+  });
+});

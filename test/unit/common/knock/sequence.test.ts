@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import {
+  candidatesAt,
+  derivePorts,
+  knockPorts,
+  sequenceFor,
+  staticSequenceProblem,
+  windowOf,
+  type KnockSpec,
+} from '../../../../services/common/knock/sequence';
+
+const secret = Buffer.from('a knock secret of reasonable length');
+const timeSpec: KnockSpec = { mode: 'time', secret, length: 4, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 };
+
+describe('derivePorts', () => {
+  it('gives the same ports for the same secret and window', () => {
+    assert.deepEqual(derivePorts(secret, 123, 4, 40000, 40999), derivePorts(secret, 123, 4, 40000, 40999));
+  });
+
+  it('gives distinct ports within the range, as many as asked', () => {
+    for (let w = 0; w < 200; w++) {
+      for (const length of [2, 4, 8]) {
+        const ports = derivePorts(secret, w, length, 40000, 40999);
+        assert.equal(ports.length, length);
+        assert.equal(new Set(ports).size, length, `duplicates in ${ports.join(',')}`);
+        for (const p of ports) assert.ok(p >= 40000 && p <= 40999 && Number.isInteger(p), String(p));
+      }
+    }
+  });
+
+  it('fills a range exactly twice the length without repeats', () => {
+    const ports = derivePorts(secret, 9, 8, 100, 115);
+    assert.equal(new Set(ports).size, 8);
+    for (const p of ports) assert.ok(p >= 100 && p <= 115);
+  });
+
+  it('differs across windows and across secrets', () => {
+    const a = derivePorts(secret, 1000, 4, 40000, 40999);
+    assert.notDeepEqual(derivePorts(secret, 1001, 4, 40000, 40999), a);
+    assert.notDeepEqual(derivePorts(secret, 999, 4, 40000, 40999), a);
+    assert.notDeepEqual(derivePorts(Buffer.from('another secret'), 1000, 4, 40000, 40999), a);
+  });
+
+  it('gives windows mostly different sequences over many windows', () => {
+    const seen = new Set<string>();
+    for (let w = 0; w < 1000; w++) seen.add(derivePorts(secret, w, 4, 40000, 40999).join(','));
+    assert.equal(seen.size, 1000);
+  });
+
+  it('refuses a range smaller than twice the length', () => {
+    assert.throws(() => derivePorts(secret, 1, 4, 40000, 40006), RangeError);
+    assert.throws(() => derivePorts(secret, 1, 2, 5000, 4000), RangeError);
+    assert.equal(derivePorts(secret, 1, 4, 40000, 40007).length, 4);
+  });
+
+  it('spreads draws evenly over the range', () => {
+    const deciles = new Array<number>(10).fill(0);
+    let total = 0;
+    for (let w = 0; total < 20_000; w++) {
+      for (const p of derivePorts(secret, w, 4, 40000, 40999)) {
+        deciles[Math.floor((p - 40000) / 100)]!++;
+        total++;
+      }
+    }
+    for (const [i, n] of deciles.entries()) {
+      const share = n / total;
+      assert.ok(share > 0.05 && share < 0.15, `decile ${i} got ${(share * 100).toFixed(1)}%`);
+    }
+  });
+
+  it('does not favour low ports when the range size does not divide 65536', () => {
+    // 40000 ports: a plain modulo of 16-bit draws would give the lower 25536 ports twice the chance.
+    const halves = [0, 0];
+    let total = 0;
+    for (let w = 0; total < 20_000; w++) {
+      for (const p of derivePorts(secret, w, 4, 20000, 59999)) {
+        halves[p < 40000 ? 0 : 1]!++;
+        total++;
+      }
+    }
+    for (const n of halves) assert.ok(n / total > 0.45 && n / total < 0.55, `half got ${n / total}`);
+  });
+});
+
+describe('windowOf', () => {
+  it('numbers windows by period since the epoch', () => {
+    assert.equal(windowOf({ periodMs: 30_000 }, 0), 0);
+    assert.equal(windowOf({ periodMs: 30_000 }, 29_999), 0);
+    assert.equal(windowOf({ periodMs: 30_000 }, 30_000), 1);
+  });
+});
+
+describe('candidatesAt', () => {
+  it('accepts the previous, current and next windows of a time-based spec, each with its replay key', () => {
+    const now = 1_700_000_012_345;
+    const n = windowOf(timeSpec, now);
+    const got = candidatesAt(timeSpec, now);
+    assert.deepEqual(
+      got.map((c) => c.replayKey),
+      [`w${n - 1}`, `w${n}`, `w${n + 1}`],
+    );
+    assert.deepEqual(got[0]!.ports, derivePorts(secret, n - 1, 4, 40000, 40999));
+    assert.deepEqual(got[1]!.ports, derivePorts(secret, n, 4, 40000, 40999));
+    assert.deepEqual(got[2]!.ports, derivePorts(secret, n + 1, 4, 40000, 40999));
+  });
+
+  it('accepts the same candidates anywhere within one window', () => {
+    const start = 1000 * timeSpec.periodMs;
+    assert.deepEqual(candidatesAt(timeSpec, start), candidatesAt(timeSpec, start + timeSpec.periodMs - 1));
+    assert.notDeepEqual(candidatesAt(timeSpec, start), candidatesAt(timeSpec, start + timeSpec.periodMs));
+  });
+
+  it('accepts the fixed list of a static spec, without a replay key', () => {
+    const got = candidatesAt({ mode: 'static', ports: [7000, 8000, 9000] }, Date.now());
+    assert.equal(got.length, 1);
+    assert.deepEqual(got[0]!.ports, [7000, 8000, 9000]);
+    assert.equal(got[0]!.replayKey, undefined);
+  });
+});
+
+describe('sequenceFor', () => {
+  it('sends the derived ports of the asked window for a time-based spec', () => {
+    assert.deepEqual(sequenceFor(timeSpec, 77), derivePorts(secret, 77, 4, 40000, 40999));
+  });
+
+  it('sends a copy of the static list, whatever the window', () => {
+    const ports = [7000, 8000, 7000];
+    const spec: KnockSpec = { mode: 'static', ports };
+    const got = sequenceFor(spec, 5);
+    assert.deepEqual(got, ports);
+    got.push(1);
+    assert.deepEqual(spec.ports, [7000, 8000, 7000]);
+  });
+});
+
+describe('knockPorts', () => {
+  it('lists the distinct static ports in order', () => {
+    assert.deepEqual(knockPorts({ mode: 'static', ports: [9000, 7000, 8000, 7000] }), { ports: [7000, 8000, 9000] });
+  });
+
+  it('gives the whole range of a time-based spec', () => {
+    assert.deepEqual(knockPorts(timeSpec), { range: [40000, 40999] });
+  });
+});
+
+describe('staticSequenceProblem', () => {
+  it('accepts sequences of two or more ports without consecutive repeats', () => {
+    assert.equal(staticSequenceProblem([7000, 8000]), undefined);
+    assert.equal(staticSequenceProblem([7000, 8000, 7000]), undefined);
+  });
+
+  it('refuses sequences shorter than two ports', () => {
+    assert.equal(staticSequenceProblem([]), 'expected at least 2 ports');
+    assert.equal(staticSequenceProblem([7000]), 'expected at least 2 ports');
+  });
+
+  it('refuses a port that repeats the previous step, naming the step', () => {
+    assert.equal(staticSequenceProblem([7000, 8000, 8000]), 'port 8000 repeats at step 3');
+    assert.equal(staticSequenceProblem([7000, 7000]), 'port 7000 repeats at step 2');
+  });
+});

@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import {
+  decodeReply,
+  decodeRequest,
+  encodeReply,
+  encodeRequest,
+  MAX_ENVELOPE_BYTES,
+  PoisonMessageError,
+  type PoisonReason,
+  type RequestEnvelope,
+} from '../../../../services/common/queue/envelope';
+
+const ID = '0f8fad5b-d9cb-469f-a165-70867728950e';
+
+function request(overrides: Partial<RequestEnvelope> = {}): RequestEnvelope {
+  return {
+    v: 1,
+    id: ID,
+    gw: 'gw-1',
+    at: 1_700_000_000_000,
+    deadline: 1_700_000_005_000,
+    method: 'POST',
+    collection: 'notes',
+    token: 'nst_0123456789abcdef_secret',
+    body: '{"title":"x"}',
+    ...overrides,
+  };
+}
+
+function poison(fn: () => unknown, reason: PoisonReason): PoisonMessageError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof PoisonMessageError, `expected a PoisonMessageError, got ${String(err)}`);
+    assert.equal(err.reason, reason);
+    assert.equal(err.code, `poison_${reason}`);
+    return err;
+  }
+  assert.fail(`expected poison ${reason}`);
+}
+
+/** The envelope as JSON with fields replaced or removed (undefined removes). */
+function tampered(changes: Record<string, unknown>): string {
+  const raw: Record<string, unknown> = { ...request() };
+  for (const [k, v] of Object.entries(changes)) {
+    if (v === undefined) delete raw[k];
+    else raw[k] = v;
+  }
+  return JSON.stringify(raw);
+}
+
+describe('request envelopes', () => {
+  it('round-trips a POST and a GET through encode and decode', () => {
+    const post = request();
+    assert.deepEqual(decodeRequest(encodeRequest(post)), post);
+    const get = request({ method: 'GET', recordId: ID, body: undefined });
+    delete get.body;
+    assert.deepEqual(decodeRequest(encodeRequest(get)), get);
+  });
+
+  it('refuses an envelope larger than the limit as oversize', () => {
+    const big = encodeRequest(request({ body: 'x'.repeat(MAX_ENVELOPE_BYTES) }));
+    poison(() => decodeRequest(big), 'oversize');
+  });
+
+  it('counts the size limit in UTF-8 bytes', () => {
+    // Half as many characters as the limit, but each is two bytes: over the limit.
+    const body = 'é'.repeat(MAX_ENVELOPE_BYTES / 2);
+    poison(() => decodeRequest(encodeRequest(request({ body }))), 'oversize');
+  });
+
+  it('refuses text that is not JSON', () => {
+    for (const text of ['', '{', 'not json', '{"v":1,}']) poison(() => decodeRequest(text), 'bad_json');
+  });
+
+  it('refuses another protocol version, including the string "1"', () => {
+    for (const v of [2, '1', 0, null]) {
+      const err = poison(() => decodeRequest(tampered({ v })), 'unknown_version');
+      assert.match(err.message, /is not 1/);
+    }
+  });
+
+  it('refuses envelopes with missing fields', () => {
+    for (const field of ['v', 'id', 'gw', 'at', 'deadline', 'method', 'collection', 'token']) {
+      poison(() => decodeRequest(tampered({ [field]: undefined })), 'bad_shape');
+    }
+  });
+
+  it('refuses extra fields', () => {
+    const err = poison(() => decodeRequest(tampered({ admin: true })), 'bad_shape');
+    assert.ok(!err.message.includes('true'));
+    poison(() => decodeRequest(`{"__proto__":{"x":1},${encodeRequest(request()).slice(1)}`), 'bad_shape');
+  });
+
+  it('refuses bad request ids, gateway ids, methods and types', () => {
+    const bad: Record<string, unknown>[] = [
+      { id: 'not-a-uuid' },
+      { id: ID.toUpperCase() },
+      { id: `${ID}\n` },
+      { gw: 'GW-1' },
+      { gw: '-gw' },
+      { gw: 'a'.repeat(33) },
+      { gw: 'gw:1' },
+      { method: 'DELETE' },
+      { method: 'post' },
+      { at: -1 },
+      { at: 1.5 },
+      { deadline: '5' },
+      { collection: 'c'.repeat(201) },
+      { token: 't'.repeat(513) },
+      { body: { title: 'x' } },
+      { recordId: 7 },
+    ];
+    for (const change of bad) poison(() => decodeRequest(tampered(change)), 'bad_shape');
+  });
+
+  it('refuses roots that are not objects', () => {
+    for (const text of ['[]', '"x"', '1', 'null']) poison(() => decodeRequest(text), 'bad_shape');
+  });
+
+  it('names the bad fields, not their values', () => {
+    const err = poison(() => decodeRequest(tampered({ gw: 'EVIL-VALUE', method: 'PATCH' })), 'bad_shape');
+    assert.match(err.message, /gw/);
+    assert.match(err.message, /method/);
+    assert.ok(!err.message.includes('EVIL-VALUE'));
+  });
+});
+
+describe('reply envelopes', () => {
+  it('round-trips a reply', () => {
+    const reply = { v: 1 as const, id: ID, status: 201, body: { id: ID } };
+    assert.deepEqual(decodeReply(encodeReply(reply)), reply);
+  });
+
+  it('refuses text that is not JSON', () => {
+    poison(() => decodeReply('{"v":1'), 'bad_json');
+  });
+
+  it('refuses bad statuses, ids, versions and extra fields', () => {
+    const good = { v: 1, id: ID, status: 200, body: null };
+    for (const change of [{ status: 99 }, { status: 600 }, { status: 200.5 }, { id: 'x' }, { v: 2 }, { extra: 1 }]) {
+      poison(() => decodeReply(JSON.stringify({ ...good, ...change })), 'bad_shape');
+    }
+    poison(() => decodeReply(JSON.stringify({ v: 1, status: 200, body: null })), 'bad_shape');
+  });
+});
