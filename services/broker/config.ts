@@ -116,9 +116,14 @@ export function parseGatewaysFile(path: string, text: string): GatewayTarget[] {
   }
   const problems: string[] = [];
   const ids = new Set<string>();
+  // Each gateway gets its own Redis user; `default` and `broker` are the broker's own.
+  const usernames = new Set<string>(['default', 'broker']);
   const targets = parsed.data.gateways.map((g, i): GatewayTarget | undefined => {
     if (ids.has(g.id)) problems.push(`BROKER_GATEWAYS_FILE: gateways.${i}.id ${g.id} appears twice`);
     ids.add(g.id);
+    const queueUsername = g.queueUsername ?? `gateway-${g.id}`;
+    if (usernames.has(queueUsername)) problems.push(`BROKER_GATEWAYS_FILE: gateways.${i}.queueUsername ${queueUsername} is reserved or used by another gateway`);
+    usernames.add(queueUsername);
     let knock: KnockSpec;
     if (g.knock.mode === 'static') {
       const why = staticSequenceProblem(g.knock.ports);
@@ -138,7 +143,7 @@ export function parseGatewaysFile(path: string, text: string): GatewayTarget[] {
       host: g.host,
       sshPort: g.sshPort,
       hostKeyFingerprint: g.hostKeyFingerprint,
-      queueUsername: g.queueUsername ?? `gateway-${g.id}`,
+      queueUsername,
       queuePasswordSha256: g.queuePasswordSha256,
       knock,
     };

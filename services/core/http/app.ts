@@ -3,7 +3,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { ApiError, errorBody } from '../../common/errors/api-error';
 import { isNonstopError } from '../../common/errors/nonstop-error';
 import { isCollectionName, isRequestId } from '../../common/ids/names';
-import { DEFAULT_JSON_LIMITS, parseJsonRecord } from '../../common/json/limits';
+import { DEFAULT_JSON_LIMITS, decodeUtf8, parseJsonRecord } from '../../common/json/limits';
 import type { Logger } from '../../common/log/logger';
 import type { TokenStore } from '../auth/tokens';
 import { RecordStore } from '../storage/records';
@@ -58,7 +58,8 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
     if (!isRequestId(requestId)) throw new ApiError('badRequest', 'X-Request-Id must be a UUID');
     const token = bearer(req);
     if (!(req.get('content-type') ?? '').toLowerCase().startsWith('application/json')) throw new ApiError('unsupportedMediaType', 'Content-Type must be application/json');
-    const text = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
+    // Strict: invalid UTF-8 is refused, not stored with U+FFFD in its place.
+    const text = decodeUtf8(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
     const record = parseJsonRecord(text, { ...DEFAULT_JSON_LIMITS, maxBytes: deps.maxBodyBytes });
     const grant = await deps.tokens.authorize(token, collection, 'write');
     const canonical = JSON.stringify(record);
@@ -88,8 +89,17 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
     let message = 'internal error';
     if (isNonstopError(err)) ({ status, code, message } = err);
     else if ((err as { type?: string }).type === 'entity.too.large') [status, code, message] = [413, 'body_too_large', 'body too large'];
+    else if (isClientStatus((err as { status?: unknown }).status)) {
+      // body-parser (bad or unsupported Content-Encoding) and the router (undecodable path).
+      status = (err as { status: number }).status;
+      [code, message] = status === 415 ? ['unsupported_media_type', 'unsupported content encoding'] : ['bad_request', 'malformed request'];
+    }
     if (status >= 500) deps.log.error('request failed', { code, path: req.path, err: (err as Error).message });
     res.status(status).json(errorBody(code, message));
   });
   return app;
+}
+
+function isClientStatus(status: unknown): status is number {
+  return typeof status === 'number' && Number.isInteger(status) && status >= 400 && status < 500;
 }

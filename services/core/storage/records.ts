@@ -51,6 +51,11 @@ export class RecordStore {
         if (existing && existing.collection === doc.collection && existing.tokenId === doc.tokenId && existing.bodySha256 === doc.bodySha256) return false;
         throw new ApiError('conflict', 'this request id was already used for a different record');
       }
+      // BadValue: a document the engine cannot store (FerretDB: nested arrays, infinite
+      // numbers such as JSON's 1e400). The client's input, not an outage; nothing stored.
+      if (err instanceof MongoServerError && err.code === 2) {
+        throw new ApiError('schemaViolation', 'the record holds a value the database cannot store (nested arrays or out-of-range numbers)', { cause: err });
+      }
       throw storageError(err);
     }
   }

@@ -100,6 +100,16 @@ describe('parseGatewaysFile', () => {
     assert.match(err.message, /gateways\.1\.id gw-1 appears twice/);
   });
 
+  it('refuses a queue username that is reserved for the broker or taken by another gateway', () => {
+    for (const queueUsername of ['default', 'broker']) {
+      const err = configError(file(gateway({ queueUsername })));
+      assert.match(err.message, new RegExp(`gateways\\.0\\.queueUsername ${queueUsername} is reserved or used by another gateway`));
+    }
+    const err = configError(file(gateway({ queueUsername: 'gateway-gw-2' }), gateway({ id: 'gw-2' })));
+    assert.match(err.message, /gateways\.1\.queueUsername gateway-gw-2 is reserved or used by another gateway/);
+    assert.equal(parseGatewaysFile(PATH, file(gateway({ queueUsername: 'shared-looking' }), gateway({ id: 'gw-2' }))).length, 2);
+  });
+
   it('refuses a host key fingerprint that is not an OpenSSH SHA256 fingerprint', () => {
     for (const fp of ['MD5:aa:bb', 'SHA256:short', `${FINGERPRINT}=`, FINGERPRINT.slice(7), 'AA:BB:CC']) {
       const err = configError(file(gateway({ hostKeyFingerprint: fp })));

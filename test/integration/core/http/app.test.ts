@@ -212,6 +212,26 @@ describe('core storage API over mTLS on FerretDB', function () {
       await refusedWithoutEffect(() => post({ body: '[' .repeat(100) + ']'.repeat(100) }), 422, 'too_deep');
     });
 
+    it('refuses values the database cannot store with 422, not 503', async () => {
+      await refusedWithoutEffect(() => post({ body: '{"matrix":[[1,2],[3,4]]}' }), 422, 'schema_violation');
+      await refusedWithoutEffect(() => post({ body: '{"n":1e400}' }), 422, 'schema_violation');
+    });
+
+    it('refuses a body that is not valid UTF-8 instead of storing replacement characters', async () => {
+      const body = Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]);
+      await refusedWithoutEffect(() => post({ body }), 400, 'bad_encoding');
+    });
+
+    it('refuses an unknown or broken Content-Encoding with a 4xx, not a 500', async () => {
+      await refusedWithoutEffect(() => post({ headers: { 'content-encoding': 'bogus' } }), 415, 'unsupported_media_type');
+      await refusedWithoutEffect(() => post({ body: 'not gzip at all', headers: { 'content-encoding': 'gzip' } }), 400, 'bad_request');
+    });
+
+    it('refuses a path that does not percent-decode with 400', async () => {
+      await refusedWithoutEffect(() => post({ path: '/v1/records/%E0%A4%A' }), 400, 'bad_request');
+      await refusedWithoutEffect(() => get('/v1/records/notes/%C0'), 400, 'bad_request');
+    });
+
     it('refuses a body that is not declared as JSON with 415', async () => {
       await refusedWithoutEffect(() => post({ headers: { 'content-type': 'text/plain' } }), 415, 'unsupported_media_type');
     });

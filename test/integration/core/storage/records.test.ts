@@ -89,6 +89,22 @@ describe('core RecordStore on FerretDB', function () {
     assert.equal(await count(doc._id), 1);
   });
 
+  it('stores one document when the same request arrives many times at once', async () => {
+    const doc = recordDoc({ title: 'racing retries' });
+    const results = await Promise.all(Array.from({ length: 10 }, () => store.insert({ ...doc })));
+    assert.equal(results.filter((r) => r).length, 1);
+    assert.equal(await count(doc._id), 1);
+  });
+
+  it('refuses values the engine cannot store as 422 client errors, storing nothing', async () => {
+    // FerretDB answers BadValue for nested arrays and infinite numbers (JSON's 1e400).
+    for (const data of [{ matrix: [[1, 2], [3, 4]] }, { n: JSON.parse('1e400') as number }]) {
+      const doc = recordDoc(data);
+      await assert.rejects(store.insert(doc), (err: unknown) => err instanceof ApiError && err.status === 422 && err.code === 'schema_violation');
+      assert.equal(await count(doc._id), 0);
+    }
+  });
+
   it('finds nothing when the id is asked for under another collection', async () => {
     const doc = recordDoc({ title: 'private' });
     await store.insert(doc);

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { parseCollections, parseDuration, parseFlags, parseScopes, UsageError } from '../../../../services/core/admin/args';
+
+describe('parseFlags', () => {
+  it('reads --name value pairs', () => {
+    assert.deepEqual(
+      [...parseFlags(['--collections', 'a,b', '--scopes', 'read', '--label', 'with spaces'])],
+      [
+        ['collections', 'a,b'],
+        ['scopes', 'read'],
+        ['label', 'with spaces'],
+      ],
+    );
+    assert.equal(parseFlags([]).size, 0);
+  });
+
+  it('refuses a flag without a value, a bare word, or a single-dash flag', () => {
+    for (const args of [['--collections'], ['collections', 'a'], ['-c', 'a'], ['--scopes', 'read', 'extra']]) {
+      assert.throws(() => parseFlags(args), UsageError, JSON.stringify(args));
+    }
+  });
+
+  it('names the unexpected argument', () => {
+    assert.throws(() => parseFlags(['oops', 'x']), /unexpected argument "oops"/);
+  });
+});
+
+describe('parseDuration', () => {
+  it('converts seconds, minutes, hours and days to milliseconds', () => {
+    assert.equal(parseDuration('90s'), 90_000);
+    assert.equal(parseDuration('15m'), 900_000);
+    assert.equal(parseDuration('12h'), 43_200_000);
+    assert.equal(parseDuration('30d'), 2_592_000_000);
+    assert.equal(parseDuration('999999d'), 999_999 * 86_400_000);
+  });
+
+  it('refuses other shapes with a UsageError', () => {
+    for (const text of ['', '30', 'd', '30D', '1.5h', '-1d', '30 d', ' 30d', '30dd', '1w', '1234567d', '1e3s']) {
+      assert.throws(() => parseDuration(text), UsageError, JSON.stringify(text));
+    }
+  });
+});
+
+describe('parseScopes', () => {
+  it('reads read and write, trimming blanks', () => {
+    assert.deepEqual(parseScopes('read,write'), ['read', 'write']);
+    assert.deepEqual(parseScopes(' write '), ['write']);
+    assert.deepEqual(parseScopes('read , write'), ['read', 'write']);
+  });
+
+  it('refuses unknown or empty scopes with a UsageError naming them', () => {
+    assert.throws(() => parseScopes('read,admin'), (err: unknown) => err instanceof UsageError && /unknown scope "admin"/.test(err.message));
+    for (const text of ['', 'read,', 'READ', 'read;write']) assert.throws(() => parseScopes(text), UsageError, JSON.stringify(text));
+  });
+});
+
+describe('parseCollections', () => {
+  it('splits on commas, trims and drops empty items', () => {
+    assert.deepEqual(parseCollections('notes, events,,tasks '), ['notes', 'events', 'tasks']);
+  });
+
+  it('gives no collections for a missing or blank flag, leaving the refusal to the token store', () => {
+    assert.deepEqual(parseCollections(undefined), []);
+    assert.deepEqual(parseCollections(' , '), []);
+  });
+});

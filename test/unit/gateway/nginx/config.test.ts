@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { renderNginxConf, type NginxOptions } from '../../../../services/gateway/nginx/config';
+
+const options: NginxOptions = {
+  runDir: '/run/nonstop/nginx',
+  accessLog: '/dev/stdout',
+  httpPort: 8080,
+  httpsPort: 8443,
+  ipv6: false,
+  appPort: 3000,
+  certFile: '/run/secrets/tls.crt',
+  keyFile: '/run/secrets/tls.key',
+  maxBodyBytes: 1_048_576,
+  ratePerSecond: 20,
+  rateBurst: 40,
+  connectionsPerAddress: 16,
+  requestTimeoutMs: 10_500,
+};
+
+/** The text of the server block listening on `port`. */
+function serverBlock(conf: string, port: number): string {
+  const blocks = conf.split(/\n  server \{\n/).slice(1);
+  const block = blocks.find((b) => new RegExp(`^    listen ${port}\\b`, 'm').test(b));
+  assert.ok(block, `no server block listens on ${port}`);
+  return block;
+}
+
+/** The text of `location <spec> { ... }` inside a server block. */
+function locationBlock(block: string, spec: string): string {
+  const start = block.indexOf(`    location ${spec} {\n`);
+  assert.ok(start >= 0, `no location ${spec}`);
+  return block.slice(start, block.indexOf('\n    }', start));
+}
+
+const directive = (text: string, name: string): string[] =>
+  [...text.matchAll(new RegExp(`^\\s*${name} ([^;]*);`, 'gm'))].map((m) => m[1]!);
+
+describe('renderNginxConf', () => {
+  const conf = renderNginxConf(options);
+
+  it('runs in the foreground with everything it writes under the run directory', () => {
+    assert.deepEqual(directive(conf, 'daemon'), ['off']);
+    assert.deepEqual(directive(conf, 'pid'), ['/run/nonstop/nginx/nginx.pid']);
+    for (const temp of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) {
+      assert.deepEqual(directive(conf, `${temp}_temp_path`), [`/run/nonstop/nginx/${temp}`]);
+    }
+    assert.deepEqual(directive(conf, 'error_log'), ['stderr warn']);
+    assert.deepEqual(directive(conf, 'access_log'), ['/dev/stdout json']);
+    assert.deepEqual(directive(conf, 'server_tokens'), ['off']);
+  });
+
+  it('limits the body to maxBodyBytes and keeps it in memory', () => {
+    assert.deepEqual(directive(conf, 'client_max_body_size'), ['1048576']);
+    assert.deepEqual(directive(conf, 'client_body_buffer_size'), ['1048576']);
+    assert.deepEqual(directive(conf, 'client_body_in_single_buffer'), ['on']);
+    assert.deepEqual(directive(renderNginxConf({ ...options, maxBodyBytes: 65_536 }), 'client_max_body_size'), ['65536']);
+  });
+
+  it('bounds header sizes and cuts off slow clients', () => {
+    assert.deepEqual(directive(conf, 'client_header_buffer_size'), ['1k']);
+    assert.deepEqual(directive(conf, 'large_client_header_buffers'), ['4 8k']);
+    assert.deepEqual(directive(conf, 'client_header_timeout'), ['10s']);
+    assert.deepEqual(directive(conf, 'client_body_timeout'), ['10s']);
+    assert.deepEqual(directive(conf, 'send_timeout'), ['10s']);
+    assert.deepEqual(directive(conf, 'reset_timedout_connection'), ['on']);
+  });
+
+  it('waits for the app a little longer than the request deadline, in whole seconds', () => {
+    assert.deepEqual(directive(conf, 'proxy_read_timeout'), ['16s']);
+    assert.deepEqual(directive(conf, 'proxy_send_timeout'), ['16s']);
+    assert.deepEqual(directive(renderNginxConf({ ...options, requestTimeoutMs: 30_000 }), 'proxy_read_timeout'), ['35s']);
+  });
+
+  it('rate-limits requests and connections per address with 429', () => {
+    assert.deepEqual(directive(conf, 'limit_req_zone'), ['$binary_remote_addr zone=per_address:10m rate=20r/s']);
+    assert.deepEqual(directive(conf, 'limit_conn_zone'), ['$binary_remote_addr zone=conn_per_address:10m']);
+    assert.deepEqual(directive(conf, 'limit_req_status'), ['429']);
+    assert.deepEqual(directive(conf, 'limit_conn_status'), ['429']);
+    const v1 = locationBlock(serverBlock(conf, 8443), '/v1/');
+    assert.deepEqual(directive(v1, 'limit_req'), ['zone=per_address burst=40 nodelay']);
+    assert.deepEqual(directive(v1, 'limit_conn'), ['conn_per_address 16']);
+  });
+
+  it('proxies only /v1/ to the app on loopback, without intercepting the app\'s own errors', () => {
+    assert.match(conf, /upstream gateway_app \{\n\s*server 127\.0\.0\.1:3000;/);
+    const https = serverBlock(conf, 8443);
+    assert.equal(directive(https, 'proxy_pass').length, 1);
+    const v1 = locationBlock(https, '/v1/');
+    assert.deepEqual(directive(v1, 'proxy_pass'), ['http://gateway_app']);
+    assert.deepEqual(directive(v1, 'proxy_intercept_errors'), ['off']);
+    assert.deepEqual(directive(v1, 'proxy_set_header X-Forwarded-Proto'), ['https']);
+    assert.deepEqual(directive(v1, 'proxy_set_header X-Forwarded-For'), ['$remote_addr']);
+  });
+
+  it('answers any other path with a JSON 404', () => {
+    const other = locationBlock(serverBlock(conf, 8443), '/');
+    assert.deepEqual(directive(other, 'default_type'), ['application/json']);
+    const m = /return 404 '(.*)';/.exec(other);
+    assert.ok(m);
+    assert.deepEqual(JSON.parse(m[1]!), { error: { code: 'not_found', message: 'no such endpoint' } });
+  });
+
+  it('sends plain HTTP to HTTPS with a 308 and nothing else', () => {
+    const http = serverBlock(conf, 8080);
+    assert.doesNotMatch(http, /proxy_pass|ssl/);
+    assert.deepEqual(directive(http, 'return'), ['308 https://$host$request_uri']);
+  });
+
+  it('serves TLS 1.2+ only with the given certificate, and HSTS', () => {
+    const https = serverBlock(conf, 8443);
+    assert.deepEqual(directive(https, 'listen'), ['8443 ssl']);
+    assert.deepEqual(directive(https, 'ssl_certificate'), ['/run/secrets/tls.crt']);
+    assert.deepEqual(directive(https, 'ssl_certificate_key'), ['/run/secrets/tls.key']);
+    assert.deepEqual(directive(https, 'ssl_protocols'), ['TLSv1.2 TLSv1.3']);
+    assert.match(https, /add_header Strict-Transport-Security "max-age=\d+" always;/);
+  });
+
+  it('replaces every error nginx makes itself with a JSON body of the app\'s shape', () => {
+    const https = serverBlock(conf, 8443);
+    const pages = directive(https, 'error_page');
+    const statuses = [400, 404, 405, 408, 413, 414, 429, 494, 500, 502, 503, 504];
+    assert.deepEqual(pages.sort(), statuses.map((s) => `${s} /_nonstop_error/${s}`).sort());
+    const expectedCodes: Record<number, string> = { 413: 'body_too_large', 429: 'rate_limited', 494: 'headers_too_large', 502: 'unavailable', 504: 'deadline_exceeded' };
+    for (const status of statuses) {
+      const loc = locationBlock(https, `= /_nonstop_error/${status}`);
+      assert.match(loc, /^\s*internal;$/m, `${status} page is internal`);
+      assert.deepEqual(directive(loc, 'default_type'), ['application/json']);
+      const m = /return (\d+) '(.*)';/.exec(loc);
+      assert.ok(m, `${status} returns a body`);
+      // 494 is nginx-internal: the client sees 400.
+      assert.equal(Number(m[1]), status === 494 ? 400 : status);
+      const body = JSON.parse(m[2]!) as { error: { code: string; message: string } };
+      assert.deepEqual(Object.keys(body), ['error']);
+      assert.equal(typeof body.error.message, 'string');
+      assert.match(body.error.code, /^[a-z_]+$/);
+      if (expectedCodes[status]) assert.equal(body.error.code, expectedCodes[status]);
+    }
+  });
+
+  it('listens on IPv6 only when ipv6 is true', () => {
+    assert.doesNotMatch(conf, /listen \[::\]/);
+    const v6 = renderNginxConf({ ...options, ipv6: true });
+    assert.deepEqual(directive(serverBlock(v6, 8080), 'listen'), ['8080', '[::]:8080']);
+    assert.deepEqual(directive(serverBlock(v6, 8443), 'listen'), ['8443 ssl', '[::]:8443 ssl']);
+  });
+
+  it('logs access lines as JSON without query strings or bodies', () => {
+    const format = /log_format json escape=json '(.*)';/.exec(conf);
+    assert.ok(format);
+    assert.doesNotMatch(format[1]!, /\$request_uri|\$args|\$query_string|\$request_body|\$request\b/);
+    assert.match(format[1]!, /"uri":"\$uri"/);
+    // With every variable replaced by a sample value, the line is JSON.
+    const sample = format[1]!.replace(/\$[a-z_0-9]+/g, (v) => (/(status|bytes_sent|request_time)$/.test(v) ? '1' : 'x'));
+    assert.equal((JSON.parse(sample) as { component: string }).component, 'nginx');
+  });
+});
