@@ -28,8 +28,9 @@ if [ "$want_test_peers" = 1 ]; then
   # Each one is a real peer of a test: redis-server (queue and ACL), nginx -t (rendered
   # config), openssh-client/server (OpenSSH against our ssh2 code), knockd (its `knock`
   # client), nmap (exposure scans), nftables and iproute2 (firewall and namespaces),
-  # tcpdump (filter compilation), libpcap-dev, python3, make and g++ (the `cap` addon).
-  apt_install redis-server nginx-light openssh-client openssh-server knockd nmap nftables \
-    iproute2 tcpdump libpcap-dev python3 make g++ ca-certificates
+  # netcat-openbsd (raw TCP probes), tcpdump (filter compilation), python3, make and g++
+  # (node-gyp for ssh2's optional native binding).
+  apt_install redis-server nginx openssh-client openssh-server knockd nmap nftables netcat-openbsd \
+    iproute2 tcpdump python3 make g++ ca-certificates
 fi
 log "bootstrap done"

@@ -37,10 +37,10 @@ describe('the compose stack, built and run through the Docker API', function () 
   it('publishes ports for the gateway and for no other service', async () => {
     for (const service of ['broker', 'core', 'keygen']) {
       const info = await stack.inspect(service);
-      assert.deepEqual(Object.keys(info.HostConfig.PortBindings ?? {}), [], `${service} has port bindings`);
+      assert.deepEqual(Object.keys((info.HostConfig.PortBindings ?? {}) as Record<string, unknown>), [], `${service} has port bindings`);
     }
     const gw = await stack.inspect('gateway');
-    assert.deepEqual(Object.keys(gw.HostConfig.PortBindings ?? {}).sort(), ['2222/tcp', '443/tcp', '80/tcp']);
+    assert.deepEqual(Object.keys((gw.HostConfig.PortBindings ?? {}) as Record<string, unknown>).sort(), ['2222/tcp', '443/tcp', '80/tcp']);
   });
 
   it('keeps core out of reach from the edge network', async () => {
@@ -87,7 +87,7 @@ describe('the compose stack, built and run through the Docker API', function () 
 
   it('leaves no key or certificate in any image history', async () => {
     for (const image of [stack.images.gateway, stack.images.broker, stack.images.core]) {
-      const history = await stack.docker.getImage(image).history();
+      const history = (await stack.docker.getImage(image).history()) as { CreatedBy: string }[];
       for (const layer of history) {
         assert.doesNotMatch(layer.CreatedBy, /PRIVATE KEY|BEGIN CERTIFICATE|BEGIN OPENSSH/, `${image}: ${layer.CreatedBy.slice(0, 120)}`);
       }

@@ -64,6 +64,8 @@ export function inspectJsonValue(root: unknown, limits: JsonLimits): void {
       checkString(value, limits, 'value');
       continue;
     }
+    // 1e400 parses to Infinity: no database stores it faithfully.
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new ApiError('schemaViolation', 'a number is out of range');
     if (value === null || typeof value !== 'object') continue;
     if (depth + 1 > limits.maxDepth) throw new ApiError('tooDeep', `nesting deeper than ${limits.maxDepth}`);
     if (Array.isArray(value)) {

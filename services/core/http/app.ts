@@ -50,7 +50,8 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
     next();
   });
 
-  const rawBody = express.raw({ type: () => true, limit: deps.maxBodyBytes });
+  // No Content-Encoding: a compressed body is refused (415), never inflated.
+  const rawBody = express.raw({ type: () => true, limit: deps.maxBodyBytes, inflate: false });
 
   app.post('/v1/records/:collection', rawBody, async (req, res) => {
     const collection = collectionOf(req);

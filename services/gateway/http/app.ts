@@ -36,7 +36,8 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
-  const rawBody = express.raw({ type: () => true, limit: deps.limits.maxBytes });
+  // No Content-Encoding: a compressed body is refused (415), never inflated.
+  const rawBody = express.raw({ type: () => true, limit: deps.limits.maxBytes, inflate: false });
 
   const enqueue = async (req: Request, res: Response, partial: Omit<RequestEnvelope, 'v' | 'at' | 'deadline' | 'gw'>): Promise<void> => {
     const at = Date.now();
@@ -100,6 +101,7 @@ function describeError(err: unknown): { status: number; code: string; message: s
   // body-parser's errors carry a `type` and a status.
   const e = err as { type?: string; status?: number };
   if (e.type === 'entity.too.large') return { status: 413, code: 'body_too_large', message: 'body too large' };
-  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return { status: e.status, code: 'bad_request', message: 'malformed request' };
+  if (e.status === 415) return { status: 415, code: 'unsupported_media_type', message: 'Content-Encoding is not accepted' };
+  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return { status: 400, code: 'bad_request', message: 'malformed request' };
   return { status: 500, code: 'internal', message: 'internal error' };
 }

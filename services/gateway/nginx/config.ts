@@ -156,6 +156,12 @@ ${errorPages()}
       return 404 '{"error":{"code":"not_found","message":"no such endpoint"}}';
     }
 
+    # Without this nginx would answer /v1 with its own HTML redirect to /v1/.
+    location = /v1 {
+      default_type application/json;
+      return 404 '{"error":{"code":"not_found","message":"no such endpoint"}}';
+    }
+
 ${errorLocations()}
   }
 }

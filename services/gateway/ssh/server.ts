@@ -48,7 +48,8 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
         hostKeys: [opts.hostKey],
         keepaliveInterval: opts.keepaliveIntervalMs,
         keepaliveCountMax: opts.keepaliveCountMax,
-        ident: 'SSH-2.0-nonstop',
+        // ssh2 prefixes "SSH-2.0-" itself.
+        ident: 'nonstop',
       },
       (client, info) => this.onClient(client, info.ip),
     );

@@ -43,8 +43,8 @@ export async function buildImage(d: Docker, opts: { dockerfile: string; tag: str
           options: { version: '2', session: session.id, ...(process.env.NONSTOP_E2E_NOCACHE ? { nocache: true } : {}), dockerfile: opts.dockerfile, t: opts.tag, ...(opts.target ? { target: opts.target } : {}), buildargs: JSON.stringify({ REVISION: 'e2e' }) },
           isStream: true,
           statusCodes: { 200: true, 500: 'server error' },
-        } as never,
-        (err: unknown, data: unknown) => (err ? reject(err as Error) : resolve(data as Readable)),
+        },
+        (err: unknown, data: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(data as Readable)),
       );
     });
     const messages = await new Promise<BuildMessage[]>((resolve, reject) => {

@@ -36,8 +36,8 @@ export async function openBuildSession(docker: Docker, secrets: Record<string, B
           'X-Docker-Expose-Session-Grpcmethod': methods,
         },
         statusCodes: { 101: true, 200: true, 500: 'server error' },
-      } as never,
-      (err: unknown, sock: unknown) => (err ? reject(err as Error) : resolve(sock as Socket)),
+      },
+      (err: unknown, sock: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(sock as Socket)),
     );
   });
   const server = new grpc.Server();

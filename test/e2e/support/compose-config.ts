@@ -58,10 +58,17 @@ function composeCommand(): { cmd: string; args: string[] } {
   }
 }
 
+/** A scalar from the YAML as text; objects would be a compose format we do not know. */
+function scalar(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  throw new Error(`unexpected value in compose config: ${JSON.stringify(v)}`);
+}
+
 function parseBytes(v: unknown): number | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'number') return v;
-  const m = /^(\d+)([bkmg]?)b?$/i.exec(String(v).trim());
+  const m = /^(\d+)([bkmg]?)b?$/i.exec(scalar(v).trim());
   if (!m) throw new Error(`cannot parse memory size ${JSON.stringify(v)}`);
   const unit = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'b' | 'k' | 'm' | 'g'];
   return Number(m[1]) * unit;
@@ -89,7 +96,7 @@ function parseVolume(v: unknown): VolumeSpec {
 function asStringMap(v: unknown): Record<string, string> {
   if (!v) return {};
   if (Array.isArray(v)) return Object.fromEntries(v.map((e: string) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-  return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, val]) => [k, val === null || val === undefined ? '' : String(val)]));
+  return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, val]) => [k, val === null || val === undefined ? '' : scalar(val)]));
 }
 
 /** Loads and normalises compose.yaml with `env` overriding the process environment. */
@@ -112,7 +119,7 @@ export function loadCompose(env: Record<string, string>): ComposeSpec {
       const i = t.indexOf(':');
       tmpfs[i < 0 ? t : t.slice(0, i)] = i < 0 ? '' : t.slice(i + 1);
     }
-    const networks = s.networks ? (Array.isArray(s.networks) ? (s.networks as string[]) : Object.keys(s.networks as object)) : [];
+    const networks = s.networks ? (Array.isArray(s.networks) ? (s.networks as string[]) : Object.keys(s.networks)) : [];
     const dependsOn: Record<string, string> = {};
     const dep = s.depends_on as Record<string, { condition?: string }> | string[] | undefined;
     if (Array.isArray(dep)) for (const d of dep) dependsOn[d] = 'service_started';
@@ -120,8 +127,8 @@ export function loadCompose(env: Record<string, string>): ComposeSpec {
     const memory = parseBytes(s.mem_limit);
     services[name] = {
       name,
-      image: String(s.image),
-      ...(s.command ? { command: Array.isArray(s.command) ? (s.command as string[]) : String(s.command).split(' ') } : {}),
+      image: scalar(s.image),
+      ...(s.command ? { command: Array.isArray(s.command) ? (s.command as string[]) : scalar(s.command).split(' ') } : {}),
       environment: asStringMap(s.environment),
       capAdd: (s.cap_add as string[] | undefined) ?? [],
       capDrop: (s.cap_drop as string[] | undefined) ?? [],
@@ -134,8 +141,8 @@ export function loadCompose(env: Record<string, string>): ComposeSpec {
       ...(s.pids_limit !== undefined ? { pidsLimit: Number(s.pids_limit) } : {}),
       ports: ((s.ports as unknown[] | undefined) ?? []).map(parsePort),
       networks,
-      ...(s.network_mode ? { networkMode: String(s.network_mode) } : {}),
-      restart: String(s.restart ?? 'no'),
+      ...(s.network_mode ? { networkMode: scalar(s.network_mode) } : {}),
+      restart: scalar(s.restart ?? 'no'),
       dependsOn,
     };
   }

@@ -2,6 +2,7 @@ import type Docker from 'dockerode';
 import { buildAll, type ImageSet } from './build';
 import { docker } from './docker';
 import { Stack } from './stack';
+import type { ComposeSpec } from './compose-config';
 
 export const TEST_TAG = 'test';
 
@@ -14,7 +15,7 @@ export function testImages(d: Docker = docker()): Promise<ImageSet> {
 }
 
 /** Builds the images if needed and brings a fresh stack up. */
-export async function upStack(env: Record<string, string> = {}): Promise<Stack> {
+export async function upStack(env: Record<string, string> = {}, adjust?: (spec: ComposeSpec) => void): Promise<Stack> {
   const d = docker();
-  return Stack.up(d, await testImages(d), { tag: TEST_TAG, env });
+  return Stack.up(d, await testImages(d), { tag: TEST_TAG, env, ...(adjust ? { adjust } : {}) });
 }

