@@ -44,7 +44,7 @@ export async function buildImage(d: Docker, opts: { dockerfile: string; tag: str
           isStream: true,
           statusCodes: { 200: true, 500: 'server error' },
         },
-        (err: unknown, data: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(data as Readable)),
+        (err: unknown, data: unknown) => (err ? reject(err instanceof Error ? err : new Error(JSON.stringify(err))) : resolve(data as Readable)),
       );
     });
     const messages = await new Promise<BuildMessage[]>((resolve, reject) => {

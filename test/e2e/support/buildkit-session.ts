@@ -37,7 +37,7 @@ export async function openBuildSession(docker: Docker, secrets: Record<string, B
         },
         statusCodes: { 101: true, 200: true, 500: 'server error' },
       },
-      (err: unknown, sock: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(sock as Socket)),
+      (err: unknown, sock: unknown) => (err ? reject(err instanceof Error ? err : new Error(JSON.stringify(err))) : resolve(sock as Socket)),
     );
   });
   const server = new grpc.Server();
