@@ -33,6 +33,10 @@ export interface TestRedisOptions {
   gateways?: string[];
   maxMemoryBytes?: number;
   inspector?: boolean;
+  /** Fixed port (default: a free one). */
+  port?: number;
+  /** Reuse the passwords of another instance (two brokers serving the same gateway). */
+  sameSecretsAs?: TestRedis;
   log?: Logger;
 }
 
@@ -54,12 +58,13 @@ export class TestRedis {
 
   static async start(opts: TestRedisOptions = {}): Promise<TestRedis> {
     const binary = requireBinary('redis-server', '/usr/bin/redis-server', '/usr/local/bin/redis-server');
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     const tmp = tempDir('nonstop-redis-');
     const dir = join(tmp.dir, 'redis');
     mkdirSync(dir, { mode: 0o700 });
-    const brokerPassword = secret();
-    const gateways = (opts.gateways ?? ['gw-a']).map((id) => ({ id, username: `gateway-${id}`, password: secret() }));
+    const like = opts.sameSecretsAs;
+    const brokerPassword = like?.brokerPassword ?? secret();
+    const gateways = (opts.gateways ?? ['gw-a']).map((id) => ({ id, username: `gateway-${id}`, password: like?.gateways.find((g) => g.id === id)?.password ?? secret() }));
     const inspectorPassword = opts.inspector ? secret() : undefined;
     let conf = renderRedisConf({
       port,

@@ -102,7 +102,7 @@ export class Proc {
 
   /** The exit, or a test failure naming the command's output if it does not come. */
   async waitExit(timeoutMs = 10_000): Promise<Exit> {
-    const timer = sleep(timeoutMs).then(() => undefined);
+    const timer = sleep(timeoutMs, undefined, { ref: false }).then(() => undefined);
     const result = await Promise.race([this.exited, timer]);
     if (!result) throw new Error(`process ${this.pid} did not exit within ${timeoutMs} ms; output:\n${this.output}`);
     return result;
@@ -125,7 +125,7 @@ export class Proc {
       }
     }
     this.child.kill('SIGTERM');
-    const done = await Promise.race([this.exited, sleep(3000).then(() => undefined)]);
+    const done = await Promise.race([this.exited, sleep(3000, undefined, { ref: false }).then(() => undefined)]);
     if (!done) {
       this.child.kill('SIGKILL');
       await this.exited;

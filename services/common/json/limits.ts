@@ -76,7 +76,8 @@ export function inspectJsonValue(root: unknown, limits: JsonLimits): void {
       if (++keys > limits.maxKeys) throw new ApiError('tooManyKeys', `more than ${limits.maxKeys} keys`);
       checkString(key, limits, 'key');
       const reason = forbiddenKeyReason(key);
-      if (reason !== undefined) throw new ApiError('forbiddenKey', `key ${JSON.stringify(key.slice(0, 64))} ${reason}`);
+      // The key itself is client data: the message says what is wrong, never echoes it.
+      if (reason !== undefined) throw new ApiError('forbiddenKey', `a key ${reason}`);
       stack.push({ value: (value as Record<string, unknown>)[key], depth: depth + 1 });
     }
   }

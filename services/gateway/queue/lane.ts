@@ -67,9 +67,11 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; resync: []; rep
       );
     });
     this.sub.on('ready', () => {
+      // The first connection that gets through subscribes (the broker's Redis may not have
+      // answered when the tunnel came up, so this is not necessarily the first attempt).
+      if (!this.subscribedOnce) return this.subscribe();
       // After a reconnect ioredis re-subscribes by itself (before any other command); a
       // reply announced while we were away is fetched by the owner's resync.
-      if (!this.subscribedOnce) return;
       this.setUp('sub', true);
       this.emit('resync');
     });
@@ -80,11 +82,19 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; resync: []; rep
   private readonly channel: string;
   private subscribedOnce = false;
 
+  /** Rejects if the first attempt fails; the connections keep retrying regardless. */
   async connect(): Promise<void> {
     await Promise.all([this.cmd.connect(), this.sub.connect()]);
-    await this.sub.subscribe(this.channel);
-    this.subscribedOnce = true;
-    this.setUp('sub', true);
+  }
+
+  private subscribe(): void {
+    this.sub.subscribe(this.channel).then(
+      () => {
+        this.subscribedOnce = true;
+        this.setUp('sub', true);
+      },
+      (err: Error) => this.log.warn('queue subscribe failed', { tunnel: this.tunnel.id, err: err.message }),
+    );
   }
 
   private setUp(which: 'cmd' | 'sub', up: boolean): void {

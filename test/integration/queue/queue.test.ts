@@ -77,14 +77,16 @@ async function rejection(p: Promise<unknown>): Promise<NonstopError> {
 describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-server)', function () {
   this.timeout(20_000);
   let cleanups: (() => unknown)[] = [];
+  const gates: Gate[] = [];
 
   afterEach(async () => {
+    for (const g of gates.splice(0)) g.open();
     const list = cleanups.reverse();
     cleanups = [];
     for (const c of list) await c();
   });
 
-  async function startRedis(opts: { maxMemoryBytes?: number; port?: number } = {}): Promise<TestRedis> {
+  async function startRedis(opts: { maxMemoryBytes?: number; port?: number; sameSecretsAs?: TestRedis } = {}): Promise<TestRedis> {
     const r = await TestRedis.start({ gateways: [GW, OTHER], inspector: true, ...opts });
     cleanups.push(() => r.stop());
     return r;
@@ -146,7 +148,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
   /** Opens every gate at cleanup time, before the consumers are stopped (stop waits for handlers). */
   function gate(): Gate {
     const g = new Gate();
-    cleanups.push(() => g.open());
+    gates.push(g);
     return g;
   }
 
@@ -190,6 +192,23 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     const err = await rejection(d2.submit(envelope()));
     assert.equal(err.code, 'no_tunnel');
     assert.equal(err.status, 503);
+  });
+
+  it("makes a lane ready once the broker's redis answers, even if it did not when the tunnel came up", async () => {
+    const first = await startRedis();
+    await first.stopServer();
+    const mem = memoryLogger();
+    const { dispatcher } = startDispatcher(first, mem.log);
+    const t = new StandInTunnel('early', first.port);
+    dispatcher.addTunnel(t.tunnel);
+    await waitFor('a failed connection attempt', () => mem.lines.some((l) => l.message === 'queue connection error'));
+    assert.equal(dispatcher.readyLanes, 0);
+
+    const r = await startRedis({ port: first.port, sameSecretsAs: first });
+    await startConsumer(r, (e) => Promise.resolve(created(e)));
+    await waitFor('the queue lane to be ready', () => dispatcher.readyLanes === 1, 10_000, 20);
+    const e = envelope();
+    assert.deepEqual(await dispatcher.submit(e), created(e));
   });
 
   it('answers deadline_exceeded (504) at the deadline of a request whose handler never answers', async () => {
@@ -379,6 +398,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     // recreated its group and handles that second delivery.
     assert.deepEqual(await inflight, created(held, 'delivery-2'));
     assert.equal(calls.get(held.id), 2);
+    console.log('NOGROUP lines', brokerLog.lines.filter((l) => l.message === 'consumer group missing; recreating').length, brokerLog.lines.length);
     assert.ok(brokerLog.lines.some((l) => l.message === 'consumer group missing; recreating'));
     assert.ok((await counterValue(metrics.redispatched)) >= 1);
     assert.equal(dispatcher.readyLanes, 1);
@@ -400,7 +420,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
 
   it('drops a lane the moment its tunnel closes and re-sends its in-flight request on another lane', async () => {
     const ra = await startRedis();
-    const rb = await startRedis();
+    const rb = await startRedis({ sameSecretsAs: ra });
     const stuck = gate();
     const reachedA: string[] = [];
     await startConsumer(ra, async (e) => {

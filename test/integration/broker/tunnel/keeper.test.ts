@@ -138,10 +138,22 @@ describe('TunnelKeeper against real SSH servers', function () {
       // Every attempt gets as far as SSH (not refused earlier) and fails on the host key.
       const errors = logs.lines.filter((l) => l.level === 'error' && l.message === 'tunnel attempt failed');
       assert.ok(errors.length >= 2, `expected an error line per attempt, got ${errors.length}`);
-      for (const e of errors) assert.match(String(e.err), new RegExp(hostKey.fingerprint.replace(/[+/]/g, '\\$&')));
+      for (const e of errors) assert.ok(String(e.err).includes(hostKey.fingerprint), `the line names the presented key: ${String(e.err)}`);
       // Attempts alternate with backoff: no two connection attempts back to back.
       const attempts = states.filter((s) => s === 'connecting' || s === 'backoff');
       for (let i = 1; i < attempts.length; i++) assert.ok(!(attempts[i] === 'connecting' && attempts[i - 1] === 'connecting'), states.join(','));
+    });
+
+    it('never comes up when the gateway refuses its queue forward, and keeps retrying', async () => {
+      const queuePort = await freePort();
+      const g = await gateway(queuePort);
+      const k = startKeeper(target(g.port, hostKey.fingerprint), queuePort + 1);
+      await waitFor('two refused attempts', () => count('backoff') >= 2);
+      assert.equal(count('up'), 0);
+      assert.equal(k.connects, 0);
+      assert.equal(g.tunnels.length, 0);
+      assert.ok((await counterValue(g.metrics.sshRefused, { kind: 'tcpip-forward' })) >= 2);
+      assert.ok(logs.lines.some((l) => l.level === 'warn' && /gateway refused the queue forward/.test(String(l.err))));
     });
 
     it('reconnects by itself when the gateway restarts on the same port with the same host key', async () => {
