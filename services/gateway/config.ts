@@ -43,7 +43,7 @@ export const gatewayEnv = {
   KNOCK_STEP_TIMEOUT_MS: env.int({ min: 100, max: 60_000, def: 5000 }),
   KNOCK_SEQUENCE_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: 15_000 }),
   KNOCK_WINDOW_SECONDS: env.int({ min: 1, max: 3600, def: 30 }),
-  KNOCK_MAX_SOURCES: env.int({ min: 16, max: 10_000_000, def: 100_000 }),
+  KNOCK_MAX_SOURCES: env.int({ min: 16, max: 10_000_000, def: 50_000 }),
   KNOCK_INTERFACE: env.str({ def: 'any', pattern: /^[A-Za-z0-9_.:@-]{1,32}$/, expected: 'a network interface name or any' }),
   KNOCK_CAPTURE_BUFFER_KIB: env.int({ min: 64, max: 1 << 20, def: 8192 }),
   KNOCK_TCPDUMP: env.absPath('/usr/bin/tcpdump'),

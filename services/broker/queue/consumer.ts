@@ -39,6 +39,8 @@ export class QueueConsumer {
   private loopDone: Promise<void> | undefined;
   private readonly streams: string[];
   private readonly gatewayOfStream = new Map<string, string>();
+  /** Entries this consumer is processing right now (`stream entryId`). */
+  private readonly inProgress = new Set<string>();
   lastReadOk = 0;
 
   constructor(
@@ -111,7 +113,9 @@ export class QueueConsumer {
         if (message.startsWith('NOGROUP')) {
           // redis-server restarted empty: the groups (and anything queued) are gone.
           this.log.warn('consumer group missing; recreating', {});
-          await this.ensureGroups().catch(() => undefined);
+          // If the writer is not back yet, pause like any other failed read instead of
+          // spinning (and logging) in a tight loop until it is.
+          await this.ensureGroups().catch(() => sleep(200));
         } else {
           this.log.debug('read failed', { err: message });
           await sleep(200);
@@ -121,11 +125,14 @@ export class QueueConsumer {
   }
 
   private dispatch(stream: string, [id, fields]: StreamEntry): void {
+    const key = `${stream} ${id}`;
+    this.inProgress.add(key);
     this.inflight++;
     this.metrics.inflight.set(this.inflight);
     this.process(stream, id, fields)
       .catch((err: Error) => this.log.error('processing failed', { entry: id, err: err.message }))
       .finally(() => {
+        this.inProgress.delete(key);
         this.inflight--;
         this.metrics.inflight.set(this.inflight);
         this.slotFreed?.();
@@ -178,6 +185,9 @@ export class QueueConsumer {
       try {
         const [, entries] = (await this.writer.xautoclaim(stream, queueKeys.group, this.opts.consumerName, this.opts.claimIdleMs, '0-0', 'COUNT', free)) as [string, StreamEntry[], string[]];
         for (const entry of entries) {
+          // XAUTOCLAIM also hands back our own entries whose handler outlives claimIdleMs;
+          // they are still being processed here, not abandoned.
+          if (this.inProgress.has(`${stream} ${entry[0]}`)) continue;
           this.metrics.claimed.inc();
           this.log.warn('claimed a request from a silent consumer', { entry: entry[0] });
           this.dispatch(stream, entry);

@@ -13,8 +13,14 @@ export interface SshKeyPair {
 }
 
 export function generateSshKeyPair(comment: string): SshKeyPair {
-  const pair = utils.generateKeyPairSync('ed25519', { comment });
-  return { privateKey: pair.private, publicKey: pair.public.trim() };
+  // ssh2's generator strips every leading zero byte of the ed25519 public key (it means to
+  // drop only the BIT STRING's unused-bits byte), so about one pair in 256 comes out with a
+  // 31-byte public key that neither ssh2 nor OpenSSH can read. Such a pair is drawn again.
+  for (;;) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    if (utils.parseKey(pair.public) instanceof Error || utils.parseKey(pair.private) instanceof Error) continue;
+    return { privateKey: pair.private, publicKey: pair.public.trim() };
+  }
 }
 
 /** OpenSSH-style fingerprint of a public key blob (the wire encoding of the key). */

@@ -110,6 +110,13 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
     });
 
     client.on('authentication', (ctx: AuthContext) => {
+      // The limit holds within a connection too: one that has used up its address's failures
+      // gets no further attempts (not even a valid key) until the window passes.
+      if (this.opts.limiter.isBlocked(address)) {
+        log.warn('ssh connection closed: too many failed authentications');
+        ctx.reject([]);
+        return void client.end();
+      }
       if (ctx.method === 'none') return ctx.reject(['publickey']);
       if (ctx.method !== 'publickey') {
         this.failAuth(address, ctx.method, log);

@@ -8,7 +8,7 @@ import { openBuildSession } from './buildkit-session';
 export const REPO_ROOT = join(__dirname, '..', '..', '..', '..');
 
 /** What goes into a build context: exactly what the Dockerfiles COPY, nothing else. */
-const CONTEXT_ENTRIES = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'services', 'config', 'Dockerfile.gateway', 'Dockerfile.broker', 'Dockerfile.core', 'test/e2e/support/Dockerfile.probe'];
+const CONTEXT_ENTRIES = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'services', 'config', 'Dockerfile.gateway', 'Dockerfile.broker', 'Dockerfile.core', 'test/e2e/support/Dockerfile.probe', 'bench/tools'];
 
 function context(): Readable {
   return pack(REPO_ROOT, { entries: CONTEXT_ENTRIES }) as unknown as Readable;

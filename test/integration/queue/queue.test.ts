@@ -64,6 +64,12 @@ async function counterValue(metric: { get: () => Promise<{ values: { value: numb
   return values.filter((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val)).reduce((sum, v) => sum + v.value, 0);
 }
 
+function fieldMap(fields: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i]!] = fields[i + 1]!;
+  return out;
+}
+
 async function rejection(p: Promise<unknown>): Promise<NonstopError> {
   try {
     await p;
@@ -264,7 +270,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
 
     const admin = await inspector(r);
     await waitFor('all poison dead-lettered', async () => (await admin.xlen(queueKeys.deadLetter)) === expected.size);
-    const dead = (await admin.xrange(queueKeys.deadLetter, '-', '+')).map(([, f]) => Object.fromEntries(f.reduce<string[][]>((acc, v, i) => (i % 2 ? acc[acc.length - 1]!.push(v) : acc.push([v]), acc), [])) as Record<string, string>);
+    const dead = (await admin.xrange(queueKeys.deadLetter, '-', '+')).map(([, f]) => fieldMap(f));
     for (const d of dead) {
       assert.deepEqual(Object.keys(d).sort(), ['at', 'detail', 'entry', 'gateway', 'reason']);
       assert.equal(d.reason, expected.get(d.entry!), `entry ${d.entry} dead-lettered as ${d.reason}`);
@@ -344,6 +350,37 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     assert.equal(await admin.xlen(STREAM), 0);
   });
 
+  it('does not claim back a request it is itself still processing past claimIdleMs', async () => {
+    const r = await startRedis();
+    const slow = gate();
+    const calls: string[] = [];
+    const { metrics } = await startConsumer(
+      r,
+      async (e) => {
+        calls.push(e.id);
+        await slow.wait();
+        return created(e);
+      },
+      { claimIdleMs: 100, claimIntervalMs: 50 },
+    );
+    const { dispatcher } = startDispatcher(r);
+    await addLane(dispatcher, r.port);
+    const e = envelope();
+    const reply = dispatcher.submit(e);
+    const admin = await inspector(r);
+    // Each XAUTOCLAIM of the entry bumps its delivery count: wait until the claim loop has
+    // gone over it twice while the first delivery is still in the handler.
+    await waitFor('the claim loop to pass over the entry', async () => {
+      const rows = (await admin.xpending(STREAM, queueKeys.group, '-', '+', 10)) as [string, string, number, number][];
+      return rows.length === 1 && rows[0]![3] >= 3;
+    }, 5000, 20);
+    assert.deepEqual(calls, [e.id]);
+    slow.open();
+    assert.deepEqual(await reply, created(e));
+    assert.deepEqual(calls, [e.id]);
+    assert.equal(await counterValue(metrics.claimed), 0);
+  });
+
   it('rejects with queue_full (503) once the broker redis reaches maxmemory, instead of hanging', async () => {
     const r = await startRedis({ maxMemoryBytes: 2 * 1024 * 1024 });
     const { dispatcher } = startDispatcher(r);
@@ -398,7 +435,6 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     // recreated its group and handles that second delivery.
     assert.deepEqual(await inflight, created(held, 'delivery-2'));
     assert.equal(calls.get(held.id), 2);
-    console.log('NOGROUP lines', brokerLog.lines.filter((l) => l.message === 'consumer group missing; recreating').length, brokerLog.lines.length);
     assert.ok(brokerLog.lines.some((l) => l.message === 'consumer group missing; recreating'));
     assert.ok((await counterValue(metrics.redispatched)) >= 1);
     assert.equal(dispatcher.readyLanes, 1);
@@ -416,6 +452,26 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     assert.ok(ttl > 0 && ttl <= 10_000, `stale reply ttl ${ttl}`);
     assert.equal(await admin.xlen(STREAM), 0);
     assert.equal(await pendingCount(admin), 0);
+  });
+
+  it('waits between attempts to recreate a vanished group while its writer is down, then recovers', async () => {
+    const r = await startRedis();
+    const mem = memoryLogger();
+    const { consumer } = await startConsumer(r, (e) => Promise.resolve(created(e)), { log: mem.log });
+    const { dispatcher } = startDispatcher(r);
+    await addLane(dispatcher, r.port);
+    consumer.writer.disconnect();
+    const admin = await inspector(r);
+    await admin.xgroup('DESTROY', STREAM, queueKeys.group);
+    const missing = (): number => mem.lines.filter((l) => l.message === 'consumer group missing; recreating').length;
+    await waitFor('the consumer to notice the missing group', () => missing() > 0, 5000, 10);
+    await sleep(500);
+    // Paced by the read-failure pause (200 ms): a handful of attempts, not a busy loop.
+    assert.ok(missing() < 20, `${missing()} attempts to recreate the group in 500 ms`);
+
+    await consumer.writer.connect();
+    const e = envelope();
+    assert.deepEqual(await dispatcher.submit(e), created(e));
   });
 
   it('drops a lane the moment its tunnel closes and re-sends its in-flight request on another lane', async () => {

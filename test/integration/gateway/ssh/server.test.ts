@@ -36,6 +36,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
   let brokerA: KeyFiles;
   let brokerB: KeyFiles;
   let stranger: KeyFiles;
+  let strangers: KeyFiles[];
   let queuePort: number;
 
   let procs: Procs;
@@ -48,6 +49,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
     brokerA = writeKeyPair(tmp.dir, 'broker_a', 'broker-a');
     brokerB = writeKeyPair(tmp.dir, 'broker_b', 'broker-b');
     stranger = writeKeyPair(tmp.dir, 'stranger', 'stranger');
+    strangers = [writeKeyPair(tmp.dir, 'stranger_2', 'stranger-2'), writeKeyPair(tmp.dir, 'stranger_3', 'stranger-3')];
     redis = await startRedis(shared, tmp.dir);
     // Nothing listens there: the gateway binds its own ephemeral port per tunnel.
     queuePort = await freePort();
@@ -314,6 +316,22 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       assert.equal(g.tunnels.length, 0);
       assert.equal(await counterValue(g.metrics.sshConnections, { result: 'rate_limited' }), 2);
       assert.ok(logs.lines.some((l) => l.message === 'ssh connection refused: too many failed authentications' && l.src === '127.0.0.1'));
+    });
+
+    it('cuts off a connection whose key attempts reach maxFailures, before it can offer an authorized key', async () => {
+      const g = await gateway({ maxFailures: 3 });
+      // OpenSSH offers the identities in order: three unknown ones, then the authorized one.
+      const ssh = startSsh(procs, stranger, g.port, [
+        '-i', strangers[0]!.privatePath,
+        '-i', strangers[1]!.privatePath,
+        '-i', brokerA.privatePath,
+        '-N', '-o', 'ExitOnForwardFailure=yes', '-R', validForward(), '127.0.0.1',
+      ]);
+      assert.equal((await ssh.waitExit()).code, 255);
+      assert.equal(g.tunnels.length, 0);
+      assert.equal(await counterValue(g.metrics.sshAuthFailures), 3);
+      assert.ok(!logs.lines.some((l) => l.message === 'broker authenticated'));
+      assert.ok(logs.lines.some((l) => l.message === 'ssh connection closed: too many failed authentications'));
     });
   });
 
