@@ -401,7 +401,8 @@ export interface SshdOptions {
 /**
  * Runs `/usr/sbin/sshd -D -e` on 127.0.0.1 with a config written into `dir`, as root,
  * allowing public-key logins and remote forwards of `permitListen` only. Resolves once
- * sshd greets with its banner.
+ * sshd greets with its banner. The returned Proc's stop() also ends sshd's per-connection
+ * processes, which sshd detaches into sessions of their own.
  */
 export async function startSshd(procs: Procs, o: SshdOptions): Promise<Proc> {
   const bin = requireBinary('openssh-server', '/usr/sbin/sshd');
