@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { ApiClient, createToken } from '../e2e/support/api-client';
+import { upStack } from '../e2e/support/fixture';
+import type { Stack } from '../e2e/support/stack';
+import { waitFor } from '../support/wait';
+
+/**
+ * An attacker who owns the gateway: commands run inside the gateway container as its own
+ * user, with everything the gateway has — its files, its Redis credentials, its tunnels.
+ * It must not reach core, must not do anything with Redis beyond queueing requests and
+ * reading its own replies, and must not be able to hurt the broker or core with garbage.
+ */
+describe('a compromised gateway', function () {
+  this.timeout(600_000);
+  let stack: Stack;
+
+  /** Runs JavaScript inside the gateway with the gateway's node_modules. */
+  const inGateway = async (code: string): Promise<unknown> => {
+    const res = await stack.exec('gateway', ['node', '-e', code], { timeoutMs: 120_000 });
+    if (res.exitCode !== 0) throw new Error(`gateway script failed: ${res.stderr}`);
+    return JSON.parse(res.stdout) as unknown;
+  };
+
+  /** Opens the queue through the gateway's own tunnel listener with the gateway's own password. */
+  const redisPreamble = `
+    const fs = require('fs');
+    const { Redis } = require('/app/node_modules/ioredis');
+    const listening = fs.readFileSync('/proc/net/tcp', 'utf8').split('\\n').slice(1)
+      .map((l) => l.trim().split(/\\s+/)).filter((f) => f[3] === '0A' && f[1] && f[1].startsWith('0100007F:'))
+      .map((f) => parseInt(f[1].split(':')[1], 16)).filter((p) => p !== 8080 && p !== 9464);
+    const password = fs.readFileSync('/var/lib/nonstop/queue.password', 'utf8').trim();
+    const r = new Redis({ host: '127.0.0.1', port: listening[0], username: 'gateway-gw1', password, enableReadyCheck: false, disableClientInfo: true, maxRetriesPerRequest: 0, lazyConnect: true });
+    r.on('error', () => {});
+  `;
+
+  before(async () => {
+    stack = await upStack();
+    const api = await ApiClient.forStack(stack);
+    const token = await createToken(stack, ['notes']);
+    await waitFor('the chain', async () => (await api.post('notes', { title: 'ready' }, token)).status === 201, 60_000, 250);
+  });
+
+  after(async () => {
+    await stack?.down();
+  });
+
+  it('holds no key, certificate or password that opens a tier behind it', async () => {
+    const res = await stack.exec('gateway', ['sh', '-c', 'find /var/lib/nonstop /etc/nonstop /app -type f 2>/dev/null | grep -v node_modules | sort']);
+    const files = res.stdout.trim().split('\n');
+    assert.deepEqual(files.filter((f) => f.startsWith('/var/lib/nonstop')).sort(), [
+      '/var/lib/nonstop/authorized_keys',
+      '/var/lib/nonstop/knock.secret',
+      '/var/lib/nonstop/queue.password',
+      '/var/lib/nonstop/ssh/ssh_host_ed25519_key',
+      '/var/lib/nonstop/tls/server.crt',
+      '/var/lib/nonstop/tls/server.key',
+    ]);
+    const grep = await stack.exec('gateway', ['sh', '-c', "grep -rlE 'BEGIN (EC )?PRIVATE KEY|BEGIN OPENSSH PRIVATE KEY' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev 2>/dev/null; true"]);
+    // Its own host key and TLS key only: no broker key, no client certificate, no CA key.
+    assert.deepEqual(grep.stdout.trim().split('\n').sort(), ['/var/lib/nonstop/ssh/ssh_host_ed25519_key', '/var/lib/nonstop/tls/server.key']);
+  });
+
+  it('has no route to core', async () => {
+    const coreIp = await stack.ip('core', 'private');
+    const out = (await inGateway(`
+      const dns = require('dns'); const net = require('net');
+      dns.lookup('core', (dnsErr) => {
+        const s = net.connect({ host: '${coreIp}', port: 8443, timeout: 3000 });
+        const done = (reached) => { console.log(JSON.stringify({ resolved: !dnsErr, reached })); s.destroy(); };
+        s.on('connect', () => done(true)); s.on('error', () => done(false)); s.on('timeout', () => done(false));
+      });
+    `)) as { resolved: boolean; reached: boolean };
+    assert.deepEqual(out, { resolved: false, reached: false });
+  });
+
+  it("is denied every dangerous Redis command with its own credentials, and other gateways' keys", async () => {
+    const attempts: [string, ...string[]][] = [
+      ['config', 'get', '*'], ['config', 'set', 'dir', '/tmp'], ['flushall'], ['flushdb'], ['keys', '*'], ['scan', '0'],
+      ['eval', 'return 1', '0'], ['script', 'load', 'return 1'], ['function', 'list'], ['module', 'list'], ['debug', 'sleep', '0'],
+      ['replicaof', '127.0.0.1', '1'], ['slaveof', 'no', 'one'], ['save'], ['bgsave'], ['shutdown'], ['client', 'list'], ['client', 'kill', 'type', 'normal'],
+      ['migrate', '127.0.0.1', '1', 'k', '0', '1'], ['acl', 'list'], ['info'], ['monitor'],
+      ['xrange', 'nonstop:v1:gw:gw1:req', '-', '+'], ['xreadgroup', 'GROUP', 'brokers', 'x', 'STREAMS', 'nonstop:v1:gw:gw1:req', '>'],
+      ['getdel', 'nonstop:v1:gw:gw2:reply:00000000-0000-0000-0000-000000000000'], ['xadd', 'nonstop:v1:gw:gw2:req', '*', 'e', 'x'],
+      ['get', 'nonstop:v1:dead'], ['xrange', 'nonstop:v1:dead', '-', '+'], ['set', 'x', 'y'], ['publish', 'nonstop:v1:gw:gw1:replies', 'x'],
+    ];
+    const results = (await inGateway(`${redisPreamble}
+      (async () => {
+        await r.connect();
+        const out = [];
+        for (const a of ${JSON.stringify(attempts)}) {
+          try { await r.call(...a); out.push([a.join(' '), 'ALLOWED']); } catch (e) { out.push([a.join(' '), e.message]); }
+        }
+        const ping = await r.ping();
+        console.log(JSON.stringify({ out, ping }));
+        r.disconnect();
+      })();
+    `)) as { out: [string, string][]; ping: string };
+    assert.equal(results.ping, 'PONG', 'the gateway could not even reach its queue');
+    for (const [cmd, outcome] of results.out) {
+      assert.match(outcome, /NOPERM|not allowed|unknown command/i, `${cmd} was not denied: ${outcome}`);
+    }
+  });
+
+  it('cannot crash the broker or store anything at core by flooding the queue with garbage', async () => {
+    const before = { broker: (await stack.inspect('broker')).RestartCount, records: await countRecords(stack) };
+    const sent = (await inGateway(`${redisPreamble}
+      (async () => {
+        await r.connect();
+        const garbage = ['not json', '{"v":2}', '{"v":1,"id":"x"}', JSON.stringify({ v: 1, id: '00000000-0000-4000-8000-000000000000', gw: 'gw2', at: 0, deadline: 9e15, method: 'POST', collection: 'notes', token: 'nst_x', body: '{}' }), 'x'.repeat(3 * 1024 * 1024)];
+        let n = 0;
+        for (let i = 0; i < 1000; i++) { await r.xadd('nonstop:v1:gw:gw1:req', '*', 'e', garbage[i % garbage.length]); n++; }
+        await r.xadd('nonstop:v1:gw:gw1:req', '*', 'nofield', 'x'); n++;
+        console.log(JSON.stringify({ n }));
+        r.disconnect();
+      })();
+    `)) as { n: number };
+    assert.equal(sent.n, 1001);
+    const poison = await waitFor('the broker to dead-letter the garbage', async () => {
+      const m = await stack.exec('broker', ['node', '-e', "fetch('http://127.0.0.1:9464/metrics').then((r) => r.text()).then((t) => console.log(t))"]);
+      const total = [...m.stdout.matchAll(/^nonstop_broker_poison_total\{[^}]*\} (\d+)/gm)].reduce((a, x) => a + Number(x[1]), 0);
+      return total >= 1001 ? total : undefined;
+    }, 120_000, 500);
+    assert.ok(poison >= 1001);
+    assert.equal((await stack.inspect('broker')).RestartCount, before.broker);
+    assert.equal((await stack.inspect('broker')).State.Health?.Status, 'healthy');
+    assert.equal(await countRecords(stack), before.records);
+  });
+});
+
+async function countRecords(stack: Stack): Promise<number> {
+  const res = await stack.exec('core', ['node', '-e', `
+    const { MongoClient } = require('/app/node_modules/mongodb');
+    const pw = require('fs').readFileSync('/var/lib/nonstop/data/credentials/db.password', 'utf8').trim();
+    const c = new MongoClient('mongodb://127.0.0.1:27017/?authSource=admin', { auth: { username: 'nonstop', password: pw } });
+    c.db('nonstop').collection('records').countDocuments({}).then((n) => { console.log(n); return c.close(); });
+  `]);
+  return Number(res.stdout.trim());
+}

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { loadCompose, type ComposeSpec } from '../e2e/support/compose-config';
+import { docker } from '../e2e/support/docker';
+import { testImages } from '../e2e/support/fixture';
+import type { ImageSet } from '../e2e/support/build';
+import { scanImage, type ImageScan } from './support/image-files';
+
+const PRIVATE_MATERIAL = [/-----BEGIN (RSA |EC |OPENSSH |ENCRYPTED )?PRIVATE KEY-----/, /-----BEGIN CERTIFICATE-----[\s\S]{0,4000}-----END CERTIFICATE-----/];
+
+/**
+ * Each image and the compose file, checked against the rules every part keeps: non-root,
+ * no setuid/setgid files, file capabilities exactly where documented, no private key or
+ * certificate of ours in any file, read-only roots, capabilities dropped, limits set.
+ */
+describe('image and compose policy', function () {
+  this.timeout(600_000);
+  let images: ImageSet;
+  const scans = new Map<string, ImageScan>();
+  let compose: ComposeSpec;
+
+  before(async () => {
+    images = await testImages();
+    for (const [tier, image] of [['gateway', images.gateway], ['broker', images.broker], ['core', images.core]] as const) {
+      scans.set(tier, await scanImage(docker(), image, PRIVATE_MATERIAL));
+    }
+    compose = loadCompose({ NONSTOP_CORE_TARGET: images.coreTarget });
+  });
+
+  for (const tier of ['gateway', 'broker', 'core'] as const) {
+    it(`${tier}: has no setuid or setgid file`, () => {
+      const special = scans.get(tier)!.files.filter((f) => f.type === 'file' && (f.mode & 0o6000) !== 0);
+      assert.deepEqual(special.map((f) => f.name), []);
+    });
+
+    it(`${tier}: holds no private key, and no certificate outside the system trust store`, () => {
+      const found = scans.get(tier)!.matches.filter((m) => !(m.pattern.includes('CERTIFICATE') && /^\/(usr\/share\/ca-certificates|etc\/ssl\/certs)\//.test(m.name)));
+      // Test fixtures inside node_modules (libraries ship their own test keys) are not ours.
+      const ours = found.filter((m) => !m.name.includes('/node_modules/'));
+      assert.deepEqual(ours, []);
+    });
+  }
+
+  it('gives file capabilities to exactly tcpdump (NET_RAW) and nft (NET_ADMIN) in the gateway, and to nothing in the others', () => {
+    const capped = (tier: string) => scans.get(tier)!.files.filter((f) => f.hasCapabilities).map((f) => f.name).sort();
+    assert.deepEqual(capped('gateway'), ['/usr/bin/tcpdump', '/usr/sbin/nft']);
+    assert.deepEqual(capped('broker'), []);
+    assert.deepEqual(capped('core'), []);
+  });
+
+  it('runs every long-lived service with a read-only root, all capabilities dropped, memory and pids limits', () => {
+    for (const name of ['gateway', 'broker', 'core', 'keygen']) {
+      const s = compose.services[name]!;
+      assert.equal(s.readOnly, true, `${name} read_only`);
+      assert.deepEqual(s.capDrop, ['ALL'], `${name} cap_drop`);
+      assert.ok((s.memoryBytes ?? 0) > 0, `${name} mem_limit`);
+      assert.ok((s.pidsLimit ?? 0) > 0, `${name} pids_limit`);
+    }
+  });
+
+  it('adds only the documented capabilities: NET_ADMIN and NET_RAW to the gateway, none elsewhere', () => {
+    assert.deepEqual([...compose.services.gateway!.capAdd].sort(), ['NET_ADMIN', 'NET_RAW']);
+    for (const name of ['broker', 'core', 'keygen']) assert.deepEqual(compose.services[name]!.capAdd, [], name);
+  });
+
+  it('sets no-new-privileges everywhere but the gateway, whose file capabilities it would void', () => {
+    for (const name of ['broker', 'core', 'keygen']) assert.ok(compose.services[name]!.securityOpt.includes('no-new-privileges:true'), name);
+    assert.deepEqual(compose.services.gateway!.securityOpt, []);
+  });
+
+  it('publishes ports for the gateway only, and puts core on the internal network only', () => {
+    for (const name of ['broker', 'core', 'keygen']) assert.deepEqual(compose.services[name]!.ports, [], name);
+    assert.deepEqual(compose.services.core!.networks, ['private']);
+    assert.deepEqual(compose.services.gateway!.networks, ['edge']);
+    assert.equal(compose.networks.private!.internal, true);
+    assert.equal(compose.services.keygen!.networkMode, 'none');
+  });
+
+  it('mounts the broker keys read-only and gives the broker nothing persistent', () => {
+    const vols = compose.services.broker!.volumes;
+    assert.ok(vols.every((v) => v.readOnly), JSON.stringify(vols));
+    assert.ok(Object.keys(compose.services.broker!.tmpfs).includes('/run/nonstop'));
+  });
+});
