@@ -7,12 +7,14 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/node-env.sh"
 source "$(dirname "$0")/lib/ferretdb.sh"
+source "$(dirname "$0")/lib/scanners.sh"
 
 bash "$NONSTOP_ROOT/scripts/bootstrap.sh" --test
 use_pinned_node
 ensure_node_modules
 ensure_ferretdb_binary
 export FERRETDB_BINARY="$NONSTOP_FERRETDB_BIN"
+ensure_scanners
 
 cd "$NONSTOP_ROOT"
 log "type-check and compile"
