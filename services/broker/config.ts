@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { env, parseEnv, readSecretFile } from '../common/config/env';
+import { env, parseEnv, readConfigFile, readSecretFile } from '../common/config/env';
 import { ConfigError } from '../common/errors/config-error';
 import { GATEWAY_ID } from '../common/ids/names';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
@@ -152,20 +151,12 @@ export function parseGatewaysFile(path: string, text: string): GatewayTarget[] {
   return targets.filter((t): t is GatewayTarget => t !== undefined);
 }
 
-function readFileNamed(variable: string, path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError([`${variable}=${JSON.stringify(path)}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
-  }
-}
-
 export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): BrokerConfig {
   const e = parseEnv(brokerEnv, source);
   return {
     brokerId: e.BROKER_ID,
     logLevel: e.LOG_LEVEL,
-    gateways: parseGatewaysFile(e.BROKER_GATEWAYS_FILE, readFileNamed('BROKER_GATEWAYS_FILE', e.BROKER_GATEWAYS_FILE)),
+    gateways: parseGatewaysFile(e.BROKER_GATEWAYS_FILE, readConfigFile('BROKER_GATEWAYS_FILE', e.BROKER_GATEWAYS_FILE)),
     ssh: {
       privateKey: readSecretFile('SSH_KEY_FILE', e.SSH_KEY_FILE),
       user: e.SSH_USER,
@@ -182,8 +173,8 @@ export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): Broke
     limits: { maxBytes: e.MAX_BODY_BYTES, maxDepth: e.MAX_DEPTH, maxKeys: e.MAX_KEYS, maxStringLength: e.MAX_STRING_LENGTH },
     core: {
       url: e.CORE_URL,
-      ca: readFileNamed('CORE_CA_FILE', e.CORE_CA_FILE),
-      cert: readFileNamed('CORE_CLIENT_CERT_FILE', e.CORE_CLIENT_CERT_FILE),
+      ca: readConfigFile('CORE_CA_FILE', e.CORE_CA_FILE),
+      cert: readConfigFile('CORE_CLIENT_CERT_FILE', e.CORE_CLIENT_CERT_FILE),
       key: readSecretFile('CORE_CLIENT_KEY_FILE', e.CORE_CLIENT_KEY_FILE),
       serverName: e.CORE_SERVER_NAME,
       timeoutMs: e.CORE_TIMEOUT_MS,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { ConfigError } from '../common/errors/config-error';
-import { createLogger, componentLogger, type Logger } from '../common/log/logger';
-import { Lifecycle, installProcessHandlers } from '../common/lifecycle/shutdown';
+import { closeServer, runService } from '../common/lifecycle/entry';
+import { componentLogger, type Logger } from '../common/log/logger';
+import type { Lifecycle } from '../common/lifecycle/shutdown';
 import { createRegistry, startMetricsServer } from '../common/metrics/server';
 import { loadBrokerConfig, type BrokerConfig } from './config';
 import { CoreClient } from './core-client/client';
@@ -99,33 +99,8 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
       },
     }),
   });
-  lifecycle.onClose('metrics', () => new Promise<void>((resolve) => metricsServer.close(() => resolve())));
+  lifecycle.onClose('metrics', () => closeServer(metricsServer));
   log.info('broker ready', { gateways: config.gateways.map((g) => g.id), collections: schemas.collections });
 }
 
-function main(): void {
-  let config: BrokerConfig;
-  try {
-    config = loadBrokerConfig();
-  } catch (err) {
-    exitOnStartupError(err);
-  }
-  const log = createLogger('broker', config.logLevel);
-  const lifecycle = new Lifecycle(log);
-  installProcessHandlers(lifecycle, log, config.shutdownTimeoutMs);
-  start(config, log, lifecycle).catch(async (err: unknown) => {
-    await lifecycle.close(5000);
-    exitOnStartupError(err);
-  });
-}
-
-function exitOnStartupError(err: unknown): never {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`broker: config error: ${err.problems.join('; ')}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`broker: cannot start: ${(err as Error).message}\n`);
-  process.exit(1);
-}
-
-main();
+runService('broker', () => loadBrokerConfig(), start);

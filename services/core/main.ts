@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
-import { ConfigError } from '../common/errors/config-error';
-import { createLogger, componentLogger, type Logger } from '../common/log/logger';
-import { Lifecycle, installProcessHandlers } from '../common/lifecycle/shutdown';
+import { readConfigFile } from '../common/config/env';
+import { closeServer, runService } from '../common/lifecycle/entry';
+import { componentLogger, type Logger } from '../common/log/logger';
+import type { Lifecycle } from '../common/lifecycle/shutdown';
 import { createRegistry, startMetricsServer } from '../common/metrics/server';
 import { TokenStore } from './auth/tokens';
 import { loadCoreConfig, type CoreConfig } from './config';
@@ -11,19 +11,11 @@ import { DB_NAME } from './db/engine';
 import { createCoreApp } from './http/app';
 import { RecordStore } from './storage/records';
 
-function readNamed(variable: string, path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError([`${variable}=${JSON.stringify(path)}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
-  }
-}
-
 async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Promise<void> {
   const tls = {
-    cert: readNamed('TLS_CERT_FILE', config.http.certFile),
-    key: readNamed('TLS_KEY_FILE', config.http.keyFile),
-    ca: readNamed('CLIENT_CA_FILE', config.http.clientCaFile),
+    cert: readConfigFile('TLS_CERT_FILE', config.http.certFile),
+    key: readConfigFile('TLS_KEY_FILE', config.http.keyFile),
+    ca: readConfigFile('CLIENT_CA_FILE', config.http.clientCaFile),
   };
   const registry = createRegistry('core');
   const { child, client } = await startDatabase(config.db, componentLogger(log, 'db'));
@@ -42,7 +34,7 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
     server.once('error', reject);
     server.listen(config.http.port, config.http.host, () => resolve());
   });
-  lifecycle.onClose('https', () => new Promise<void>((resolve) => server.close(() => resolve())));
+  lifecycle.onClose('https', () => closeServer(server));
 
   const metricsServer = await startMetricsServer({
     host: config.metrics.host,
@@ -60,33 +52,8 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
       return { ok: dbOk && child.running && !lifecycle.isClosing, checks: { engine: config.db.engine, database: dbOk ? 'up' : 'down', dbRestarts: child.restarts } };
     },
   });
-  lifecycle.onClose('metrics', () => new Promise<void>((resolve) => metricsServer.close(() => resolve())));
+  lifecycle.onClose('metrics', () => closeServer(metricsServer));
   log.info('core ready', { port: config.http.port, engine: config.db.engine });
 }
 
-function main(): void {
-  let config: CoreConfig;
-  try {
-    config = loadCoreConfig();
-  } catch (err) {
-    exitOnStartupError(err);
-  }
-  const log = createLogger('core', config.logLevel);
-  const lifecycle = new Lifecycle(log);
-  installProcessHandlers(lifecycle, log, config.shutdownTimeoutMs);
-  start(config, log, lifecycle).catch(async (err: unknown) => {
-    await lifecycle.close(10_000);
-    exitOnStartupError(err);
-  });
-}
-
-function exitOnStartupError(err: unknown): never {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`core: config error: ${err.problems.join('; ')}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`core: cannot start: ${(err as Error).message}\n`);
-  process.exit(1);
-}
-
-main();
+runService('core', () => loadCoreConfig(), start);

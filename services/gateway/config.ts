@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { ConfigError } from '../common/errors/config-error';
 import { env, intItem, parseEnv, readSecretFile, strItem } from '../common/config/env';
 import { GATEWAY_ID } from '../common/ids/names';
@@ -173,13 +172,4 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT, allowCidrs: e.METRICS_ALLOW_CIDRS },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };
-}
-
-/** The authorized_keys text, or a configuration error naming the variable. */
-export function readAuthorizedKeysText(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError([`SSH_AUTHORIZED_KEYS_FILE=${JSON.stringify(path)}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
-  }
 }

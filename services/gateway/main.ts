@@ -2,13 +2,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { ConfigError } from '../common/errors/config-error';
-import { createLogger, componentLogger, errorFields, type Logger } from '../common/log/logger';
-import { Lifecycle, installProcessHandlers } from '../common/lifecycle/shutdown';
+import { closeServer, runService } from '../common/lifecycle/entry';
+import { componentLogger, errorFields, type Logger } from '../common/log/logger';
+import type { Lifecycle } from '../common/lifecycle/shutdown';
 import { ChildSupervisor } from '../common/lifecycle/supervisor';
 import { createRegistry, startMetricsServer } from '../common/metrics/server';
 import { fingerprintOfKey, generateSshKeyPair } from '../common/pki/ssh-keys';
 import { writeIfAbsent } from '../common/pki/files';
-import { loadGatewayConfig, readAuthorizedKeysText, type GatewayConfig } from './config';
+import { loadGatewayConfig, type GatewayConfig } from './config';
+import { readConfigFile } from '../common/config/env';
 import { Firewall } from './firewall/nftables';
 import { createApp } from './http/app';
 import { KnockSniffer } from './knock/sniffer';
@@ -36,19 +38,6 @@ function loadHostKey(path: string, log: Logger): string {
   return key;
 }
 
-async function run(config: GatewayConfig): Promise<void> {
-  const log = createLogger('gateway', config.logLevel);
-  const lifecycle = new Lifecycle(log);
-  installProcessHandlers(lifecycle, log, config.shutdownTimeoutMs);
-  try {
-    await start(config, log, lifecycle);
-  } catch (err) {
-    // Undo what did start (the firewall table above all) before reporting.
-    await lifecycle.close(5000);
-    throw err;
-  }
-}
-
 async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): Promise<void> {
   const registry = createRegistry('gateway');
   const metrics = gatewayMetrics(registry);
@@ -61,7 +50,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   const hostKey = loadHostKey(config.ssh.hostKeyFile, componentLogger(log, 'ssh'));
   let authorizedKeys;
   try {
-    authorizedKeys = parseAuthorizedKeys(readAuthorizedKeysText(config.ssh.authorizedKeysFile));
+    authorizedKeys = parseAuthorizedKeys(readConfigFile('SSH_AUTHORIZED_KEYS_FILE', config.ssh.authorizedKeysFile));
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     throw new ConfigError([`SSH_AUTHORIZED_KEYS_FILE=${JSON.stringify(config.ssh.authorizedKeysFile)}: ${(err as Error).message}`]);
@@ -159,7 +148,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     s.once('error', reject);
   });
   server.keepAliveTimeout = 65_000;
-  lifecycle.onClose('http', () => new Promise<void>((resolve) => server.close(() => resolve())));
+  lifecycle.onClose('http', () => closeServer(server));
 
   // 5. nginx, supervised.
   const nginxDir = join(RUN_DIR, 'nginx');
@@ -210,27 +199,8 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
       },
     }),
   });
-  lifecycle.onClose('metrics', () => new Promise<void>((resolve) => metricsServer.close(() => resolve())));
+  lifecycle.onClose('metrics', () => closeServer(metricsServer));
   log.info('gateway ready', { gatewayId: config.gatewayId, sshPort: config.ssh.port, knockMode: config.knock.spec.mode });
 }
 
-function main(): void {
-  let config: GatewayConfig;
-  try {
-    config = loadGatewayConfig();
-  } catch (err) {
-    exitOnStartupError(err);
-  }
-  run(config).catch(exitOnStartupError);
-}
-
-function exitOnStartupError(err: unknown): never {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`gateway: config error: ${err.problems.join('; ')}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`gateway: cannot start: ${(err as Error).message}\n`);
-  process.exit(1);
-}
-
-main();
+runService('gateway', () => loadGatewayConfig(), start);

@@ -147,17 +147,21 @@ export function intItem(min: number, max: number): z.ZodType<number, string> {
   return intSchema(min, max);
 }
 
+/** Reads a file named by configuration; an unreadable file is a configuration error naming the variable. */
+export function readConfigFile(variable: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${variable}=${JSON.stringify(path)}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+}
+
 /**
  * Reads a secret from a file named by configuration (the `NAME_FILE` convention), trimmed.
  * A missing or empty file is a configuration error naming the variable.
  */
 export function readSecretFile(variable: string, path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8').trim();
-  } catch (err) {
-    throw new ConfigError([`${variable}=${JSON.stringify(path)}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
-  }
+  const text = readConfigFile(variable, path).trim();
   if (text === '') throw new ConfigError([`${variable}=${JSON.stringify(path)}: file is empty`]);
   return text;
 }
