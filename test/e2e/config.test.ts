@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { docker } from './support/docker';
+import { testImages } from './support/fixture';
+import { demux } from './support/stack';
+
+/** Starts an image with one bad variable and returns its exit code and output. */
+async function runWith(image: string, env: Record<string, string>): Promise<{ code: number; output: string }> {
+  const d = docker();
+  const c = await d.createContainer({ Image: image, Env: Object.entries(env).map(([k, v]) => `${k}=${v}`), HostConfig: { NetworkMode: 'none', CapDrop: ['ALL'], ReadonlyRootfs: true, Tmpfs: { '/run/nonstop': 'uid=10001,gid=10001' } } });
+  try {
+    await c.start();
+    const res = (await c.wait()) as { StatusCode: number };
+    const logs = demux((await c.logs({ stdout: true, stderr: true })) as unknown as Buffer);
+    return { code: res.StatusCode, output: logs };
+  } finally {
+    await c.remove({ force: true });
+  }
+}
+
+describe('configuration errors in the images', function () {
+  this.timeout(600_000);
+
+  const cases: [tier: 'gateway' | 'broker' | 'core', env: Record<string, string>, variable: string][] = [
+    ['gateway', { SSH_PORT: 'abc' }, 'SSH_PORT'],
+    ['gateway', { KNOCK_MODE: 'static', KNOCK_SEQUENCE: '7000,7000,8000' }, 'KNOCK_SEQUENCE'],
+    ['broker', { WORKER_CONCURRENCY: '0' }, 'WORKER_CONCURRENCY'],
+    ['broker', { CORE_URL: 'http://core:8443' }, 'CORE_URL'],
+    ['core', { DB_ENGINE: 'postgres' }, 'DB_ENGINE'],
+    ['core', { CORE_PORT: '70000' }, 'CORE_PORT'],
+  ];
+
+  for (const [tier, env, variable] of cases) {
+    it(`${tier} exits 2 with one line naming ${variable} when it is wrong`, async () => {
+      const images = await testImages();
+      const { code, output } = await runWith(images[tier], env);
+      assert.equal(code, 2, output);
+      const lines = output.trim().split('\n');
+      assert.equal(lines.length, 1, output);
+      assert.match(lines[0]!, new RegExp(`^${tier}: config error: .*${variable}=`));
+    });
+  }
+});
