@@ -13,6 +13,7 @@ export const brokerEnv = {
   SSH_KEY_FILE: env.absPath('/etc/nonstop/broker/id_ed25519'),
   SSH_USER: env.str({ def: 'broker', pattern: /^[a-z_][a-z0-9_-]{0,31}$/, expected: 'a user name' }),
   SSH_READY_TIMEOUT_MS: env.int({ min: 500, max: 120_000, def: 8000 }),
+  SSH_CONNECT_TIMEOUT_MS: env.int({ min: 100, max: 60_000, def: 1500 }),
   SSH_KEEPALIVE_INTERVAL_MS: env.int({ min: 500, max: 600_000, def: 3000 }),
   SSH_KEEPALIVE_COUNT_MAX: env.int({ min: 1, max: 100, def: 3 }),
   KNOCK_GAP_MS: env.int({ min: 0, max: 5000, def: 10 }),
@@ -86,7 +87,7 @@ export interface BrokerConfig {
   brokerId: string;
   logLevel: string;
   gateways: GatewayTarget[];
-  ssh: { privateKey: string; user: string; readyTimeoutMs: number; keepaliveIntervalMs: number; keepaliveCountMax: number };
+  ssh: { privateKey: string; user: string; readyTimeoutMs: number; connectTimeoutMs: number; keepaliveIntervalMs: number; keepaliveCountMax: number };
   knock: { gapMs: number; settleMs: number };
   reconnect: { baseMs: number; capMs: number };
   /** The port each gateway forwards to us (gateway side). */
@@ -161,6 +162,7 @@ export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): Broke
       privateKey: readSecretFile('SSH_KEY_FILE', e.SSH_KEY_FILE),
       user: e.SSH_USER,
       readyTimeoutMs: e.SSH_READY_TIMEOUT_MS,
+      connectTimeoutMs: e.SSH_CONNECT_TIMEOUT_MS,
       keepaliveIntervalMs: e.SSH_KEEPALIVE_INTERVAL_MS,
       keepaliveCountMax: e.SSH_KEEPALIVE_COUNT_MAX,
     },

@@ -64,6 +64,7 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
         privateKey: config.ssh.privateKey,
         user: config.ssh.user,
         readyTimeoutMs: config.ssh.readyTimeoutMs,
+        connectTimeoutMs: config.ssh.connectTimeoutMs,
         keepaliveIntervalMs: config.ssh.keepaliveIntervalMs,
         keepaliveCountMax: config.ssh.keepaliveCountMax,
         knockGapMs: config.knock.gapMs,

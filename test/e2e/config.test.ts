@@ -10,7 +10,7 @@ async function runWith(image: string, env: Record<string, string>): Promise<{ co
   try {
     await c.start();
     const res = (await c.wait()) as { StatusCode: number };
-    const logs = demux((await c.logs({ stdout: true, stderr: true })) as unknown as Buffer);
+    const logs = demux(await c.logs({ stdout: true, stderr: true }));
     return { code: res.StatusCode, output: logs };
   } finally {
     await c.remove({ force: true });

@@ -111,6 +111,7 @@ export class CoreClient {
           res.on('error', (err) => reject(new TransientCoreError(err.message)));
         },
       );
+      req.on('socket', (socket) => socket.setNoDelay(true));
       req.on('timeout', () => req.destroy(new TransientCoreError('core request timed out')));
       req.on('error', (err) => {
         this.retries++;

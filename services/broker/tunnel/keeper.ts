@@ -1,15 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { lookup } from 'node:dns/promises';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'ssh2';
 import { backoffDelay } from '../../common/lifecycle/backoff';
 import type { Logger } from '../../common/log/logger';
-import { sequenceFor } from '../../common/knock/sequence';
+import { sequenceToSend } from '../../common/knock/sequence';
 import { fingerprintOfBlob } from '../../common/pki/ssh-keys';
 import type { GatewayTarget } from '../config';
 import { sendKnock } from '../knock/client';
-import { KnockWindowPicker } from './knock-windows';
 
 export type TunnelState = 'idle' | 'knocking' | 'connecting' | 'up' | 'backoff' | 'stopped';
 
@@ -17,6 +16,8 @@ export interface KeeperOptions {
   privateKey: string;
   user: string;
   readyTimeoutMs: number;
+  /** How long a TCP connection to the SSH port may take after a knock before it counts as refused. */
+  connectTimeoutMs: number;
   keepaliveIntervalMs: number;
   keepaliveCountMax: number;
   knockGapMs: number;
@@ -46,7 +47,6 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
   private client: Client | undefined;
   private stopped = false;
   private attempt = 0;
-  private readonly picker: KnockWindowPicker;
   private wake: (() => void) | undefined;
   upSince: number | undefined;
   connects = 0;
@@ -57,7 +57,6 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
     private readonly log: Logger,
   ) {
     super();
-    this.picker = new KnockWindowPicker(gateway.knock);
   }
 
   private setState(s: TunnelState): void {
@@ -100,22 +99,40 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
     this.wake = undefined;
   }
 
+  /**
+   * Opens the TCP connection to the SSH port. A knock that worked shows as a connection
+   * within moments; one that did not (dropped SYNs) would otherwise sit in the kernel's SYN
+   * retries for the whole SSH handshake timeout, so it is given up on early.
+   */
+  private tcpConnect(address: string): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const sock = netConnect({ host: address, port: this.gateway.sshPort });
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new Error('the SSH port did not open after the knock'));
+      }, this.opts.connectTimeoutMs);
+      sock.once('connect', () => {
+        clearTimeout(timer);
+        sock.setNoDelay(true);
+        resolve(sock);
+      });
+      sock.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+  }
+
   /** One knock-connect-forward cycle; resolves when an established tunnel closes. */
   private async connectOnce(): Promise<void> {
     const { address } = await lookup(this.gateway.host);
-    let pick = this.picker.pick(Date.now());
-    if ('waitMs' in pick) {
-      await this.interruptibleSleep(pick.waitMs);
-      pick = this.picker.pick(Date.now());
-      if ('waitMs' in pick) throw new Error('no knock window free');
-    }
     this.setState('knocking');
-    this.picker.markUsed(pick.window);
-    await sendKnock(address, sequenceFor(this.gateway.knock, pick.window), this.opts.knockGapMs);
+    await sendKnock(address, sequenceToSend(this.gateway.knock, Date.now()), this.opts.knockGapMs);
     // Give the gateway the moment it needs to see the last SYN and open its firewall.
     await sleep(this.opts.knockSettleMs);
     if (this.stopped) return;
     this.setState('connecting');
+    const sock = await this.tcpConnect(address);
     await new Promise<void>((resolve, reject) => {
       const client = new Client();
       this.client = client;
@@ -150,14 +167,14 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
       });
       client.on('close', () => {
         this.client = undefined;
+        sock.destroy();
         if (up) {
           this.log.warn('tunnel closed', { gateway: this.gateway.id });
           resolve();
         } else reject(mismatch ?? new Error('connection closed before the tunnel was up'));
       });
       client.connect({
-        host: address,
-        port: this.gateway.sshPort,
+        sock,
         username: this.opts.user,
         privateKey: this.opts.privateKey,
         readyTimeout: this.opts.readyTimeoutMs,

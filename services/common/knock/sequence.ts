@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomInt } from 'node:crypto';
 
 /**
  * Knock sequences, shared by the gateway (which recognises them) and the broker (which
@@ -6,12 +6,17 @@ import { createHmac } from 'node:crypto';
  *
  * - static: a fixed list of TCP ports, as knockd's `sequence =` (interoperable with its
  *   `knock` client).
- * - time-based: the ports for time window n are drawn from HMAC-SHA256(secret, n) over a
- *   port range, so a recorded knock is worthless once its window has passed.
+ * - time-based: the first port is a fresh random nonce within the port range; the others
+ *   are drawn from HMAC-SHA256(secret, window, nonce). A recorded knock is worthless after
+ *   its window, and within it the gateway burns each (window, nonce) after one use — yet a
+ *   broker that restarts, or reconnects twice in one window, simply draws another nonce
+ *   instead of waiting for the next window.
  */
 export type KnockSpec =
   | { mode: 'static'; ports: readonly number[] }
   | { mode: 'time'; secret: Buffer; length: number; rangeStart: number; rangeEnd: number; periodMs: number };
+
+export type TimeSpec = Extract<KnockSpec, { mode: 'time' }>;
 
 /** A sequence acceptable right now; `replayKey` names it for single use (time-based only). */
 export interface Candidate {
@@ -23,43 +28,56 @@ export function windowOf(spec: { periodMs: number }, nowMs: number): number {
   return Math.floor(nowMs / spec.periodMs);
 }
 
+export function rangeSize(spec: TimeSpec): number {
+  return spec.rangeEnd - spec.rangeStart + 1;
+}
+
 /**
- * Ports of time window `window`: distinct ports from [rangeStart, rangeEnd], unbiased
- * (rejection sampling on 16-bit draws), as many as `length`.
+ * `count` distinct ports from [rangeStart, rangeEnd], none of them in `exclude`, drawn
+ * without bias (rejection sampling on 16-bit draws) from HMAC-SHA256(secret, window, nonce).
  */
-export function derivePorts(secret: Buffer, window: number, length: number, rangeStart: number, rangeEnd: number): number[] {
+export function derivePorts(secret: Buffer, window: number, nonce: number, count: number, rangeStart: number, rangeEnd: number, exclude: readonly number[] = []): number[] {
   const size = rangeEnd - rangeStart + 1;
-  if (size < length * 2) throw new RangeError(`port range of ${size} is too small for ${length} knocks`);
+  if (size < (count + exclude.length) * 2) throw new RangeError(`port range of ${size} is too small for ${count} knocks`);
   const limit = Math.floor(65536 / size) * size;
   const ports: number[] = [];
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(window));
+  const input = Buffer.alloc(12);
+  input.writeBigInt64BE(BigInt(window), 0);
+  input.writeUInt32BE(nonce, 8);
   let block = 0;
-  while (ports.length < length) {
-    const digest = createHmac('sha256', secret).update('nonstop-knock-v1').update(counter).update(Buffer.from([block++])).digest();
-    for (let i = 0; i + 1 < digest.length && ports.length < length; i += 2) {
+  while (ports.length < count) {
+    const digest = createHmac('sha256', secret).update('nonstop-knock-v2').update(input).update(Buffer.from([block++])).digest();
+    for (let i = 0; i + 1 < digest.length && ports.length < count; i += 2) {
       const draw = digest.readUInt16BE(i);
       if (draw >= limit) continue;
       const port = rangeStart + (draw % size);
-      if (!ports.includes(port)) ports.push(port);
+      if (!ports.includes(port) && !exclude.includes(port)) ports.push(port);
     }
   }
   return ports;
 }
 
-/** The sequences a gateway accepts at `nowMs`: for time-based, the neighbouring windows too (clock skew). */
-export function candidatesAt(spec: KnockSpec, nowMs: number): Candidate[] {
-  if (spec.mode === 'static') return [{ ports: spec.ports }];
-  const n = windowOf(spec, nowMs);
-  return [n - 1, n, n + 1].map((w) => ({
-    ports: derivePorts(spec.secret, w, spec.length, spec.rangeStart, spec.rangeEnd),
-    replayKey: `w${w}`,
-  }));
+/** The whole time-based sequence for a window and nonce: the nonce's port, then the derived ones. */
+export function timeSequence(spec: TimeSpec, window: number, nonce: number): number[] {
+  const first = spec.rangeStart + nonce;
+  return [first, ...derivePorts(spec.secret, window, nonce, spec.length - 1, spec.rangeStart, spec.rangeEnd, [first])];
 }
 
-/** The sequence a broker sends for window `window` (time-based) or the static list. */
-export function sequenceFor(spec: KnockSpec, window: number): number[] {
-  return spec.mode === 'static' ? [...spec.ports] : derivePorts(spec.secret, window, spec.length, spec.rangeStart, spec.rangeEnd);
+/** The candidates a time-based knock that started on `firstPort` at `nowMs` may complete: neighbouring windows too (clock skew). */
+export function timeCandidates(spec: TimeSpec, firstPort: number, nowMs: number): Candidate[] {
+  const nonce = firstPort - spec.rangeStart;
+  const n = windowOf(spec, nowMs);
+  return [n - 1, n, n + 1].map((w) => ({ ports: timeSequence(spec, w, nonce), replayKey: `w${w}:n${nonce}` }));
+}
+
+/** Whether `port` can open a knock: a static first port, or any port of the time-based range. */
+export function isFirstPort(spec: KnockSpec, port: number): boolean {
+  return spec.mode === 'static' ? spec.ports[0] === port : port >= spec.rangeStart && port <= spec.rangeEnd;
+}
+
+/** The sequence a broker sends now: the static list, or the current window with a fresh random nonce. */
+export function sequenceToSend(spec: KnockSpec, nowMs: number, nonce: number = spec.mode === 'time' ? randomInt(rangeSize(spec)) : 0): number[] {
+  return spec.mode === 'static' ? [...spec.ports] : timeSequence(spec, windowOf(spec, nowMs), nonce);
 }
 
 /** Every port that can be part of a knock: the gateway drops all of them silently. */

@@ -1,4 +1,4 @@
-import { candidatesAt, windowOf, type Candidate, type KnockSpec } from '../../common/knock/sequence';
+import { isFirstPort, timeCandidates, windowOf, type Candidate, type KnockSpec } from '../../common/knock/sequence';
 
 /** One TCP SYN as the sniffer saw it (SYN set; ACK, RST and FIN clear). */
 export interface Syn {
@@ -33,7 +33,9 @@ export interface TrackerOptions {
 }
 
 interface Progress {
-  candidates: Candidate[];
+  /** Still-possible sequences; for time-based knocks computed at the second step. */
+  candidates: Candidate[] | undefined;
+  firstPort: number;
   matched: number;
   startedAt: number;
   lastAt: number;
@@ -59,9 +61,10 @@ export interface TrackerStats {
  *   port, a port scan touching the sequence ports on its way — resets that source's
  *   progress. If that SYN is itself the first port of a sequence, a new attempt starts.
  * - A SYN from a source without progress that is not a first port is ignored, and costs
- *   no memory.
- * - A completed time-based sequence is burnt: replaying it within its window opens
- *   nothing (static sequences behave as knockd's: reusable).
+ *   no memory. (For time-based knocks every port of the range is a first port: the first
+ *   knock carries the nonce; the rest must follow from the HMAC of window and nonce.)
+ * - A completed time-based sequence is burnt per (window, nonce): replaying it within its
+ *   window opens nothing (static sequences behave as knockd's: reusable).
  * - At most `maxSources` records; a new source evicts the least recently active one.
  */
 export class KnockTracker {
@@ -69,7 +72,7 @@ export class KnockTracker {
   private readonly burnt = new Map<string, number>();
   private readonly now: () => number;
   private evicted = 0;
-  private firstStepCache: { key: number; index: Map<number, Candidate[]> } | undefined;
+  private readonly timeCache = new Map<string, Candidate[]>();
   private expired = 0;
 
   constructor(private readonly opts: TrackerOptions) {
@@ -88,7 +91,8 @@ export class KnockTracker {
       if (syn.dport === state.last.port && syn.sport === state.last.sport && syn.seq === state.last.seq) {
         return 'retransmit';
       }
-      const next = state.candidates.filter((c) => c.ports[state.matched] === syn.dport);
+      const matched = state.matched;
+      const next = this.candidatesOf(state).filter((c) => c.ports[matched] === syn.dport);
       if (next.length > 0) return this.advance(syn, state, next, t);
       this.progress.delete(syn.src);
       const restarted = this.start(syn, t);
@@ -98,18 +102,43 @@ export class KnockTracker {
   }
 
   private start(syn: Syn, t: number): KnockOutcome {
-    const candidates = this.firstSteps(t).get(syn.dport);
-    if (candidates === undefined) return 'ignored';
-    const state: Progress = { candidates, matched: 0, startedAt: t, lastAt: t, last: { sport: syn.sport, seq: syn.seq, port: syn.dport } };
-    return this.advance(syn, state, candidates, t);
+    const spec = this.opts.spec;
+    if (!isFirstPort(spec, syn.dport)) return 'ignored';
+    const state: Progress = {
+      candidates: spec.mode === 'static' ? [{ ports: spec.ports }] : undefined,
+      firstPort: syn.dport,
+      matched: 0,
+      startedAt: t,
+      lastAt: t,
+      last: { sport: syn.sport, seq: syn.seq, port: syn.dport },
+    };
+    return this.advance(syn, state, state.candidates, t);
   }
 
-  private advance(syn: Syn, state: Progress, next: Candidate[], t: number): KnockOutcome {
+  /**
+   * Time-based candidates are computed only when a source reaches its second step, and
+   * cached per (window, first port): a flood of spoofed first steps costs no HMAC at all.
+   */
+  private candidatesOf(state: Progress): Candidate[] {
+    if (state.candidates) return state.candidates;
+    const spec = this.opts.spec;
+    if (spec.mode === 'static') return (state.candidates = [{ ports: spec.ports }]);
+    const key = `${windowOf(spec, state.startedAt)}:${state.firstPort}`;
+    let cached = this.timeCache.get(key);
+    if (!cached) {
+      cached = timeCandidates(spec, state.firstPort, state.startedAt);
+      this.timeCache.set(key, cached);
+      if (this.timeCache.size > 4096) this.timeCache.delete(this.timeCache.keys().next().value as string);
+    }
+    return (state.candidates = cached);
+  }
+
+  private advance(syn: Syn, state: Progress, next: Candidate[] | undefined, t: number): KnockOutcome {
     state.candidates = next;
     state.matched++;
     state.lastAt = t;
     state.last = { sport: syn.sport, seq: syn.seq, port: syn.dport };
-    const done = next.find((c) => c.ports.length === state.matched);
+    const done = next?.find((c) => c.ports.length === state.matched);
     if (done) {
       this.progress.delete(syn.src);
       if (done.replayKey !== undefined) {
@@ -127,24 +156,6 @@ export class KnockTracker {
       this.evicted++;
     }
     return 'progress';
-  }
-
-  /**
-   * Candidates indexed by their first port, recomputed only when the time window changes:
-   * under a SYN flood every packet asks, and HMACs per packet would be the bottleneck.
-   */
-  private firstSteps(t: number): Map<number, Candidate[]> {
-    const spec = this.opts.spec;
-    const key = spec.mode === 'static' ? 0 : windowOf(spec, t);
-    if (this.firstStepCache?.key !== key) {
-      const index = new Map<number, Candidate[]>();
-      for (const c of candidatesAt(spec, t)) {
-        const first = c.ports[0]!;
-        index.set(first, [...(index.get(first) ?? []), c]);
-      }
-      this.firstStepCache = { key, index };
-    }
-    return this.firstStepCache.index;
   }
 
   private isExpired(state: Progress, t: number): boolean {

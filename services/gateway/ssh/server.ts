@@ -90,6 +90,9 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
     this.metrics.sshConnections.inc({ result: 'admitted' });
     this.connections.add(socket);
     socket.on('close', () => this.connections.delete(socket));
+    // Small request/reply messages cross this connection: without TCP_NODELAY, Nagle's
+    // algorithm and the peer's delayed ACKs hold them back by tens of milliseconds.
+    socket.setNoDelay(true);
     this.ssh.injectSocket(socket);
   }
 

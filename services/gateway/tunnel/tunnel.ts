@@ -40,6 +40,7 @@ export class Tunnel extends EventEmitter<{ closed: [] }> {
 
   private carry(socket: Socket): void {
     if (this.closed) return void socket.destroy();
+    socket.setNoDelay(true);
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());

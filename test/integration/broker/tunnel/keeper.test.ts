@@ -89,6 +89,7 @@ describe('TunnelKeeper against real SSH servers', function () {
         privateKey: brokerKey.privateKey,
         user,
         readyTimeoutMs: 5000,
+        connectTimeoutMs: 2000,
         keepaliveIntervalMs: 1000,
         keepaliveCountMax: 3,
         knockGapMs: 1,

@@ -1,26 +1,29 @@
 import assert from 'node:assert/strict';
 import {
-  candidatesAt,
   derivePorts,
+  isFirstPort,
   knockPorts,
-  sequenceFor,
+  sequenceToSend,
   staticSequenceProblem,
+  timeCandidates,
+  timeSequence,
   windowOf,
   type KnockSpec,
+  type TimeSpec,
 } from '../../../../services/common/knock/sequence';
 
 const secret = Buffer.from('a knock secret of reasonable length');
-const timeSpec: KnockSpec = { mode: 'time', secret, length: 4, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 };
+const timeSpec: TimeSpec = { mode: 'time', secret, length: 4, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 };
 
 describe('derivePorts', () => {
   it('gives the same ports for the same secret and window', () => {
-    assert.deepEqual(derivePorts(secret, 123, 4, 40000, 40999), derivePorts(secret, 123, 4, 40000, 40999));
+    assert.deepEqual(derivePorts(secret, 123, 0, 4, 40000, 40999), derivePorts(secret, 123, 0, 4, 40000, 40999));
   });
 
   it('gives distinct ports within the range, as many as asked', () => {
     for (let w = 0; w < 200; w++) {
       for (const length of [2, 4, 8]) {
-        const ports = derivePorts(secret, w, length, 40000, 40999);
+        const ports = derivePorts(secret, w, 0, length, 40000, 40999);
         assert.equal(ports.length, length);
         assert.equal(new Set(ports).size, length, `duplicates in ${ports.join(',')}`);
         for (const p of ports) assert.ok(p >= 40000 && p <= 40999 && Number.isInteger(p), String(p));
@@ -29,35 +32,35 @@ describe('derivePorts', () => {
   });
 
   it('fills a range exactly twice the length without repeats', () => {
-    const ports = derivePorts(secret, 9, 8, 100, 115);
+    const ports = derivePorts(secret, 9, 0, 8, 100, 115);
     assert.equal(new Set(ports).size, 8);
     for (const p of ports) assert.ok(p >= 100 && p <= 115);
   });
 
   it('differs across windows and across secrets', () => {
-    const a = derivePorts(secret, 1000, 4, 40000, 40999);
-    assert.notDeepEqual(derivePorts(secret, 1001, 4, 40000, 40999), a);
-    assert.notDeepEqual(derivePorts(secret, 999, 4, 40000, 40999), a);
-    assert.notDeepEqual(derivePorts(Buffer.from('another secret'), 1000, 4, 40000, 40999), a);
+    const a = derivePorts(secret, 1000, 0, 4, 40000, 40999);
+    assert.notDeepEqual(derivePorts(secret, 1001, 0, 4, 40000, 40999), a);
+    assert.notDeepEqual(derivePorts(secret, 999, 0, 4, 40000, 40999), a);
+    assert.notDeepEqual(derivePorts(Buffer.from('another secret'), 1000, 0, 4, 40000, 40999), a);
   });
 
   it('gives windows mostly different sequences over many windows', () => {
     const seen = new Set<string>();
-    for (let w = 0; w < 1000; w++) seen.add(derivePorts(secret, w, 4, 40000, 40999).join(','));
+    for (let w = 0; w < 1000; w++) seen.add(derivePorts(secret, w, 0, 4, 40000, 40999).join(','));
     assert.equal(seen.size, 1000);
   });
 
   it('refuses a range smaller than twice the length', () => {
-    assert.throws(() => derivePorts(secret, 1, 4, 40000, 40006), RangeError);
-    assert.throws(() => derivePorts(secret, 1, 2, 5000, 4000), RangeError);
-    assert.equal(derivePorts(secret, 1, 4, 40000, 40007).length, 4);
+    assert.throws(() => derivePorts(secret, 1, 0, 4, 40000, 40006), RangeError);
+    assert.throws(() => derivePorts(secret, 1, 0, 2, 5000, 4000), RangeError);
+    assert.equal(derivePorts(secret, 1, 0, 4, 40000, 40007).length, 4);
   });
 
   it('spreads draws evenly over the range', () => {
     const deciles = new Array<number>(10).fill(0);
     let total = 0;
     for (let w = 0; total < 20_000; w++) {
-      for (const p of derivePorts(secret, w, 4, 40000, 40999)) {
+      for (const p of derivePorts(secret, w, 0, 4, 40000, 40999)) {
         deciles[Math.floor((p - 40000) / 100)]!++;
         total++;
       }
@@ -73,7 +76,7 @@ describe('derivePorts', () => {
     const halves = [0, 0];
     let total = 0;
     for (let w = 0; total < 20_000; w++) {
-      for (const p of derivePorts(secret, w, 4, 20000, 59999)) {
+      for (const p of derivePorts(secret, w, 0, 4, 20000, 59999)) {
         halves[p < 40000 ? 0 : 1]!++;
         total++;
       }
@@ -90,43 +93,79 @@ describe('windowOf', () => {
   });
 });
 
-describe('candidatesAt', () => {
-  it('accepts the previous, current and next windows of a time-based spec, each with its replay key', () => {
+describe('derivePorts with a nonce', () => {
+  it('differs across nonces of the same window', () => {
+    const seen = new Set<string>();
+    for (let nonce = 0; nonce < 500; nonce++) seen.add(derivePorts(secret, 7, nonce, 3, 40000, 40999).join(','));
+    assert.equal(seen.size, 500);
+  });
+
+  it('never draws an excluded port', () => {
+    for (let w = 0; w < 300; w++) {
+      const ports = derivePorts(secret, w, 5, 5, 100, 115, [100, 101, 102]);
+      for (const p of ports) assert.ok(p > 102, String(p));
+    }
+  });
+});
+
+describe('timeSequence', () => {
+  it('starts with the nonce as a port of the range and follows with distinct derived ports', () => {
+    for (let nonce = 0; nonce < 1000; nonce += 37) {
+      const ports = timeSequence(timeSpec, 55, nonce);
+      assert.equal(ports.length, 4);
+      assert.equal(ports[0], 40000 + nonce);
+      assert.equal(new Set(ports).size, 4);
+      assert.deepEqual(ports.slice(1), derivePorts(secret, 55, nonce, 3, 40000, 40999, [40000 + nonce]));
+    }
+  });
+});
+
+describe('timeCandidates', () => {
+  it('accepts the previous, current and next windows for the nonce of the first port, each with its replay key', () => {
     const now = 1_700_000_012_345;
     const n = windowOf(timeSpec, now);
-    const got = candidatesAt(timeSpec, now);
-    assert.deepEqual(
-      got.map((c) => c.replayKey),
-      [`w${n - 1}`, `w${n}`, `w${n + 1}`],
-    );
-    assert.deepEqual(got[0]!.ports, derivePorts(secret, n - 1, 4, 40000, 40999));
-    assert.deepEqual(got[1]!.ports, derivePorts(secret, n, 4, 40000, 40999));
-    assert.deepEqual(got[2]!.ports, derivePorts(secret, n + 1, 4, 40000, 40999));
+    const got = timeCandidates(timeSpec, 40123, now);
+    assert.deepEqual(got.map((c) => c.replayKey), [`w${n - 1}:n123`, `w${n}:n123`, `w${n + 1}:n123`]);
+    assert.deepEqual(got[1]!.ports, timeSequence(timeSpec, n, 123));
+    for (const c of got) assert.equal(c.ports[0], 40123);
   });
 
   it('accepts the same candidates anywhere within one window', () => {
     const start = 1000 * timeSpec.periodMs;
-    assert.deepEqual(candidatesAt(timeSpec, start), candidatesAt(timeSpec, start + timeSpec.periodMs - 1));
-    assert.notDeepEqual(candidatesAt(timeSpec, start), candidatesAt(timeSpec, start + timeSpec.periodMs));
-  });
-
-  it('accepts the fixed list of a static spec, without a replay key', () => {
-    const got = candidatesAt({ mode: 'static', ports: [7000, 8000, 9000] }, Date.now());
-    assert.equal(got.length, 1);
-    assert.deepEqual(got[0]!.ports, [7000, 8000, 9000]);
-    assert.equal(got[0]!.replayKey, undefined);
+    assert.deepEqual(timeCandidates(timeSpec, 40001, start), timeCandidates(timeSpec, 40001, start + timeSpec.periodMs - 1));
+    assert.notDeepEqual(timeCandidates(timeSpec, 40001, start), timeCandidates(timeSpec, 40001, start + timeSpec.periodMs));
   });
 });
 
-describe('sequenceFor', () => {
-  it('sends the derived ports of the asked window for a time-based spec', () => {
-    assert.deepEqual(sequenceFor(timeSpec, 77), derivePorts(secret, 77, 4, 40000, 40999));
+describe('isFirstPort', () => {
+  it('is the first static port only, or any port of the time-based range', () => {
+    const spec: KnockSpec = { mode: 'static', ports: [7000, 8000, 9000] };
+    assert.equal(isFirstPort(spec, 7000), true);
+    assert.equal(isFirstPort(spec, 8000), false);
+    assert.equal(isFirstPort(timeSpec, 40000), true);
+    assert.equal(isFirstPort(timeSpec, 40999), true);
+    assert.equal(isFirstPort(timeSpec, 39999), false);
+    assert.equal(isFirstPort(timeSpec, 41000), false);
+  });
+});
+
+describe('sequenceToSend', () => {
+  it('sends the current window with the given nonce for a time-based spec', () => {
+    const now = 77 * timeSpec.periodMs + 5;
+    assert.deepEqual(sequenceToSend(timeSpec, now, 9), timeSequence(timeSpec, 77, 9));
   });
 
-  it('sends a copy of the static list, whatever the window', () => {
+  it('draws a fresh nonce when none is given, so two sends differ', () => {
+    const now = Date.now();
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) seen.add(sequenceToSend(timeSpec, now).join(','));
+    assert.ok(seen.size > 15, `only ${seen.size} distinct sequences in 20 sends`);
+  });
+
+  it('sends a copy of the static list', () => {
     const ports = [7000, 8000, 7000];
     const spec: KnockSpec = { mode: 'static', ports };
-    const got = sequenceFor(spec, 5);
+    const got = sequenceToSend(spec, 5);
     assert.deepEqual(got, ports);
     got.push(1);
     assert.deepEqual(spec.ports, [7000, 8000, 7000]);
