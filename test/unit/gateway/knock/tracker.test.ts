@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { timeSequence, type KnockSpec, type TimeSpec } from '../../../../services/common/knock/sequence';
+import { timeSequence, type KnockSpec } from '../../../../services/common/knock/sequence';
 import { KnockTracker, type KnockOutcome, type Syn, type TrackerOptions } from '../../../../services/gateway/knock/tracker';
 
 const SEQUENCE = [7000, 8000, 9000];
