@@ -49,7 +49,11 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; resync: []; rep
       lazyConnect: true,
     };
     this.cmd = new Redis(opts);
-    this.sub = new Redis({ ...opts, commandTimeout: undefined });
+    // No autoResubscribe: ioredis re-subscribes on reconnect without a rejection handler,
+    // and with maxRetriesPerRequest 0 a connection that drops again at once (the tunnel is
+    // up but the broker's redis-server is not) rejects it — an unhandled rejection that
+    // would take the whole gateway down. We subscribe on every connect ourselves.
+    this.sub = new Redis({ ...opts, commandTimeout: undefined, autoResubscribe: false });
     const channel = queueKeys.replies(gatewayId);
     for (const [conn, name] of [
       [this.cmd, 'cmd'],
@@ -66,15 +70,9 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; resync: []; rep
         (err: Error) => log.warn('queue ping failed', { tunnel: tunnel.id, err: err.message }),
       );
     });
-    this.sub.on('ready', () => {
-      // The first connection that gets through subscribes (the broker's Redis may not have
-      // answered when the tunnel came up, so this is not necessarily the first attempt).
-      if (!this.subscribedOnce) return this.subscribe();
-      // After a reconnect ioredis re-subscribes by itself (before any other command); a
-      // reply announced while we were away is fetched by the owner's resync.
-      this.setUp('sub', true);
-      this.emit('resync');
-    });
+    // With the ready check off, 'ready' fires on TCP connect, which through the tunnel
+    // says nothing about the broker's Redis: the subscription's answer is the real signal.
+    this.sub.on('ready', () => this.subscribe());
     this.sub.on('message', (_channel: string, requestId: string) => this.emit('reply', requestId));
     this.channel = channel;
   }
@@ -90,8 +88,11 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; resync: []; rep
   private subscribe(): void {
     this.sub.subscribe(this.channel).then(
       () => {
+        const again = this.subscribedOnce;
         this.subscribedOnce = true;
         this.setUp('sub', true);
+        // A reply announced while we were away is fetched by the owner's resync.
+        if (again) this.emit('resync');
       },
       (err: Error) => this.log.warn('queue subscribe failed', { tunnel: this.tunnel.id, err: err.message }),
     );
