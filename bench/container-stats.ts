@@ -6,14 +6,19 @@ export interface CpuSnapshot {
 }
 
 interface DockerStats {
+  read?: string;
   cpu_stats: { cpu_usage: { total_usage: number } };
   memory_stats: { usage?: number; stats?: Record<string, number> };
 }
 
-/** CPU time a container has used so far (ns), from the engine's stats. */
+/**
+ * CPU time a container has used so far (ns), from the engine's stats, stamped with the
+ * moment the engine read it (the call itself can take a second or so).
+ */
 export async function cpuSnapshot(c: Docker.Container): Promise<CpuSnapshot> {
   const s = (await c.stats({ stream: false })) as unknown as DockerStats;
-  return { cpuNs: s.cpu_stats.cpu_usage.total_usage, at: Date.now() };
+  const read = s.read ? Date.parse(s.read) : NaN;
+  return { cpuNs: s.cpu_stats.cpu_usage.total_usage, at: Number.isFinite(read) && read > 0 ? read : Date.now() };
 }
 
 /** Cores used between two snapshots (1.0 = one core fully busy). */

@@ -7,7 +7,11 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { upStack } from '../test/e2e/support/fixture';
 import { REPO_ROOT } from '../test/e2e/support/build';
+import { chainBench } from './chain';
+import { footprintBench } from './footprint';
 import { knockBench } from './knock';
+import { benchStack } from './load';
+import { recoveryBench } from './recovery';
 import { writeReport, type Row } from './report';
 
 interface Section {
@@ -27,6 +31,38 @@ const SECTIONS: Record<string, { title: string; run: () => Promise<Row[]> }> = {
         await stack.down();
       }
     },
+  },
+  chain: {
+    title: 'Throughput and latency through the whole chain (requests straight to core as the baseline)',
+    run: async () => {
+      const stack = await benchStack();
+      try {
+        return await chainBench(stack, {
+          seconds: Number(process.env.BENCH_SECONDS ?? '12'),
+          warmupSeconds: 3,
+          concurrency: Number(process.env.BENCH_CONCURRENCY ?? '32'),
+          halfLoadRounds: Number(process.env.BENCH_HALF_LOAD_ROUNDS ?? '3'),
+          halfLoadSeconds: Number(process.env.BENCH_HALF_LOAD_SECONDS ?? '4'),
+        });
+      } finally {
+        await stack.down();
+      }
+    },
+  },
+  recovery: {
+    title: 'Recovery: broker start and gateway restart to traffic flowing (the container\'s own readiness as the baseline)',
+    run: async () => {
+      const stack = await benchStack();
+      try {
+        return await recoveryBench(stack, Number(process.env.BENCH_RECOVERY_ROUNDS ?? '3'));
+      } finally {
+        await stack.down();
+      }
+    },
+  },
+  footprint: {
+    title: 'Footprint: image size over the base image, memory idle and loaded, stack start cold and warm',
+    run: () => footprintBench(Number(process.env.BENCH_SECONDS ?? '12')),
   },
 };
 
