@@ -5,8 +5,8 @@ import { join } from 'node:path';
  * volume, mounted only by its tier (and by the generator): the gateway never sees the
  * broker's key or the CA, core never sees SSH keys, and the CA key stays in `pki`.
  */
-export function keyLayout(root: string) {
-  const gateway = join(root, 'gateway');
+export function keyLayout(root: string, gatewaySubdir = 'gateway') {
+  const gateway = join(root, gatewaySubdir);
   const broker = join(root, 'broker');
   const core = join(root, 'core');
   const pki = join(root, 'pki');

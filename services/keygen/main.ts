@@ -7,12 +7,14 @@ import { staticSequenceProblem } from '../common/knock/sequence';
 import { createLogger } from '../common/log/logger';
 import { createCa, issueCertificate, type PemPair } from '../common/pki/certificates';
 import { writeIfAbsent } from '../common/pki/files';
-import { fingerprintOfKey, generateSshKeyPair } from '../common/pki/ssh-keys';
+import { fingerprintOfKey, generateSshKeyPair, publicKeyLine } from '../common/pki/ssh-keys';
 import { sha256Hex } from '../common/pki/digest';
 import { keyLayout, type KeyLayout } from './layout';
 
 const keygenEnv = {
   KEYGEN_OUT: env.absPath('/keys'),
+  /** Where this gateway's files go under KEYGEN_OUT: one directory per gateway of a fleet. */
+  KEYGEN_GATEWAY_SUBDIR: env.str({ def: 'gateway', pattern: /^[a-z0-9][a-z0-9-]{0,63}$/, expected: 'a directory name' }),
   GATEWAY_ID: env.str({ def: 'gw1', pattern: GATEWAY_ID, expected: 'a gateway id' }),
   GATEWAY_HOST: env.str({ def: 'gateway', pattern: /^[A-Za-z0-9.:-]{1,253}$/, expected: 'a host name or address' }),
   SSH_PORT: env.port(2222),
@@ -39,7 +41,7 @@ async function main(): Promise<void> {
     const why = e.KNOCK_SEQUENCE ? staticSequenceProblem(e.KNOCK_SEQUENCE) : 'required when KNOCK_MODE=static';
     if (why) throw new ConfigError([`KNOCK_SEQUENCE: ${why}`]);
   }
-  const L = keyLayout(e.KEYGEN_OUT);
+  const L = keyLayout(e.KEYGEN_OUT, e.KEYGEN_GATEWAY_SUBDIR);
   const created: string[] = [];
   const put = (path: string, text: string, mode = 0o600): void => {
     if (writeIfAbsent(path, text, mode)) created.push(path);
@@ -69,11 +71,10 @@ async function main(): Promise<void> {
 
   // SSH: the gateway's host key (pinned by the broker), the broker's key (authorized by the gateway).
   if (!existsSync(L.gateway.hostKey)) put(L.gateway.hostKey, generateSshKeyPair(`gateway-${e.GATEWAY_ID}`).privateKey);
-  if (!existsSync(L.broker.sshKey)) {
-    const pair = generateSshKeyPair(e.BROKER_NAME);
-    put(L.broker.sshKey, pair.privateKey);
-    put(L.gateway.authorizedKeys, `${pair.publicKey}\n`, 0o644);
-  }
+  if (!existsSync(L.broker.sshKey)) put(L.broker.sshKey, generateSshKeyPair(e.BROKER_NAME).privateKey);
+  // Derived from the broker key that exists, so a second gateway set up later (another
+  // gateway directory, the same broker) authorizes the same broker.
+  put(L.gateway.authorizedKeys, `${publicKeyLine(readFileSync(L.broker.sshKey, 'utf8'), e.BROKER_NAME)}\n`, 0o644);
 
   // The gateway's queue password; the broker only ever sees its SHA-256.
   put(L.gateway.queuePassword, randomBytes(32).toString('base64url'));
@@ -92,19 +93,21 @@ function writeGatewaysFile(L: KeyLayout, e: ReturnType<typeof parseEnv<typeof ke
     e.KNOCK_MODE === 'static'
       ? { mode: 'static', ports: e.KNOCK_SEQUENCE }
       : { mode: 'time', secretFile: `${e.BROKER_SECRETS_DIR}/knock-${e.GATEWAY_ID}.secret`, length: e.KNOCK_LENGTH, portRange: e.KNOCK_PORT_RANGE, periodSeconds: e.KNOCK_PERIOD_SECONDS };
-  const file = {
-    gateways: [
-      {
-        id: e.GATEWAY_ID,
-        host: e.GATEWAY_HOST,
-        sshPort: e.SSH_PORT,
-        hostKeyFingerprint: fingerprintOfKey(readFileSync(L.gateway.hostKey, 'utf8')),
-        queuePasswordSha256: sha256Hex(readFileSync(L.gateway.queuePassword, 'utf8').trim()),
-        knock,
-      },
-    ],
+  const entry = {
+    id: e.GATEWAY_ID,
+    host: e.GATEWAY_HOST,
+    sshPort: e.SSH_PORT,
+    hostKeyFingerprint: fingerprintOfKey(readFileSync(L.gateway.hostKey, 'utf8')),
+    queuePasswordSha256: sha256Hex(readFileSync(L.gateway.queuePassword, 'utf8').trim()),
+    knock,
   };
-  writeFileSync(L.broker.gatewaysFile, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o644 });
+  // One broker serves a fleet: this gateway's entry replaces its old one, the others stay.
+  let others: { id?: unknown }[] = [];
+  if (existsSync(L.broker.gatewaysFile)) {
+    const current = JSON.parse(readFileSync(L.broker.gatewaysFile, 'utf8')) as { gateways?: { id?: unknown }[] };
+    others = (current.gateways ?? []).filter((g) => g.id !== e.GATEWAY_ID);
+  }
+  writeFileSync(L.broker.gatewaysFile, `${JSON.stringify({ gateways: [...others, entry] }, null, 2)}\n`, { mode: 0o644 });
 }
 
 main().catch((err: unknown) => {

@@ -23,6 +23,12 @@ export function generateSshKeyPair(comment: string): SshKeyPair {
   }
 }
 
+/** The authorized_keys line of a key (private or public), with `comment`. */
+export function publicKeyLine(key: string | Buffer, comment: string): string {
+  const k = parseOneKey(key);
+  return `${k.type} ${k.getPublicSSH().toString('base64')} ${comment}`.trim();
+}
+
 /** OpenSSH-style fingerprint of a public key blob (the wire encoding of the key). */
 export function fingerprintOfBlob(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;

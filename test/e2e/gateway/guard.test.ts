@@ -60,6 +60,21 @@ describe('the gateway guard, seen from the edge network', function () {
     assert.match(await banner(alice), /^SSH-2\.0-nonstop/);
   });
 
+  it('counts knocks, opened windows, SSH connections and open tunnels in its metrics', async () => {
+    const metrics = async (): Promise<string> => (await stack.exec('gateway', ['node', '-e', "fetch('http://127.0.0.1:9464/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"])).stdout;
+    const value = (text: string, name: string): number =>
+      [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+(?:\\.\\d+)?)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
+    const before = await metrics();
+    await knock(alice, [7000, 8000, 9000]);
+    // The window alice opened is used up here, so the next test starts closed.
+    assert.match(await banner(alice), /^SSH-2\.0-/);
+    const after = await metrics();
+    assert.ok(value(after, 'nonstop_knock_windows_opened_total') > value(before, 'nonstop_knock_windows_opened_total'));
+    assert.ok(value(after, 'nonstop_knock_syns_total') >= value(before, 'nonstop_knock_syns_total') + 3);
+    assert.ok(value(after, 'nonstop_ssh_connections_total') > value(before, 'nonstop_ssh_connections_total'));
+    assert.match(after, /^nonstop_tunnels_open(\{[^}]*\})? [1-9]/m);
+  });
+
   it('admits one connection per knock', async () => {
     await knock(alice, [7000, 8000, 9000]);
     assert.match(await banner(alice), /^SSH-2\.0-/);
