@@ -42,5 +42,7 @@ const runner = mocha.run((failures) => {
   const failed = s?.failures ?? failures;
   const skipped = s?.pending ?? 0;
   process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
-  process.exitCode = failed > 0 ? 1 : 0;
+  // Exit as mocha --exit does: a library's idle keep-alive socket or timer (dockerode's
+  // agent, an ioredis reconnect timer) must not keep CI waiting after the last test.
+  process.exit(failed > 0 ? 1 : 0);
 });
