@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 
@@ -27,6 +27,7 @@ export function writeReport(root: string, sections: { title: string; command: st
     `Measured ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC on ${machine()}, Docker engine on the same machine.`,
     'Every figure is measured side by side with its baseline in the same run; ratios compare the two.',
     'Timings on these machines are noisy: read the ratios, not the absolute numbers.',
+    '`npm run bench` runs every section (about 7 minutes here); `npm run bench -- <section>` one of them.',
     '',
   ];
   for (const s of sections) {
@@ -38,5 +39,8 @@ export function writeReport(root: string, sections: { title: string; command: st
     }
     lines.push('');
   }
+  // The narrative (profiles, before/after) is kept by hand in bench/notes.md.
+  const notes = join(root, 'bench', 'notes.md');
+  if (existsSync(notes)) lines.push(readFileSync(notes, 'utf8').trimEnd(), '');
   writeFileSync(join(root, 'BENCHMARKS.md'), `${lines.join('\n')}\n`);
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { ApiClient, createToken } from '../e2e/support/api-client';
 import { upStack } from '../e2e/support/fixture';
 import type { Stack } from '../e2e/support/stack';
+import { countRecords } from '../e2e/support/core-db';
 import { waitFor } from '../support/wait';
 
 /**
@@ -129,13 +130,3 @@ describe('a compromised gateway', function () {
     assert.equal(await countRecords(stack), before.records);
   });
 });
-
-async function countRecords(stack: Stack): Promise<number> {
-  const res = await stack.exec('core', ['node', '-e', `
-    const { MongoClient } = require('/app/node_modules/mongodb');
-    const pw = require('fs').readFileSync('/var/lib/nonstop/data/credentials/db.password', 'utf8').trim();
-    const c = new MongoClient('mongodb://127.0.0.1:27017/?authSource=admin', { auth: { username: 'nonstop', password: pw } });
-    c.db('nonstop').collection('records').countDocuments({}).then((n) => { console.log(n); return c.close(); });
-  `]);
-  return Number(res.stdout.trim());
-}

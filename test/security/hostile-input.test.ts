@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiClient, createToken } from '../e2e/support/api-client';
 import { upStack } from '../e2e/support/fixture';
 import type { Stack } from '../e2e/support/stack';
+import { countRecords } from '../e2e/support/core-db';
 import { waitFor } from '../support/wait';
 
 /**
@@ -24,15 +25,7 @@ describe('hostile input at the public API', function () {
     for (const s of ['gateway', 'broker', 'core']) out[s] = (await stack.inspect(s)).RestartCount;
     return out;
   };
-  const recordCount = async (): Promise<number> => {
-    const res = await stack.exec('core', ['node', '-e', `
-      const { MongoClient } = require('/app/node_modules/mongodb');
-      const pw = require('fs').readFileSync('/var/lib/nonstop/data/credentials/db.password', 'utf8').trim();
-      const c = new MongoClient('mongodb://127.0.0.1:27017/?authSource=admin', { auth: { username: 'nonstop', password: pw } });
-      c.db('nonstop').collection('records').countDocuments({}).then((n) => { console.log(n); return c.close(); });
-    `]);
-    return Number(res.stdout.trim());
-  };
+  const recordCount = (): Promise<number> => countRecords(stack);
 
   let before0: Record<string, number>;
   let count0: number;

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiClient, createToken } from '../support/api-client';
 import { upStack } from '../support/fixture';
 import type { Stack } from '../support/stack';
+import { countRecords } from '../support/core-db';
 import { waitFor } from '../../support/wait';
 
 describe('core through the whole chain', function () {
@@ -49,14 +50,7 @@ describe('core through the whole chain', function () {
       assert.equal(res.status, status, `${what}: ${res.text}`);
       assert.equal((res.json as { error: { code: string } }).error.code, status === 401 ? 'unauthenticated' : 'forbidden');
     }
-    const count = await stack.exec('core', ['node', '-e', `
-      const { MongoClient } = require('/app/node_modules/mongodb');
-      const fs = require('fs');
-      const pw = fs.readFileSync('/var/lib/nonstop/data/credentials/db.password', 'utf8').trim();
-      const c = new MongoClient('mongodb://127.0.0.1:27017/?authSource=admin', { auth: { username: 'nonstop', password: pw } });
-      c.db('nonstop').collection('records').countDocuments({ 'data.title': /^written with/ }).then((n) => { console.log(n); return c.close(); });
-    `]);
-    assert.equal(count.stdout.trim(), '0', count.stderr);
+    assert.equal(await countRecords(stack, { 'data.title': { $regex: '^written with' } }), 0);
   });
 
   it('keeps every acknowledged record after the core container is killed', async () => {

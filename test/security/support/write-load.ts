@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ApiClient, ApiResponse } from '../../e2e/support/api-client';
 import type { Stack } from '../../e2e/support/stack';
+import { queryCore } from '../../e2e/support/core-db';
 
 /** One HTTP attempt at writing a logical record, as the client saw it. */
 export interface Attempt {
@@ -167,16 +168,10 @@ export class WriteLoad {
 /** What core holds for a title prefix: [_id, data.title] per document. */
 export async function storedRecords(stack: Stack, prefix: string): Promise<[string, string][]> {
   if (!/^[A-Za-z0-9-]+$/.test(prefix)) throw new Error(`unsafe prefix ${prefix}`);
-  const res = await stack.exec('core', ['node', '-e', `
-    const { MongoClient } = require('/app/node_modules/mongodb');
-    const pw = require('fs').readFileSync('/var/lib/nonstop/data/credentials/db.password', 'utf8').trim();
-    const c = new MongoClient('mongodb://127.0.0.1:27017/?authSource=admin&directConnection=true', { auth: { username: 'nonstop', password: pw } });
-    c.db('nonstop').collection('records').find({ 'data.title': { $regex: '^${prefix}-' } }, { projection: { 'data.title': 1 } }).toArray()
-      .then((docs) => { process.stdout.write(JSON.stringify(docs.map((d) => [d._id, d.data.title]))); return c.close(); })
-      .catch((err) => { console.error(err.message); process.exit(1); });
-  `]);
-  if (res.exitCode !== 0) throw new Error(`reading records at core failed: ${res.stderr}`);
-  return JSON.parse(res.stdout) as [string, string][];
+  return queryCore<[string, string][]>(
+    stack,
+    `records.find({ 'data.title': { $regex: '^${prefix}-' } }, { projection: { 'data.title': 1 } }).toArray().then((docs) => docs.map((d) => [d._id, d.data.title]))`,
+  );
 }
 
 /**
