@@ -18,8 +18,10 @@ export interface QueueCredentials {
 export class Lane extends EventEmitter<{ ready: []; unready: []; resync: []; reply: [requestId: string] }> {
   readonly cmd: Redis;
   private readonly sub: Redis;
+  private readonly channel: string;
   private cmdUp = false;
   private subUp = false;
+  private subscribedOnce = false;
   ready = false;
   /** Requests sent on this lane that have no reply yet. */
   readonly inflight = new Set<string>();
@@ -54,7 +56,7 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; resync: []; rep
     // up but the broker's redis-server is not) rejects it — an unhandled rejection that
     // would take the whole gateway down. We subscribe on every connect ourselves.
     this.sub = new Redis({ ...opts, commandTimeout: undefined, autoResubscribe: false });
-    const channel = queueKeys.replies(gatewayId);
+    this.channel = queueKeys.replies(gatewayId);
     for (const [conn, name] of [
       [this.cmd, 'cmd'],
       [this.sub, 'sub'],
@@ -62,23 +64,17 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; resync: []; rep
       conn.on('error', (err: Error) => log.debug('queue connection error', { tunnel: tunnel.id, conn: name, err: err.message }));
       conn.on('close', () => this.setUp(name, false));
     }
-    // With the ready check off, 'ready' fires on TCP connect; a PING/SUBSCRIBE round trip
-    // through the tunnel is the real signal that the broker's Redis answers.
+    // With the ready check off, 'ready' fires on TCP connect, which through the tunnel says
+    // nothing about the broker's Redis: a PING (or the subscription's) answer is the signal.
     this.cmd.on('ready', () => {
       this.cmd.ping().then(
         () => this.setUp('cmd', true),
         (err: Error) => log.warn('queue ping failed', { tunnel: tunnel.id, err: err.message }),
       );
     });
-    // With the ready check off, 'ready' fires on TCP connect, which through the tunnel
-    // says nothing about the broker's Redis: the subscription's answer is the real signal.
     this.sub.on('ready', () => this.subscribe());
     this.sub.on('message', (_channel: string, requestId: string) => this.emit('reply', requestId));
-    this.channel = channel;
   }
-
-  private readonly channel: string;
-  private subscribedOnce = false;
 
   /** Rejects if the first attempt fails; the connections keep retrying regardless. */
   async connect(): Promise<void> {
