@@ -44,11 +44,17 @@ describe('the gateway guard, seen from the edge network', function () {
   });
 
   it('shows 80 and 443 open and the SSH port filtered to a scan', async () => {
-    const states = await portStates(mallory, '22,80,443,2222,7000,8000,9000');
+    // A separate scanner, and the knock ports in a scan of their own: nmap shuffles its
+    // ports, and a scan that happens to hit a static sequence's ports back to back and in
+    // order is, by design, a correct knock (SECURITY.md, known limits).
+    const scanner = await stack.probe('edge');
+    const states = await portStates(scanner, '22,80,443,2222');
     assert.equal(states['80'], 'open');
     assert.equal(states['443'], 'open');
     assert.equal(states['2222'], 'filtered');
-    for (const p of ['22', '7000', '8000', '9000']) assert.equal(states[p], 'filtered', `port ${p}`);
+    assert.equal(states['22'], 'filtered');
+    const knockPorts = await portStates(scanner, '7000,8000,9000');
+    for (const p of ['7000', '8000', '9000']) assert.equal(knockPorts[p], 'filtered', `port ${p}`);
   });
 
   it("opens the SSH port after knockd's knock client sends the sequence, for that address only", async () => {
