@@ -13,7 +13,7 @@ async function runWith(image: string, env: Record<string, string>): Promise<{ co
     const logs = demux(await c.logs({ stdout: true, stderr: true }));
     return { code: res.StatusCode, output: logs };
   } finally {
-    await c.remove({ force: true });
+    await c.remove({ force: true, v: true });
   }
 }
 

@@ -59,6 +59,6 @@ export async function scanImage(docker: Docker, image: string, patterns: RegExp[
     });
     return { files, matches };
   } finally {
-    await container.remove({ force: true });
+    await container.remove({ force: true, v: true });
   }
 }
