@@ -1,6 +1,6 @@
 import type { ErrorObject } from 'ajv';
 import { ApiError } from '../../common/errors/api-error';
-import { isCollectionName, isRequestId } from '../../common/ids/names';
+import { isCollectionName, isRequestId, TOKEN_SHAPE } from '../../common/ids/names';
 import { parseJsonRecord, type JsonLimits } from '../../common/json/limits';
 import type { RequestEnvelope } from '../../common/queue/envelope';
 import type { SchemaRegistry } from './schemas';
@@ -9,7 +9,6 @@ export type ValidRequest =
   | { method: 'POST'; collection: string; token: string; record: Record<string, unknown> }
   | { method: 'GET'; collection: string; token: string; recordId: string };
 
-const TOKEN_SHAPE = /^[A-Za-z0-9._~+/-]{8,512}=*$/;
 
 /**
  * Decides whether a request may go on to core. The gateway is not trusted: everything it

@@ -8,6 +8,12 @@ export const COLLECTION_NAME = /^[a-z][a-z0-9_]{0,62}$/;
 /** Request ids (and record ids, which are request ids): a UUID in canonical lowercase form. */
 export const REQUEST_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/**
+ * What a bearer token may look like before anyone looks it up (RFC 6750 token68, bounded).
+ * Only core can tell a valid token; every tier refuses what is not even shaped like one.
+ */
+export const TOKEN_SHAPE = /^[A-Za-z0-9._~+/-]{8,512}=*$/;
+
 export function isGatewayId(value: unknown): value is string {
   return typeof value === 'string' && GATEWAY_ID.test(value);
 }

@@ -1,15 +1,14 @@
 import type { TLSSocket } from 'node:tls';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { ApiError, errorBody } from '../../common/errors/api-error';
-import { isNonstopError } from '../../common/errors/nonstop-error';
-import { isCollectionName, isRequestId } from '../../common/ids/names';
+import { isCollectionName, isRequestId, TOKEN_SHAPE } from '../../common/ids/names';
 import { DEFAULT_JSON_LIMITS, decodeUtf8, parseJsonRecord } from '../../common/json/limits';
 import type { Logger } from '../../common/log/logger';
+import { describeClientError } from '../../common/http/client-error';
 import type { TokenStore } from '../auth/tokens';
 import { RecordStore } from '../storage/records';
 
 const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
-const TOKEN_SHAPE = /^[A-Za-z0-9._~+/-]{8,512}=*$/;
 
 export interface CoreAppDeps {
   records: RecordStore;
@@ -94,22 +93,9 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
   });
 
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    let status = 500;
-    let code = 'internal';
-    let message = 'internal error';
-    if (isNonstopError(err)) ({ status, code, message } = err);
-    else if ((err as { type?: string }).type === 'entity.too.large') [status, code, message] = [413, 'body_too_large', 'body too large'];
-    else if (isClientStatus((err as { status?: unknown }).status)) {
-      // body-parser (bad or unsupported Content-Encoding) and the router (undecodable path).
-      status = (err as { status: number }).status;
-      [code, message] = status === 415 ? ['unsupported_media_type', 'unsupported content encoding'] : ['bad_request', 'malformed request'];
-    }
+    const { status, code, message } = describeClientError(err);
     if (status >= 500) deps.log.error('request failed', { code, path: req.path, err: (err as Error).message });
     res.status(status).json(errorBody(code, message));
   });
   return app;
-}
-
-function isClientStatus(status: unknown): status is number {
-  return typeof status === 'number' && Number.isInteger(status) && status >= 400 && status < 500;
 }

@@ -1,9 +1,9 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { ApiError, errorBody } from '../../common/errors/api-error';
-import { isNonstopError } from '../../common/errors/nonstop-error';
 import { idempotentRequestId, newRequestId } from '../../common/ids/request-id';
 import { checkJsonDepth, decodeUtf8, type JsonLimits } from '../../common/json/limits';
 import type { Logger } from '../../common/log/logger';
+import { describeClientError } from '../../common/http/client-error';
 import { PROTOCOL_VERSION } from '../../common/queue/keys';
 import type { RequestEnvelope, ReplyEnvelope } from '../../common/queue/envelope';
 import type { GatewayMetrics } from '../metrics';
@@ -89,21 +89,11 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const { status, code, message } = describeError(err);
+    const { status, code, message } = describeClientError(err);
     if (status >= 500) deps.log.warn('request failed', { code, status, path: req.path });
     if (res.headersSent) return void res.end();
     res.status(status).json(errorBody(code, message));
   });
 
   return app;
-}
-
-function describeError(err: unknown): { status: number; code: string; message: string } {
-  if (isNonstopError(err)) return { status: err.status, code: err.code, message: err.message };
-  // body-parser's errors carry a `type` and a status.
-  const e = err as { type?: string; status?: number };
-  if (e.type === 'entity.too.large') return { status: 413, code: 'body_too_large', message: 'body too large' };
-  if (e.status === 415) return { status: 415, code: 'unsupported_media_type', message: 'Content-Encoding is not accepted' };
-  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return { status: 400, code: 'bad_request', message: 'malformed request' };
-  return { status: 500, code: 'internal', message: 'internal error' };
 }

@@ -1,12 +1,11 @@
 import { ApiError } from '../../common/errors/api-error';
-import { isCollectionName, isRequestId } from '../../common/ids/names';
+import { isCollectionName, isRequestId, TOKEN_SHAPE } from '../../common/ids/names';
 
 /**
  * Checks of the parts of an HTTP request the gateway reads before anything is queued.
  * Pure. The gateway cannot tell a good token from a bad one (only core can), but it can
  * refuse what is not even shaped like one.
  */
-const TOKEN_SHAPE = /^[A-Za-z0-9._~+/-]{8,512}=*$/;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 
 export function bearerToken(header: string | undefined): string {
