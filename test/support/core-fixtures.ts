@@ -2,12 +2,12 @@ import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
 import { request as httpsRequest, createServer, type Server } from 'node:https';
-import type { IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import type { Db, MongoClient } from 'mongodb';
 import type { ChildSupervisor } from '../../services/common/lifecycle/supervisor';
 import type { Logger } from '../../services/common/log/logger';
+import { readJsonResponse, type JsonResponse } from './http-response';
 import { DEFAULT_JSON_LIMITS } from '../../services/common/json/limits';
 import { createCa, issueCertificate, type PemPair } from '../../services/common/pki/certificates';
 import { TokenStore } from '../../services/core/auth/tokens';
@@ -199,13 +199,7 @@ export async function startCoreServer(opts: { pki: CorePki; db: Db; maxBodyBytes
   };
 }
 
-export interface CoreResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  text: string;
-  /** The parsed body, or undefined when it is not JSON. */
-  json: unknown;
-}
+export type CoreResponse = JsonResponse;
 
 export interface CoreRequest {
   port: number;
@@ -237,19 +231,7 @@ export function coreRequest(req: CoreRequest): Promise<CoreResponse> {
         timeout: req.timeoutMs ?? 10_000,
       },
       (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-        });
+        readJsonResponse(res).then(resolve, reject);
       },
     );
     r.on('timeout', () => r.destroy(new Error('request timed out')));

@@ -1,12 +1,8 @@
 import { request } from 'node:https';
 import type { Stack } from './stack';
+import { readJsonResponse, type JsonResponse } from '../../support/http-response';
 
-export interface ApiResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  json: unknown;
-}
+export type ApiResponse = JsonResponse;
 
 /**
  * A client of the gateway's public API, as a user on the host would be: HTTPS to the
@@ -33,18 +29,7 @@ export class ApiClient {
         headers['content-length'] = String(Buffer.byteLength(opts.body));
       }
       const req = request({ host: '127.0.0.1', port: this.port, method, path, headers, ca: this.ca, servername: 'localhost', timeout: 30_000 }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-        });
+        readJsonResponse(res).then(resolve, reject);
       });
       req.on('timeout', () => req.destroy(new Error('request timed out')));
       req.on('error', reject);

@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseGatewaysFile } from '../../../services/broker/config';
 import { ConfigError } from '../../../services/common/errors/config-error';
+import { expectConfigError } from '../../support/config-error';
 import { tempDir } from '../../support/tmp';
 
 const PATH = '/etc/nonstop/broker/gateways.json';
@@ -23,14 +24,9 @@ function gateway(overrides: Record<string, unknown> = {}): Record<string, unknow
 const file = (...gateways: Record<string, unknown>[]): string => JSON.stringify({ gateways });
 
 function configError(text: string): ConfigError {
-  try {
-    parseGatewaysFile(PATH, text);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    for (const p of err.problems) assert.match(p, /BROKER_GATEWAYS_FILE/);
-    return err;
-  }
-  assert.fail('expected a ConfigError');
+  const err = expectConfigError(() => parseGatewaysFile(PATH, text));
+  for (const p of err.problems) assert.match(p, /BROKER_GATEWAYS_FILE/);
+  return err;
 }
 
 describe('parseGatewaysFile', () => {

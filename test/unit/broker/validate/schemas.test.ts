@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SchemaRegistry } from '../../../../services/broker/validate/schemas';
-import { ConfigError } from '../../../../services/common/errors/config-error';
+import { expectConfigError } from '../../../support/config-error';
 import { tempDir } from '../../../support/tmp';
 
 const notesSchema = {
@@ -12,15 +12,6 @@ const notesSchema = {
   additionalProperties: false,
 };
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 describe('SchemaRegistry.fromSchemas', () => {
   it('compiles one validator per collection', () => {
@@ -37,24 +28,24 @@ describe('SchemaRegistry.fromSchemas', () => {
   });
 
   it('refuses a schema with an unknown keyword (strict mode)', () => {
-    const err = configError(() => SchemaRegistry.fromSchemas([{ collection: 'notes', schema: { type: 'object', requird: ['title'] } }]));
+    const err = expectConfigError(() => SchemaRegistry.fromSchemas([{ collection: 'notes', schema: { type: 'object', requird: ['title'] } }]));
     assert.match(err.message, /^notes: schema does not compile \(.*requird.*\)$/);
   });
 
   it('refuses a schema that does not compile for other reasons', () => {
-    const err = configError(() => SchemaRegistry.fromSchemas([{ collection: 'notes', schema: { type: 'objekt' } }]));
+    const err = expectConfigError(() => SchemaRegistry.fromSchemas([{ collection: 'notes', schema: { type: 'objekt' } }]));
     assert.match(err.message, /notes: schema does not compile/);
   });
 
   it('refuses a collection name that is not allowed', () => {
     for (const collection of ['Notes', 'system.users', '$cmd', '1notes', 'a-b', '']) {
-      const err = configError(() => SchemaRegistry.fromSchemas([{ collection, schema: notesSchema }]));
+      const err = expectConfigError(() => SchemaRegistry.fromSchemas([{ collection, schema: notesSchema }]));
       assert.match(err.message, /not a valid collection name/, collection);
     }
   });
 
   it('names the origin and lists every problem at once', () => {
-    const err = configError(() =>
+    const err = expectConfigError(() =>
       SchemaRegistry.fromSchemas([
         { collection: 'Bad', schema: notesSchema, origin: 'SCHEMA_DIR="/s": Bad.json' },
         { collection: 'fine', schema: notesSchema },
@@ -88,25 +79,25 @@ describe('SchemaRegistry.load', () => {
   it('names a *.json file that is not valid JSON', () => {
     writeFileSync(join(tmp.dir, 'notes.json'), JSON.stringify(notesSchema));
     writeFileSync(join(tmp.dir, 'broken.json'), '{"type": "object",');
-    const err = configError(() => SchemaRegistry.load(tmp.dir));
+    const err = expectConfigError(() => SchemaRegistry.load(tmp.dir));
     assert.equal(err.message, `SCHEMA_DIR=${JSON.stringify(tmp.dir)}: broken.json is not valid JSON`);
   });
 
   it('names a file whose name is not a valid collection name', () => {
     writeFileSync(join(tmp.dir, 'Bad-Name.json'), JSON.stringify(notesSchema));
-    const err = configError(() => SchemaRegistry.load(tmp.dir));
+    const err = expectConfigError(() => SchemaRegistry.load(tmp.dir));
     assert.match(err.message, /^SCHEMA_DIR=".*": Bad-Name\.json: not a valid collection name/);
   });
 
   it('names a file whose schema does not compile', () => {
     writeFileSync(join(tmp.dir, 'notes.json'), JSON.stringify({ type: 'object', unknownKeyword: true }));
-    const err = configError(() => SchemaRegistry.load(tmp.dir));
+    const err = expectConfigError(() => SchemaRegistry.load(tmp.dir));
     assert.match(err.message, /notes\.json: schema does not compile/);
   });
 
   it('reports a directory that cannot be read', () => {
     const missing = join(tmp.dir, 'absent');
-    const err = configError(() => SchemaRegistry.load(missing));
+    const err = expectConfigError(() => SchemaRegistry.load(missing));
     assert.equal(err.message, `SCHEMA_DIR=${JSON.stringify(missing)}: cannot read (ENOENT)`);
   });
 
