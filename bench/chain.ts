@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import type { Stack } from '../test/e2e/support/stack';
+import type { Stack } from '../test/support/stack/stack';
 import { quantile, round } from './stats';
 import type { Row } from './report';
 import { hostNoise } from './readiness';

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiClient, createToken } from '../test/e2e/support/api-client';
-import type { ImageSet } from '../test/e2e/support/build';
-import type { Stack } from '../test/e2e/support/stack';
+import { ApiClient, createToken } from '../test/support/stack/api-client';
+import type { ImageSet } from '../test/support/stack/build';
+import type { Stack } from '../test/support/stack/stack';
 import { memoryMiB } from './container-stats';
 import { round } from './stats';
 import type { Row } from './report';

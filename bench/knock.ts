@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execIn, type Stack } from '../test/e2e/support/stack';
+import { execIn, type Stack } from '../test/support/stack/stack';
 import { coresUsed, cpuSnapshot, memoryMiB } from './container-stats';
 import { failures, quantile, round } from './stats';
 import type { Row } from './report';

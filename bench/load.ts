@@ -1,10 +1,10 @@
 import type Docker from 'dockerode';
 import { cpus } from 'node:os';
-import { ApiClient, createToken } from '../test/e2e/support/api-client';
-import type { ComposeSpec } from '../test/e2e/support/compose-config';
-import { testImages, TEST_TAG } from '../test/e2e/support/fixture';
-import { docker } from '../test/e2e/support/docker';
-import { execIn, Stack } from '../test/e2e/support/stack';
+import { ApiClient, createToken } from '../test/support/stack/api-client';
+import type { ComposeSpec } from '../test/support/stack/compose-config';
+import { testImages, TEST_TAG } from '../test/support/stack/fixture';
+import { docker } from '../test/support/stack/docker';
+import { execIn, Stack } from '../test/support/stack/stack';
 import { waitFor } from '../test/support/wait';
 import { coresUsed, cpuSnapshot } from './container-stats';
 

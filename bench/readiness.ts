@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import { loadavg } from 'node:os';
-import { demux, type Stack } from '../test/e2e/support/stack';
+import { demux, type Stack } from '../test/support/stack/stack';
 import { waitFor } from '../test/support/wait';
 
 /** When a container started this time, and when its first passing health check ended. */

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ApiClient } from '../test/e2e/support/api-client';
-import type { Stack } from '../test/e2e/support/stack';
+import type { ApiClient } from '../test/support/stack/api-client';
+import type { Stack } from '../test/support/stack/stack';
 import { quantile, round } from './stats';
 import type { Row } from './report';
 import { benchSession, chainTarget, runLoad } from './load';

@@ -5,8 +5,8 @@
  */
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { upStack } from '../test/e2e/support/fixture';
-import { REPO_ROOT } from '../test/e2e/support/build';
+import { upStack } from '../test/support/stack/fixture';
+import { REPO_ROOT } from '../test/support/stack/build';
 import { chainBench } from './chain';
 import { footprintBench } from './footprint';
 import { knockBench } from './knock';

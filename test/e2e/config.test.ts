@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { docker } from './support/docker';
-import { testImages } from './support/fixture';
-import { demux } from './support/stack';
+import { docker } from '../support/stack/docker';
+import { testImages } from '../support/stack/fixture';
+import { demux } from '../support/stack/stack';
 
 /** Starts an image with one bad variable and returns its exit code and output. */
 async function runWith(image: string, env: Record<string, string>): Promise<{ code: number; output: string }> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { ApiClient, createToken } from './support/api-client';
-import { upStack } from './support/fixture';
-import { execIn, type Stack } from './support/stack';
+import { ApiClient, createToken } from '../support/stack/api-client';
+import { upStack } from '../support/stack/fixture';
+import { execIn, type Stack } from '../support/stack/stack';
 import { waitFor } from '../support/wait';
 
 describe('the compose stack, built and run through the Docker API', function () {

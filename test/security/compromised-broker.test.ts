@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ApiClient, createToken } from '../e2e/support/api-client';
-import { upStack } from '../e2e/support/fixture';
-import type { Stack } from '../e2e/support/stack';
+import { ApiClient, createToken } from '../support/stack/api-client';
+import { upStack } from '../support/stack/fixture';
+import type { Stack } from '../support/stack/stack';
 import { waitFor } from '../support/wait';
 
 /**

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { ApiClient, createToken } from '../e2e/support/api-client';
-import { upStack } from '../e2e/support/fixture';
-import type { Stack } from '../e2e/support/stack';
-import { countRecords } from '../e2e/support/core-db';
+import { ApiClient, createToken } from '../support/stack/api-client';
+import { upStack } from '../support/stack/fixture';
+import type { Stack } from '../support/stack/stack';
+import { countRecords } from '../support/stack/core-db';
 import { waitFor } from '../support/wait';
 
 /**

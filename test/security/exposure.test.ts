@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type Docker from 'dockerode';
-import { upStack } from '../e2e/support/fixture';
-import { execIn, type Stack } from '../e2e/support/stack';
+import { upStack } from '../support/stack/fixture';
+import { execIn, type Stack } from '../support/stack/stack';
 
 /** Open TCP ports nmap finds on `target` (SYN scan of every port). */
 async function openPorts(stack: Stack, scanner: Docker.Container, target: string, ports = '1-65535'): Promise<string[]> {

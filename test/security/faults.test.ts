@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiClient, createToken } from '../e2e/support/api-client';
-import type { ComposeSpec } from '../e2e/support/compose-config';
-import { upStack } from '../e2e/support/fixture';
-import type { Stack } from '../e2e/support/stack';
+import { ApiClient, createToken } from '../support/stack/api-client';
+import type { ComposeSpec } from '../support/stack/compose-config';
+import { upStack } from '../support/stack/fixture';
+import type { Stack } from '../support/stack/stack';
 import { waitFor } from '../support/wait';
 import { exactlyOnceProblems, storedRecords, WriteLoad, type Attempt } from './support/write-load';
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { connect as tlsConnect } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiClient, createToken } from '../e2e/support/api-client';
-import { upStack } from '../e2e/support/fixture';
-import type { Stack } from '../e2e/support/stack';
-import { countRecords } from '../e2e/support/core-db';
+import { ApiClient, createToken } from '../support/stack/api-client';
+import { upStack } from '../support/stack/fixture';
+import type { Stack } from '../support/stack/stack';
+import { countRecords } from '../support/stack/core-db';
 import { waitFor } from '../support/wait';
 
 /**

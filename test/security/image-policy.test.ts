@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { loadCompose, type ComposeSpec } from '../e2e/support/compose-config';
-import { docker } from '../e2e/support/docker';
-import { testImages } from '../e2e/support/fixture';
-import type { ImageSet } from '../e2e/support/build';
+import { loadCompose, type ComposeSpec } from '../support/stack/compose-config';
+import { docker } from '../support/stack/docker';
+import { testImages } from '../support/stack/fixture';
+import type { ImageSet } from '../support/stack/build';
 import { scanImage, type ImageScan } from './support/image-files';
 
 /**

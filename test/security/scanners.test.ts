@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../e2e/support/build';
-import { testImages } from '../e2e/support/fixture';
-import type { ImageSet } from '../e2e/support/build';
+import { REPO_ROOT } from '../support/stack/build';
+import { testImages } from '../support/stack/fixture';
+import type { ImageSet } from '../support/stack/build';
 
 /** A scanner's path from the environment scripts/test.sh sets (scripts/lib/scanners.sh). */
 function scanner(variable: string): string {
@@ -28,7 +28,7 @@ interface TrivyReport {
   Results?: { Target: string; Secrets?: { RuleID: string; Match: string }[]; Misconfigurations?: { ID: string; Title: string }[] }[];
 }
 
-const DOCKERFILES = ['Dockerfile.gateway', 'Dockerfile.broker', 'Dockerfile.core', 'test/e2e/support/Dockerfile.probe'];
+const DOCKERFILES = ['Dockerfile.gateway', 'Dockerfile.broker', 'Dockerfile.core', 'test/support/stack/Dockerfile.probe'];
 const TRIVY_OFFLINE = ['--skip-check-update', '--quiet'];
 
 /**

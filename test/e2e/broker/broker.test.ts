@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ApiClient, createToken } from '../support/api-client';
-import { upStack } from '../support/fixture';
-import type { Stack } from '../support/stack';
+import { ApiClient, createToken } from '../../support/stack/api-client';
+import { upStack } from '../../support/stack/fixture';
+import type { Stack } from '../../support/stack/stack';
 import { waitFor } from '../../support/wait';
 
 describe('the broker container', function () {

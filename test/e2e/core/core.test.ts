@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiClient, createToken } from '../support/api-client';
-import { upStack } from '../support/fixture';
-import type { Stack } from '../support/stack';
-import { countRecords } from '../support/core-db';
+import { ApiClient, createToken } from '../../support/stack/api-client';
+import { upStack } from '../../support/stack/fixture';
+import type { Stack } from '../../support/stack/stack';
+import { countRecords } from '../../support/stack/core-db';
 import { waitFor } from '../../support/wait';
 
 describe('core through the whole chain', function () {

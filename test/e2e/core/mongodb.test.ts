@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
-import { ApiClient, createToken } from '../support/api-client';
-import { buildImage, imageSet } from '../support/build';
-import { docker } from '../support/docker';
-import { TEST_TAG, testImages } from '../support/fixture';
-import { Stack } from '../support/stack';
+import { ApiClient, createToken } from '../../support/stack/api-client';
+import { buildImage, imageSet } from '../../support/stack/build';
+import { docker } from '../../support/stack/docker';
+import { TEST_TAG, testImages } from '../../support/stack/fixture';
+import { Stack } from '../../support/stack/stack';
 import { waitFor } from '../../support/wait';
 
 /** Whether MongoDB's Debian repository answers from here (the `core` target needs it). */

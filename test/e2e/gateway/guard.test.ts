@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
-import { upStack } from '../support/fixture';
-import { execIn, type Stack } from '../support/stack';
+import { upStack } from '../../support/stack/fixture';
+import { execIn, type Stack } from '../../support/stack/stack';
 import { waitFor } from '../../support/wait';
 
 /**

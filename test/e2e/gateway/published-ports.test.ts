@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { upStack } from '../support/fixture';
-import type { Stack } from '../support/stack';
+import { upStack } from '../../support/stack/fixture';
+import type { Stack } from '../../support/stack/stack';
 import { TestNamespace } from '../../support/netns';
 import { waitFor } from '../../support/wait';
 

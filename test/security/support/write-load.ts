@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ApiClient, ApiResponse } from '../../e2e/support/api-client';
-import type { Stack } from '../../e2e/support/stack';
-import { queryCore } from '../../e2e/support/core-db';
+import type { ApiClient, ApiResponse } from '../../support/stack/api-client';
+import type { Stack } from '../../support/stack/stack';
+import { queryCore } from '../../support/stack/core-db';
 
 /** One HTTP attempt at writing a logical record, as the client saw it. */
 export interface Attempt {

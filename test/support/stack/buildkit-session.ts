@@ -17,7 +17,7 @@ export interface BuildSession {
   close: () => void;
 }
 
-const PROTO_DIR = join(__dirname, '..', '..', '..', '..', 'test', 'e2e', 'support', 'proto');
+const PROTO_DIR = join(__dirname, '..', '..', '..', '..', 'test', 'support', 'stack', 'proto');
 
 export async function openBuildSession(docker: Docker, secrets: Record<string, Buffer>): Promise<BuildSession> {
   const id = randomUUID();

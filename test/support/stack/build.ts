@@ -8,7 +8,7 @@ import { openBuildSession } from './buildkit-session';
 export const REPO_ROOT = join(__dirname, '..', '..', '..', '..');
 
 /** What goes into a build context: exactly what the Dockerfiles COPY, nothing else. */
-const CONTEXT_ENTRIES = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'services', 'config', 'Dockerfile.gateway', 'Dockerfile.broker', 'Dockerfile.core', 'test/e2e/support/Dockerfile.probe', 'bench/tools'];
+const CONTEXT_ENTRIES = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'services', 'config', 'Dockerfile.gateway', 'Dockerfile.broker', 'Dockerfile.core', 'test/support/stack/Dockerfile.probe', 'bench/tools'];
 
 function context(): Readable {
   return pack(REPO_ROOT, { entries: CONTEXT_ENTRIES }) as unknown as Readable;
@@ -77,6 +77,6 @@ export async function buildAll(d: Docker, tag: string): Promise<ImageSet> {
   await buildImage(d, { dockerfile: 'Dockerfile.gateway', tag: set.gateway });
   await buildImage(d, { dockerfile: 'Dockerfile.broker', tag: set.broker });
   await buildImage(d, { dockerfile: 'Dockerfile.core', tag: set.core, target: set.coreTarget });
-  await buildImage(d, { dockerfile: 'test/e2e/support/Dockerfile.probe', tag: set.probe });
+  await buildImage(d, { dockerfile: 'test/support/stack/Dockerfile.probe', tag: set.probe });
   return set;
 }

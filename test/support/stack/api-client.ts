@@ -1,6 +1,6 @@
 import { request } from 'node:https';
 import type { Stack } from './stack';
-import { readJsonResponse, type JsonResponse } from '../../support/http-response';
+import { readJsonResponse, type JsonResponse } from '../http-response';
 
 export type ApiResponse = JsonResponse;
 
