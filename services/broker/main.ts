@@ -37,7 +37,7 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
   redis.on('exited', () => metrics.redisRestarts.set(redis.restarts + 1));
   lifecycle.onClose('redis', () => redis.stop());
 
-  const core = new CoreClient(config.core);
+  const core = new CoreClient(config.core, metrics.coreRetries);
   lifecycle.onClose('core-client', () => core.close());
 
   const consumer = new QueueConsumer(

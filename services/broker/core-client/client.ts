@@ -23,18 +23,29 @@ const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 const RETRYABLE_STATUS = new Set([502, 503]);
 
 class TransientCoreError extends Error {}
+/** An attempt that got no answer within its time: the caller hears "deadline", not "unavailable". */
+class CoreTimeoutError extends TransientCoreError {}
+
+/** Counts the retries the client makes; the broker passes its Prometheus counter. */
+export interface RetryCounter {
+  inc(): void;
+}
 
 /**
  * The broker's HTTPS client for core: mutual TLS with the deployment CA pinned (no system
  * CAs), keep-alive connections, at most `maxInFlight` requests at once (the agent queues
  * the rest), a timeout per attempt, and retries with backoff for failures that leave the
  * outcome unknown. Retrying is safe because every insert is keyed by its request id.
+ * Each retry is counted on `retried` (nonstop_broker_core_retries_total in the broker).
  */
 export class CoreClient {
   private readonly agent: Agent;
   private readonly base: URL;
 
-  constructor(private readonly opts: CoreClientOptions) {
+  constructor(
+    private readonly opts: CoreClientOptions,
+    private readonly retried: RetryCounter,
+  ) {
     this.base = new URL(opts.url);
     this.agent = new Agent({
       keepAlive: true,
@@ -61,6 +72,7 @@ export class CoreClient {
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
       const left = deadline - Date.now();
       if (left <= 0) break;
+      if (attempt > 0) this.retried.inc();
       try {
         return await this.once(method, path, requestId, token, body, Math.min(this.opts.timeoutMs, left));
       } catch (err) {
@@ -69,12 +81,9 @@ export class CoreClient {
         if (attempt < this.opts.retries) await sleep(backoffDelay({ baseMs: 50, capMs: 1000, minMs: 10 }, attempt));
       }
     }
-    if (lastError?.message.includes('timed out')) throw new ApiError('deadline', 'storage did not answer in time');
+    if (lastError instanceof CoreTimeoutError) throw new ApiError('deadline', 'storage did not answer in time');
     throw new ApiError('unavailable', 'storage is unavailable');
   }
-
-  /** Retries so far, for metrics. */
-  retries = 0;
 
   private once(method: string, path: string, requestId: string, token: string, body: string | undefined, timeoutMs: number): Promise<CoreResponse> {
     return new Promise((resolve, reject) => {
@@ -95,10 +104,7 @@ export class CoreClient {
           });
           res.on('end', () => {
             const status = res.statusCode ?? 502;
-            if (RETRYABLE_STATUS.has(status)) {
-              this.retries++;
-              return reject(new TransientCoreError(`core answered ${status}`));
-            }
+            if (RETRYABLE_STATUS.has(status)) return reject(new TransientCoreError(`core answered ${status}`));
             let parsed: unknown;
             try {
               parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
@@ -112,11 +118,8 @@ export class CoreClient {
         },
       );
       req.on('socket', (socket) => socket.setNoDelay(true));
-      req.on('timeout', () => req.destroy(new TransientCoreError('core request timed out')));
-      req.on('error', (err) => {
-        this.retries++;
-        reject(err instanceof TransientCoreError ? err : new TransientCoreError(err.message));
-      });
+      req.on('timeout', () => req.destroy(new CoreTimeoutError('core request timed out')));
+      req.on('error', (err) => reject(err instanceof TransientCoreError ? err : new TransientCoreError(err.message)));
       req.end(body);
     });
   }
