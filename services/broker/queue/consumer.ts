@@ -41,7 +41,6 @@ export class QueueConsumer {
   private readonly gatewayOfStream = new Map<string, string>();
   /** Entries this consumer is processing right now (`stream entryId`). */
   private readonly inProgress = new Set<string>();
-  lastReadOk = 0;
 
   constructor(
     private readonly opts: ConsumerOptions,
@@ -105,7 +104,6 @@ export class QueueConsumer {
           'COUNT', free, 'BLOCK', 1000,
           'STREAMS', ...this.streams, ...this.streams.map(() => '>'),
         )) as [string, StreamEntry[]][] | null;
-        this.lastReadOk = Date.now();
         for (const [stream, entries] of res ?? []) for (const entry of entries) this.dispatch(stream, entry);
       } catch (err) {
         if (!this.running) break;

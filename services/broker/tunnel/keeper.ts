@@ -48,7 +48,6 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
   private stopped = false;
   private attempt = 0;
   private wake: (() => void) | undefined;
-  upSince: number | undefined;
   connects = 0;
 
   constructor(
@@ -61,8 +60,6 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
 
   private setState(s: TunnelState): void {
     this.state = s;
-    if (s === 'up') this.upSince = Date.now();
-    else this.upSince = undefined;
     this.emit('state', s);
   }
 
@@ -188,13 +185,6 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
         },
       });
     });
-  }
-
-  /** Forces the current tunnel down and reconnects at once (tests, operator action). */
-  reconnectNow(): void {
-    this.attempt = 0;
-    this.client?.end();
-    this.wake?.();
   }
 
   stop(): void {

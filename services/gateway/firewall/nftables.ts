@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { NonstopError } from '../../common/errors/nonstop-error';
-import { renderAllow, renderRemoveTable, renderRevoke, renderRuleset, type RulesetOptions, TABLE } from './ruleset';
+import { renderAllow, renderRemoveTable, renderRevoke, renderRuleset, type RulesetOptions } from './ruleset';
 
 export class FirewallError extends NonstopError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -44,7 +44,7 @@ interface Pending {
 export class Firewall {
   private queue: Pending[] = [];
   private busy = false;
-  /** nft runs so far, and the changes they carried (for metrics and tests). */
+  /** nft runs so far, and the changes they carried: the batching test reads them. */
   runs = 0;
   changes = 0;
 
@@ -93,10 +93,5 @@ export class Firewall {
 
   async remove(): Promise<void> {
     await nft(this.binary, ['-f', '-'], renderRemoveTable());
-  }
-
-  /** The table as nft prints it (JSON), for health and tests. */
-  async list(): Promise<unknown> {
-    return JSON.parse(await nft(this.binary, ['-j', 'list', 'table', 'inet', TABLE])) as unknown;
   }
 }

@@ -39,7 +39,7 @@ export function createApp(deps: AppDeps): express.Express {
   // No Content-Encoding: a compressed body is refused (415), never inflated.
   const rawBody = express.raw({ type: () => true, limit: deps.limits.maxBytes, inflate: false });
 
-  const enqueue = async (req: Request, res: Response, partial: Omit<RequestEnvelope, 'v' | 'at' | 'deadline' | 'gw'>): Promise<void> => {
+  const enqueue = async (res: Response, partial: Omit<RequestEnvelope, 'v' | 'at' | 'deadline' | 'gw'>): Promise<void> => {
     const at = Date.now();
     const envelope: RequestEnvelope = { v: PROTOCOL_VERSION, gw: deps.gatewayId, at, deadline: at + deps.requestTimeoutMs, ...partial };
     res.setHeader('x-request-id', envelope.id);
@@ -66,14 +66,14 @@ export function createApp(deps: AppDeps): express.Express {
       throw new ApiError('badJson', 'body is not valid JSON');
     }
     const id = key === undefined ? newRequestId() : idempotentRequestId(token, collection, key);
-    await enqueue(req, res, { id, method: 'POST', collection, token, body: text });
+    await enqueue(res, { id, method: 'POST', collection, token, body: text });
   });
 
   app.get('/v1/records/:collection/:id', async (req, res) => {
     const token = bearerToken(req.get('authorization'));
     const collection = collectionParam(req.params.collection);
     const recordId = recordIdParam(req.params.id);
-    await enqueue(req, res, { id: newRequestId(), method: 'GET', collection, recordId, token });
+    await enqueue(res, { id: newRequestId(), method: 'GET', collection, recordId, token });
   });
 
   app.all('/v1/records/:collection', (_req, res) => {

@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { backoffDelay } from '../../common/lifecycle/backoff';
 import type { Logger } from '../../common/log/logger';
 import { knockCaptureFilter } from './filter';
-import { decodeSyn, type LinkType } from './packet';
+import { decodeSyn } from './packet';
 import { PcapStreamReader } from './pcap-stream';
 import type { KnockOutcome, KnockTracker } from './tracker';
 
@@ -35,7 +35,6 @@ export class KnockSniffer extends EventEmitter<SnifferEvents> {
   private restartTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private attempt = 0;
-  linkType: LinkType | undefined;
   running = false;
   packets = 0;
   restarts = 0;
@@ -70,7 +69,6 @@ export class KnockSniffer extends EventEmitter<SnifferEvents> {
     child.stdout.on('data', (chunk: Buffer) => {
       try {
         reader.push(chunk);
-        this.linkType = reader.linkType;
       } catch (err) {
         this.log.error('capture stream unreadable; restarting capture', { err: (err as Error).message });
         child.kill('SIGKILL');
