@@ -7,7 +7,8 @@ import { componentLogger, errorFields, type Logger } from '../common/log/logger'
 import type { Lifecycle } from '../common/lifecycle/shutdown';
 import { ChildSupervisor } from '../common/lifecycle/supervisor';
 import { createRegistry, startMetricsServer } from '../common/metrics/server';
-import { fingerprintOfKey, generateSshKeyPair } from '../common/pki/ssh-keys';
+import { generateSshKeyPair } from '../common/pki/ssh-keys';
+import { fingerprintOfAnyKey } from '../common/pki/ssh-parse';
 import { writeIfAbsent } from '../common/pki/files';
 import { loadGatewayConfig, type GatewayConfig } from './config';
 import { readConfigFile } from '../common/config/env';
@@ -31,10 +32,10 @@ function loadHostKey(path: string, log: Logger): string {
   if (!existsSync(path)) {
     const pair = generateSshKeyPair('nonstop-gateway');
     writeIfAbsent(path, pair.privateKey, 0o600);
-    log.warn('generated an SSH host key; pin its fingerprint in each broker', { fingerprint: fingerprintOfKey(pair.publicKey) });
+    log.warn('generated an SSH host key; pin its fingerprint in each broker', { fingerprint: fingerprintOfAnyKey(pair.publicKey) });
   }
   const key = readFileSync(path, 'utf8');
-  log.info('ssh host key', { fingerprint: fingerprintOfKey(key) });
+  log.info('ssh host key', { fingerprint: fingerprintOfAnyKey(key) });
   return key;
 }
 

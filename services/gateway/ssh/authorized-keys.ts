@@ -1,5 +1,5 @@
 import type { ParsedKey } from 'ssh2';
-import { parseOneKey } from '../../common/pki/ssh-keys';
+import { parseOneKey } from '../../common/pki/ssh-parse';
 
 export interface AuthorizedKey {
   key: ParsedKey;
