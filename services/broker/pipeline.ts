@@ -1,5 +1,6 @@
 import { isNonstopError } from '../common/errors/nonstop-error';
 import { errorBody } from '../common/errors/api-error';
+import { ErrorCodes } from '../common/errors/codes';
 import type { Logger } from '../common/log/logger';
 import { PROTOCOL_VERSION } from '../common/queue/keys';
 import type { ReplyEnvelope, RequestEnvelope } from '../common/queue/envelope';
@@ -35,7 +36,7 @@ export function createPipeline(validator: RequestValidator, core: CoreClient, me
       return reply(res.status, res.body);
     } catch (err) {
       const status = isNonstopError(err) ? err.status : 502;
-      const code = isNonstopError(err) ? err.code : 'unavailable';
+      const code = isNonstopError(err) ? err.code : ErrorCodes.unavailable.code;
       metrics.processed.inc({ outcome: 'core_failed' });
       log.warn('core call failed', { requestId: env.id, code });
       return reply(status, errorBody(code, isNonstopError(err) ? err.message : 'storage is unavailable'));

@@ -1,6 +1,6 @@
 import { Agent, request } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiError, errorBody } from '../../common/errors/api-error';
+import { ApiError, apiErrorBody } from '../../common/errors/api-error';
 import { backoffDelay } from '../../common/lifecycle/backoff';
 
 export interface CoreClientOptions {
@@ -109,7 +109,7 @@ export class CoreClient {
             try {
               parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
             } catch {
-              parsed = errorBody('internal', 'storage sent an unreadable answer');
+              parsed = apiErrorBody('internal', 'storage sent an unreadable answer');
               return resolve({ status: 502, body: parsed });
             }
             resolve({ status, body: parsed });

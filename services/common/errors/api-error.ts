@@ -17,3 +17,8 @@ export interface ErrorBody {
 export function errorBody(code: string, message: string): ErrorBody {
   return { error: { code, message } };
 }
+
+/** The body for one of the shared codes, named by its key in the table. */
+export function apiErrorBody(kind: ErrorCodeName, message: string): ErrorBody {
+  return errorBody(ErrorCodes[kind].code, message);
+}

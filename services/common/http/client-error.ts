@@ -1,3 +1,4 @@
+import { ErrorCodes, type ErrorCodeName } from '../errors/codes';
 import { isNonstopError } from '../errors/nonstop-error';
 
 export interface ClientErrorDescription {
@@ -14,10 +15,16 @@ export interface ClientErrorDescription {
 export function describeClientError(err: unknown): ClientErrorDescription {
   if (isNonstopError(err)) return { status: err.status, code: err.code, message: err.message };
   const e = (typeof err === 'object' && err !== null ? err : {}) as { type?: unknown; status?: unknown };
-  if (e.type === 'entity.too.large') return { status: 413, code: 'body_too_large', message: 'body too large' };
-  if (e.status === 415) return { status: 415, code: 'unsupported_media_type', message: 'Content-Encoding is not accepted' };
+  if (e.type === 'entity.too.large') return shared('bodyTooLarge', 'body too large');
+  if (e.status === 415) return shared('unsupportedMediaType', 'Content-Encoding is not accepted');
   if (typeof e.status === 'number' && Number.isInteger(e.status) && e.status >= 400 && e.status < 500) {
-    return { status: e.status, code: 'bad_request', message: 'malformed request' };
+    // The library's own 4xx status stands; the code says only that the request was bad.
+    return { ...shared('badRequest', 'malformed request'), status: e.status };
   }
-  return { status: 500, code: 'internal', message: 'internal error' };
+  return shared('internal', 'internal error');
+}
+
+function shared(kind: ErrorCodeName, message: string): ClientErrorDescription {
+  const { code, status } = ErrorCodes[kind];
+  return { status, code, message };
 }

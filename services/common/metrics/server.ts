@@ -1,5 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { Registry, collectDefaultMetrics } from 'prom-client';
+import { apiErrorBody } from '../errors/api-error';
+import { ErrorCodes, type ErrorCodeName } from '../errors/codes';
 import type { Logger } from '../log/logger';
 
 export interface HealthReport {
@@ -32,11 +34,12 @@ export async function startMetricsServer(opts: {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
       res.end(body);
     };
-    if (req.method !== 'GET') return reply(405, 'application/json', '{"error":{"code":"method_not_allowed","message":"GET only"}}');
+    const replyError = (kind: ErrorCodeName, message: string): void => reply(ErrorCodes[kind].status, 'application/json', JSON.stringify(apiErrorBody(kind, message)));
+    if (req.method !== 'GET') return replyError('methodNotAllowed', 'GET only');
     if (url === '/metrics') {
       opts.registry.metrics().then(
         (text) => reply(200, opts.registry.contentType, text),
-        () => reply(500, 'application/json', '{"error":{"code":"internal","message":"metrics failed"}}'),
+        () => replyError('internal', 'metrics failed'),
       );
       return;
     }
@@ -49,7 +52,7 @@ export async function startMetricsServer(opts: {
         );
       return;
     }
-    reply(404, 'application/json', '{"error":{"code":"not_found","message":"no such path"}}');
+    replyError('notFound', 'no such path');
   });
   server.on('clientError', (_err, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {

@@ -88,8 +88,8 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
     res.status(200).json(record);
   });
 
-  app.use((_req, res) => {
-    res.status(404).json(errorBody('not_found', 'no such endpoint'));
+  app.use(() => {
+    throw new ApiError('notFound', 'no such endpoint');
   });
 
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {

@@ -78,14 +78,14 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.all('/v1/records/:collection', (_req, res) => {
     res.setHeader('allow', 'POST');
-    res.status(405).json(errorBody('method_not_allowed', 'use POST'));
+    throw new ApiError('methodNotAllowed', 'use POST');
   });
   app.all('/v1/records/:collection/:id', (_req, res) => {
     res.setHeader('allow', 'GET');
-    res.status(405).json(errorBody('method_not_allowed', 'use GET'));
+    throw new ApiError('methodNotAllowed', 'use GET');
   });
-  app.use((_req, res) => {
-    res.status(404).json(errorBody('not_found', 'no such endpoint'));
+  app.use(() => {
+    throw new ApiError('notFound', 'no such endpoint');
   });
 
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {

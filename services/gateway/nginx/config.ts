@@ -8,6 +8,9 @@
  * requests and connections per address (429). Every error nginx produces itself is JSON
  * in the same shape as the app's.
  */
+import { apiErrorBody } from '../../common/errors/api-error';
+import type { ErrorCodeName } from '../../common/errors/codes';
+
 export interface NginxOptions {
   runDir: string;
   /** Where access lines go: /dev/stdout in the image (a pipe there), a file in tests. */
@@ -25,27 +28,36 @@ export interface NginxOptions {
   requestTimeoutMs: number;
 }
 
-const JSON_ERRORS: Record<number, [string, string]> = {
-  400: ['bad_request', 'malformed request'],
-  404: ['not_found', 'no such endpoint'],
-  405: ['method_not_allowed', 'method not allowed'],
-  408: ['request_timeout', 'request took too long to arrive'],
-  413: ['body_too_large', 'body too large'],
-  414: ['uri_too_long', 'URI too long'],
-  429: ['rate_limited', 'too many requests'],
-  494: ['headers_too_large', 'request headers too large'],
+/** nginx's own error statuses, each answered with the shared code and a fixed message. */
+const JSON_ERRORS: Record<number, [ErrorCodeName, string]> = {
+  400: ['badRequest', 'malformed request'],
+  404: ['notFound', 'no such endpoint'],
+  405: ['methodNotAllowed', 'method not allowed'],
+  408: ['requestTimeout', 'request took too long to arrive'],
+  413: ['bodyTooLarge', 'body too large'],
+  414: ['uriTooLong', 'URI too long'],
+  429: ['rateLimited', 'too many requests'],
+  494: ['headersTooLarge', 'request headers too large'],
   500: ['internal', 'internal error'],
   502: ['unavailable', 'gateway app unavailable'],
   503: ['unavailable', 'service unavailable'],
-  504: ['deadline_exceeded', 'the request did not complete in time'],
+  504: ['deadline', 'the request did not complete in time'],
 };
+
+/**
+ * `return <status> '<JSON>';` for nginx. The messages above are fixed text without quotes,
+ * backslashes or `$`, so the JSON needs no escaping inside nginx's single quotes.
+ */
+function returnJson(status: number, kind: ErrorCodeName, message: string): string {
+  return `return ${status} '${JSON.stringify(apiErrorBody(kind, message))}';`;
+}
 
 function errorLocations(): string {
   return Object.entries(JSON_ERRORS)
-    .map(([status, [code, message]]) => {
+    .map(([status, [kind, message]]) => {
       // 494 is nginx's own code for oversized headers; clients see 400.
       const sent = status === '494' ? 400 : Number(status);
-      return `    location = /_nonstop_error/${status} {\n      internal;\n      default_type application/json;\n      return ${sent} '{"error":{"code":"${code}","message":"${message}"}}';\n    }`;
+      return `    location = /_nonstop_error/${status} {\n      internal;\n      default_type application/json;\n      ${returnJson(sent, kind, message)}\n    }`;
     })
     .join('\n');
 }
@@ -153,13 +165,13 @@ ${errorPages()}
 
     location / {
       default_type application/json;
-      return 404 '{"error":{"code":"not_found","message":"no such endpoint"}}';
+      ${returnJson(404, 'notFound', 'no such endpoint')}
     }
 
     # Without this nginx would answer /v1 with its own HTML redirect to /v1/.
     location = /v1 {
       default_type application/json;
-      return 404 '{"error":{"code":"not_found","message":"no such endpoint"}}';
+      ${returnJson(404, 'notFound', 'no such endpoint')}
     }
 
 ${errorLocations()}

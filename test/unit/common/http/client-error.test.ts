@@ -11,6 +11,8 @@ describe('describeClientError', () => {
     assert.equal(describeClientError({ type: 'entity.too.large', status: 413 }).code, 'body_too_large');
     assert.deepEqual(describeClientError({ type: 'encoding.unsupported', status: 415 }), { status: 415, code: 'unsupported_media_type', message: 'Content-Encoding is not accepted' });
     assert.deepEqual(describeClientError(Object.assign(new URIError('bad'), { status: 400 })), { status: 400, code: 'bad_request', message: 'malformed request' });
+    // Another library 4xx keeps its own status; only the code is the generic one.
+    assert.deepEqual(describeClientError({ status: 404 }), { status: 404, code: 'bad_request', message: 'malformed request' });
   });
 
   it('answers anything else with a 500 that says nothing about it', () => {

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
+import { ErrorCodes } from '../../../../services/common/errors/codes';
+import { DEFAULT_JSON_LIMITS } from '../../../../services/common/json/limits';
+import type { ReplyEnvelope, RequestEnvelope } from '../../../../services/common/queue/envelope';
+import { createApp } from '../../../../services/gateway/http/app';
+import { gatewayMetrics } from '../../../../services/gateway/metrics';
+import { silentLogger } from '../../../support/logger';
+
+/**
+ * The gateway app's own answers for paths and methods it does not serve, over a loopback
+ * listener; the queue is a stub that answers every request with 201, so the positive
+ * control shows the same routes do reach it with the right method.
+ */
+describe('gateway app: unknown paths and wrong methods', () => {
+  let server: Server;
+  let base: string;
+  const submitted: RequestEnvelope[] = [];
+
+  before(async () => {
+    const app = createApp({
+      gatewayId: 'gw1',
+      limits: DEFAULT_JSON_LIMITS,
+      requestTimeoutMs: 5000,
+      submit: (e: RequestEnvelope): Promise<ReplyEnvelope> => {
+        submitted.push(e);
+        return Promise.resolve({ v: e.v, id: e.id, status: 201, body: { id: e.id } });
+      },
+      metrics: gatewayMetrics(new Registry()),
+      log: silentLogger(),
+    });
+    server = await new Promise<Server>((resolve, reject) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+      s.once('error', reject);
+    });
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  const headers = { authorization: 'Bearer nst_0123456789abcdef_secret', 'content-type': 'application/json' };
+
+  it('accepts POST on a collection and GET on a record (positive control)', async () => {
+    const post = await fetch(`${base}/v1/records/notes`, { method: 'POST', headers, body: '{"a":1}' });
+    assert.equal(post.status, 201);
+    const get = await fetch(`${base}/v1/records/notes/0b7f3c1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b`, { headers });
+    assert.equal(get.status, 201);
+    assert.deepEqual(submitted.map((e) => e.method), ['POST', 'GET']);
+  });
+
+  it('answers a wrong method with 405, the shared code and the allowed method', async () => {
+    const before = submitted.length;
+    for (const [method, path, allow] of [
+      ['GET', '/v1/records/notes', 'POST'],
+      ['DELETE', '/v1/records/notes', 'POST'],
+      ['POST', '/v1/records/notes/0b7f3c1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b', 'GET'],
+    ] as const) {
+      const res = await fetch(`${base}${path}`, { method, headers, ...(method === 'POST' ? { body: '{}' } : {}) });
+      assert.equal(res.status, 405, `${method} ${path}`);
+      assert.equal(res.headers.get('allow'), allow);
+      const body = (await res.json()) as { error: { code: string } };
+      assert.equal(body.error.code, ErrorCodes.methodNotAllowed.code);
+      assert.equal(body.error.code, 'method_not_allowed');
+    }
+    assert.equal(submitted.length, before, 'nothing was queued');
+  });
+
+  it('answers an unknown path with a JSON 404', async () => {
+    const res = await fetch(`${base}/v1/other`, { headers });
+    assert.equal(res.status, 404);
+    assert.deepEqual(await res.json(), { error: { code: 'not_found', message: 'no such endpoint' } });
+  });
+});
