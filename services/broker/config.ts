@@ -6,7 +6,7 @@ import { GATEWAY_ID } from '../common/ids/names';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
 
-export const brokerEnv = {
+const brokerEnv = {
   BROKER_ID: env.str({ def: hostname().slice(0, 32).toLowerCase().replace(/[^a-z0-9-]/g, '-') || 'broker', pattern: /^[a-z0-9][a-z0-9-]{0,63}$/, expected: 'lowercase letters, digits and -' }),
   LOG_LEVEL: env.oneOf(['error', 'warn', 'info', 'debug'], 'info'),
   BROKER_GATEWAYS_FILE: env.absPath('/etc/nonstop/broker/gateways.json'),

@@ -1,7 +1,7 @@
 import { env, parseEnv } from '../common/config/env';
 import { DEFAULT_JSON_LIMITS } from '../common/json/limits';
 
-export const coreEnv = {
+const coreEnv = {
   LOG_LEVEL: env.oneOf(['error', 'warn', 'info', 'debug'], 'info'),
   CORE_HOST: env.str({ def: '0.0.0.0' }),
   CORE_PORT: env.port(8443),

@@ -5,7 +5,7 @@ import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
 
 /** Every variable the gateway reads, with its type and default. README documents them. */
-export const gatewayEnv = {
+const gatewayEnv = {
   GATEWAY_ID: env.str({ def: 'gw1', pattern: GATEWAY_ID, expected: 'lowercase letters, digits and -, at most 32' }),
   LOG_LEVEL: env.oneOf(['error', 'warn', 'info', 'debug'], 'info'),
   HTTP_PORT: env.port(80),

@@ -29,7 +29,7 @@ export interface KeeperOptions {
   redisPort: number;
 }
 
-export class HostKeyMismatchError extends Error {
+class HostKeyMismatchError extends Error {
   constructor(readonly gatewayId: string, readonly presented: string) {
     super(`gateway ${gatewayId} presented host key ${presented}, which is not the pinned one`);
     this.name = 'HostKeyMismatchError';

@@ -4,7 +4,7 @@
  */
 export const GATEWAY_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
 /** Collection names: lowercase, start with a letter; no `$`, `.`, or `system.` prefix possible. */
-export const COLLECTION_NAME = /^[a-z][a-z0-9_]{0,62}$/;
+const COLLECTION_NAME = /^[a-z][a-z0-9_]{0,62}$/;
 /** Request ids (and record ids, which are request ids): a UUID in canonical lowercase form. */
 export const REQUEST_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -14,9 +14,6 @@ export const REQUEST_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
  */
 export const TOKEN_SHAPE = /^[A-Za-z0-9._~+/-]{8,512}=*$/;
 
-export function isGatewayId(value: unknown): value is string {
-  return typeof value === 'string' && GATEWAY_ID.test(value);
-}
 export function isCollectionName(value: unknown): value is string {
   return typeof value === 'string' && COLLECTION_NAME.test(value);
 }

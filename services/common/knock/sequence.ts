@@ -28,7 +28,7 @@ export function windowOf(spec: { periodMs: number }, nowMs: number): number {
   return Math.floor(nowMs / spec.periodMs);
 }
 
-export function rangeSize(spec: TimeSpec): number {
+function rangeSize(spec: TimeSpec): number {
   return spec.rangeEnd - spec.rangeStart + 1;
 }
 
@@ -78,11 +78,6 @@ export function isFirstPort(spec: KnockSpec, port: number): boolean {
 /** The sequence a broker sends now: the static list, or the current window with a fresh random nonce. */
 export function sequenceToSend(spec: KnockSpec, nowMs: number, nonce: number = spec.mode === 'time' ? randomInt(rangeSize(spec)) : 0): number[] {
   return spec.mode === 'static' ? [...spec.ports] : timeSequence(spec, windowOf(spec, nowMs), nonce);
-}
-
-/** Every port that can be part of a knock: the gateway drops all of them silently. */
-export function knockPorts(spec: KnockSpec): { ports: number[] } | { range: [number, number] } {
-  return spec.mode === 'static' ? { ports: [...new Set(spec.ports)].sort((a, b) => a - b) } : { range: [spec.rangeStart, spec.rangeEnd] };
 }
 
 /** Checks a static sequence: no step may repeat the previous one (a repeat is indistinguishable from a retransmission). */

@@ -208,6 +208,6 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
 }
 
 /** "::ffff:10.0.0.2" (an IPv4 client on a dual-stack socket) → "10.0.0.2". */
-export function normalizeAddress(address: string): string {
+function normalizeAddress(address: string): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import {
   derivePorts,
   isFirstPort,
-  knockPorts,
   sequenceToSend,
   staticSequenceProblem,
   timeCandidates,
@@ -169,16 +168,6 @@ describe('sequenceToSend', () => {
     assert.deepEqual(got, ports);
     got.push(1);
     assert.deepEqual(spec.ports, [7000, 8000, 7000]);
-  });
-});
-
-describe('knockPorts', () => {
-  it('lists the distinct static ports in order', () => {
-    assert.deepEqual(knockPorts({ mode: 'static', ports: [9000, 7000, 8000, 7000] }), { ports: [7000, 8000, 9000] });
-  });
-
-  it('gives the whole range of a time-based spec', () => {
-    assert.deepEqual(knockPorts(timeSpec), { range: [40000, 40999] });
   });
 });
 
