@@ -165,7 +165,7 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
             refuse('tcpip-forward', { bindAddr: info.bindAddr, bindPort: info.bindPort, why });
             return reject?.();
           }
-          const t = new Tunnel(randomUUID(), { name: broker?.comment ?? 'unknown', address }, client, info, log);
+          const t = new Tunnel(randomUUID(), { name: broker?.comment ?? 'unknown' }, client, info, log);
           tunnel = t;
           t.open().then(
             () => {

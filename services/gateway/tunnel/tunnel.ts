@@ -17,8 +17,8 @@ export class Tunnel extends EventEmitter<{ closed: [] }> {
 
   constructor(
     readonly id: string,
-    /** Which broker (its authorized key comment) and from where. */
-    readonly peer: { name: string; address: string },
+    /** Which broker (its authorized key comment); the source address is on every line of `log`. */
+    readonly peer: { name: string },
     private readonly ssh: Connection,
     private readonly forward: { bindAddr: string; bindPort: number },
     private readonly log: Logger,
