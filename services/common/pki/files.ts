@@ -1,17 +1,49 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /**
- * Writes a file only if it does not exist yet (O_EXCL), so generated keys and certificates
- * are created once and never overwritten. Returns false when the file was already there.
+ * Writes a file only if it does not exist yet, so generated keys, certificates and the
+ * database password are created once and never overwritten. Returns false when the file
+ * was already there.
+ *
+ * Crash-safe: the contents are written and synced under a temporary name, then linked to
+ * the real name (link fails if it exists), and the directory synced. A power cut leaves
+ * either no file or the whole file — never an empty one that a restart would then take as
+ * the password (as a plain write did, seen by the power-cut durability test).
  */
 export function writeIfAbsent(path: string, contents: string, mode = 0o600): boolean {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const dir = dirname(path);
+  const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', mode);
   try {
-    writeFileSync(path, contents, { flag: 'wx', mode });
-    return true;
+    writeSync(fd, contents);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(tmp, path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw err;
+  } finally {
+    unlinkSync(tmp);
+  }
+  // The new name, and each directory made for it, must be on disk too.
+  for (let d = dir; ; d = dirname(d)) {
+    syncDir(d);
+    if (!created || d === dirname(created) || d === dirname(d)) break;
+  }
+  return true;
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
