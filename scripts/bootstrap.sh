@@ -4,8 +4,13 @@
 # with --test, the real peers the suite drives (redis, nginx, OpenSSH, knock, nmap...).
 # A second run only checks and returns.
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
+# shellcheck source=lib/docker-engine.sh
 source "$(dirname "$0")/lib/docker-engine.sh"
+# shellcheck source=lib/images.sh
+source "$(dirname "$0")/lib/images.sh"
+# shellcheck source=lib/base-images.sh
 source "$(dirname "$0")/lib/base-images.sh"
 
 want_test_peers=0
@@ -19,6 +24,7 @@ done
 mkdir -p "$NONSTOP_CACHE" 2>/dev/null || need_root "creating $NONSTOP_CACHE"
 ensure_docker_engine
 ensure_host_node
+ensure_debian_base_image
 ensure_node_base_image
 ensure_go_base_image
 # curl: the demo sends its sample record with it.
@@ -28,9 +34,9 @@ if [ "$want_test_peers" = 1 ]; then
   # Each one is a real peer of a test: redis-server (queue and ACL), nginx -t (rendered
   # config), openssh-client/server (OpenSSH against our ssh2 code), knockd (its `knock`
   # client), nmap (exposure scans), nftables and iproute2 (firewall and namespaces),
-  # netcat-openbsd (raw TCP probes), tcpdump (filter compilation), python3, make and g++
+  # netcat-openbsd (raw TCP probes), tcpdump (filter compilation), shellcheck (the lint step), python3, make and g++
   # (node-gyp for ssh2's optional native binding).
-  apt_install redis-server nginx openssh-client openssh-server knockd nmap nftables netcat-openbsd \
+  apt_install redis-server nginx openssh-client openssh-server knockd nmap nftables netcat-openbsd shellcheck \
     iproute2 tcpdump python3 make g++ ca-certificates
 fi
 log "bootstrap done"

@@ -4,7 +4,9 @@
 # gateway and reads it back, and prints how to try it by hand.
 # `npm run demo:down` stops it (add --volumes to also delete keys and data).
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
+# shellcheck source=lib/images.sh
 source "$(dirname "$0")/lib/images.sh"
 
 PROJECT=nonstop
@@ -34,7 +36,7 @@ wait_healthy() {
 
 up() {
   bash "$NONSTOP_ROOT/scripts/bootstrap.sh"
-  build_all_images
+  build_all_images "${NONSTOP_TAG:-dev}" 0 >/dev/null
   export NONSTOP_CORE_TARGET
   NONSTOP_CORE_TARGET=$(core_target)
   log "starting the stack (project $PROJECT)"

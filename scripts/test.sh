@@ -3,25 +3,45 @@
 # dependencies, type-checks, lints, builds the images and runs the whole suite — unit,
 # integration, security and end-to-end — printing mocha's report and a closing line
 # "tests: N passed, N failed, N skipped". Extra arguments choose layers or a --grep.
+#
+# The whole suite (no arguments) also proves the cold path a new machine takes: bootstrap
+# from nothing (scripts/check-fresh-bootstrap.sh) and the images built without any cached
+# layer of ours, so a step that only works when cached fails here, not on a user's machine.
+# Each phase prints its time.
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
+# shellcheck source=lib/node-env.sh
 source "$(dirname "$0")/lib/node-env.sh"
+# shellcheck source=lib/images.sh
+source "$(dirname "$0")/lib/images.sh"
+# shellcheck source=lib/base-images.sh
+source "$(dirname "$0")/lib/base-images.sh"
+# shellcheck source=lib/ferretdb.sh
 source "$(dirname "$0")/lib/ferretdb.sh"
+# shellcheck source=lib/scanners.sh
 source "$(dirname "$0")/lib/scanners.sh"
 
-bash "$NONSTOP_ROOT/scripts/bootstrap.sh" --test
-use_pinned_node
-ensure_node_modules
-ensure_ferretdb_binary
-export FERRETDB_BINARY="$NONSTOP_FERRETDB_BIN"
-ensure_scanners
-
+full_suite=1
+[ $# -gt 0 ] && full_suite=0
 cd "$NONSTOP_ROOT"
-log "type-check and compile"
-npx tsc -p tsconfig.json
-log "lint"
-npx eslint --max-warnings=0 .
-npx madge --circular --extensions ts services >/dev/null || die "import cycle in services/ (npx madge --circular --extensions ts services)"
+
+phase bootstrap bash scripts/bootstrap.sh --test
+if [ "$full_suite" = 1 ]; then
+  phase "fresh-machine bootstrap" bash scripts/check-fresh-bootstrap.sh
+fi
+phase "node and npm ci" eval 'use_pinned_node && ensure_node_modules'
+phase "test tools (FerretDB, scanners)" eval 'ensure_ferretdb_binary && ensure_scanners'
+export FERRETDB_BINARY="$NONSTOP_FERRETDB_BIN"
+
+phase "type-check and compile" npx tsc -p tsconfig.json
+phase lint bash scripts/lint.sh
+
+# The suite's harness builds through scripts/build-images.sh too; after this phase its
+# build is all cache hits.
+if [ "$full_suite" = 1 ]; then
+  phase "images, no layer cache" bash scripts/build-images.sh --tag test --probe --no-cache >/dev/null
+fi
 
 log "running tests"
 exec node dist/test/run.js "$@"

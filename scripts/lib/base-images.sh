@@ -1,9 +1,12 @@
+# shellcheck shell=bash
 # Base images the Dockerfiles start from. Pulled where a registry answers; otherwise a
 # faithful local stand-in is built under the same name, so one Dockerfile serves both.
 # Sourced by bootstrap.sh.
 
 BASE_NODE_IMAGE="node:${NODE_MAJOR}-bookworm-slim"
-BASE_GO_IMAGE="golang:1.26-bookworm"
+BASE_DEBIAN_IMAGE="debian:bookworm-slim"
+go_release="${GO_VERSION#go}"
+BASE_GO_IMAGE="golang:${go_release%.*}-bookworm"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-}"
 
 image_present() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -13,7 +16,7 @@ debian_mirror() {
   # The mirror the machine already uses (deb822 or one-line format).
   local uri
   uri=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list.d/ /etc/apt/sources.list 2>/dev/null \
-    | head -n1 | awk '{print $2}')
+    | awk 'NR == 1 {print $2}')
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
@@ -78,28 +81,43 @@ ensure_node_base_image() {
   rm -rf "$dir"
 }
 
+# Debian 12 itself, for the runtime stages (and the Go stand-in below).
+ensure_debian_base_image() {
+  image_present "$BASE_DEBIAN_IMAGE" && return 0
+  if timeout 120 docker pull "$BASE_DEBIAN_IMAGE" >/dev/null 2>&1; then
+    log "pulled $BASE_DEBIAN_IMAGE"; return 0
+  fi
+  log "no registry: building stand-in $BASE_DEBIAN_IMAGE (debootstrap minbase)"
+  docker import --change 'CMD ["bash"]' "$(bookworm_rootfs_tar)" "$BASE_DEBIAN_IMAGE" >/dev/null
+}
+
+# Debian 12 plus the pinned Go toolchain from the Go module proxy — nothing from this
+# machine's own Go, which may be missing or another version.
 ensure_go_base_image() {
   image_present "$BASE_GO_IMAGE" && return 0
   if timeout 120 docker pull "$BASE_GO_IMAGE" >/dev/null 2>&1; then
     log "pulled $BASE_GO_IMAGE"; return 0
   fi
-  [ -x /usr/local/go/bin/go ] || die "no registry and no /usr/local/go to build $BASE_GO_IMAGE from"
-  case "$(/usr/local/go/bin/go version)" in
-    *go1.26*) ;;
-    *) die "/usr/local/go is not Go 1.26; cannot stand in for $BASE_GO_IMAGE" ;;
-  esac
-  log "no registry: building stand-in $BASE_GO_IMAGE (Debian 12 + this machine's Go 1.26)"
-  local dir
-  dir=$(mktemp -d)
-  tar -C "$dir" -xf "$(bookworm_rootfs_tar)"
-  cp -a /usr/local/go "$dir/usr/local/go"
-  mkdir -p "$dir/go"
-  tar -C "$dir" -c . | docker import \
-    --change 'ENV GOPATH=/go' \
-    --change 'ENV PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'WORKDIR /go' \
-    - "$BASE_GO_IMAGE" >/dev/null
-  rm -rf "$dir"
+  ensure_debian_base_image
+  log "no registry: building stand-in $BASE_GO_IMAGE (Debian 12 + $GO_VERSION from the Go module proxy)"
+  build_image scripts/images/golang-standin.Dockerfile "$BASE_GO_IMAGE" \
+    --build-arg "BASE_IMAGE=$BASE_DEBIAN_IMAGE" --build-arg "GO_VERSION=$GO_VERSION"
+}
+
+# The Go toolchain for builds on this machine (FerretDB for the host tests, the scanners):
+# the one inside the Go base image, copied out once, so host and images use the same Go.
+ensure_host_go() {
+  [ -x "$NONSTOP_GO/bin/go" ] && return 0
+  ensure_go_base_image
+  local id tmp
+  tmp=$(mktemp -d "$NONSTOP_CACHE/go.XXXX")
+  id=$(docker create "$BASE_GO_IMAGE" true)
+  docker cp "$id:/usr/local/go" "$tmp/go" >/dev/null || { docker rm -f "$id" >/dev/null; die "copying Go out of $BASE_GO_IMAGE failed"; }
+  docker rm -f "$id" >/dev/null
+  rm -rf "$NONSTOP_GO"
+  mv "$tmp/go" "$NONSTOP_GO"
+  rmdir "$tmp"
+  log "Go for host builds: $("$NONSTOP_GO/bin/go" version)"
 }
 
 # `npm pack` into the cache once; prints the tarball path.
@@ -107,8 +125,9 @@ cached_npm_pack() {
   local spec="$1" dir name
   dir="$NONSTOP_CACHE/npm-pack/$(echo "$spec" | tr -c 'A-Za-z0-9.\n-' _)"
   mkdir -p "$dir"
-  name=$(ls -1 "$dir"/*.tgz 2>/dev/null | head -n1 || true)
-  if [ -z "$name" ]; then
+  local found=("$dir"/*.tgz)
+  name="${found[0]}"
+  if [ ! -f "$name" ]; then
     name="$dir/$(cd "$dir" && npm pack --silent "$spec" | tail -n1)"
   fi
   echo "$name"

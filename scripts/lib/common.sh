@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # its settings are read by the scripts that source it
 # Shared by the scripts in scripts/: paths, logging and the tools we call by full path.
 # Sourced, never run.
 
@@ -7,6 +8,10 @@ NONSTOP_CACHE="${NONSTOP_CACHE:-/var/cache/nonstop}"
 NODE_VERSION="$(cat "$NONSTOP_ROOT/.node-version")"
 NODE_MAJOR="${NODE_VERSION%%.*}"
 NONSTOP_NODE_HOME="$NONSTOP_CACHE/node-v$NODE_VERSION"
+# The Go toolchain of the golang base image and of host-side Go builds (from the Go module
+# proxy; Dockerfile.core's GO_IMAGE names the same minor version).
+GO_VERSION="go1.26.8"
+NONSTOP_GO="$NONSTOP_CACHE/$GO_VERSION"
 
 # Debian's client has BuildKit built in (build secrets); /usr/local/bin/docker here is a
 # newer client without buildx, so the Debian one goes first.
@@ -26,7 +31,7 @@ apt_updated=0
 apt_install() {
   local missing=()
   for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || missing+=("$pkg")
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
   need_root "installing ${missing[*]}"
@@ -49,4 +54,18 @@ compose_cmd() {
   else
     return 1
   fi
+}
+
+# Runs one named phase of a script and prints how long it took: `phase NAME cmd args...`.
+# Runs in this shell (a phase may export what later ones use); a failure ends the script.
+phase() {
+  local name="$1" started status=0; shift
+  started=$(date +%s)
+  log "phase: $name"
+  "$@" || status=$?
+  if [ "$status" != 0 ]; then
+    log "phase: $name failed (exit $status) after $(( $(date +%s) - started )) s"
+    exit "$status"
+  fi
+  log "phase: $name took $(( $(date +%s) - started )) s"
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Makes sure a Docker engine answers. Sourced by bootstrap.sh.
 
 docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
@@ -14,7 +15,13 @@ ensure_docker_engine() {
     log "starting dockerd (log: $NONSTOP_CACHE/dockerd.log)"
     # Userland proxy off: published ports reach containers through DNAT with the client's
     # real source address, which the knock sniffer and the SSH allow-list depend on.
-    nohup dockerd --userland-proxy=false >"$NONSTOP_CACHE/dockerd.log" 2>&1 &
+    # NONSTOP_DOCKERD_ARGS and DOCKER_HOST let scripts/check-fresh-bootstrap.sh start an
+    # isolated engine of its own the same way.
+    local args=(--userland-proxy=false)
+    [ -n "${DOCKER_HOST:-}" ] && args+=(-H "$DOCKER_HOST")
+    # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
+    [ -n "${NONSTOP_DOCKERD_ARGS:-}" ] && args+=($NONSTOP_DOCKERD_ARGS)
+    nohup dockerd "${args[@]}" >"$NONSTOP_CACHE/dockerd.log" 2>&1 &
     for _ in $(seq 1 60); do
       docker_answers && break
       sleep 1

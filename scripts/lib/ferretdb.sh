@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # FerretDB v1.24 for host-side integration tests, built once from the Go module proxy and
 # cached. The module zip lacks the generated build/version/version.txt (without it the
 # binary panics at start), so the source is copied, the file written, then built.
@@ -8,12 +9,13 @@ NONSTOP_FERRETDB_BIN="$NONSTOP_CACHE/ferretdb-$FERRETDB_VERSION"
 
 ensure_ferretdb_binary() {
   [ -x "$NONSTOP_FERRETDB_BIN" ] && return 0
-  local go=/usr/local/go/bin/go
-  [ -x "$go" ] || go=$(command -v go) || die "Go is needed to build FerretDB for the tests"
+  ensure_host_go
+  local go="$NONSTOP_GO/bin/go"
   log "building FerretDB $FERRETDB_VERSION from the Go module proxy (about a minute, once)"
-  local dir src
-  dir=$(cd /tmp && CGO_ENABLED=0 "$go" mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
-    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  local dir src module_json
+  module_json=$(cd /tmp && CGO_ENABLED=0 "$go" mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION") \
+    || die "go mod download of FerretDB $FERRETDB_VERSION failed"
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$module_json")
   [ -d "$dir" ] || die "go mod download of FerretDB $FERRETDB_VERSION failed"
   src=$(mktemp -d)
   cp -r "$dir/." "$src/"

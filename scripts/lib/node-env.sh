@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Puts the pinned Node.js first on PATH and installs the project's npm dependencies when
 # the lockfile changed since the last install. Sourced (after common.sh).
 

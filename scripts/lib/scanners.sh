@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The scanners the security suite runs, from the package registries, cached between runs.
 # Sourced.
 
@@ -8,8 +9,8 @@ TRIVY_BIN="$NONSTOP_SCANNERS/trivy-$TRIVY_VERSION"
 # trivy from the Go module proxy (it needs Go's json/v2 experiment to build).
 ensure_trivy() {
   [ -x "$TRIVY_BIN" ] && return 0
-  local go=/usr/local/go/bin/go
-  [ -x "$go" ] || go=$(command -v go) || die "Go is needed to build trivy"
+  ensure_host_go
+  local go="$NONSTOP_GO/bin/go"
   mkdir -p "$NONSTOP_SCANNERS"
   log "building trivy $TRIVY_VERSION from the Go module proxy (several minutes, once)"
   local gobin
@@ -36,8 +37,8 @@ ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
 ACTIONLINT_BIN="$NONSTOP_SCANNERS/actionlint-$ACTIONLINT_VERSION"
 ensure_actionlint() {
   [ -x "$ACTIONLINT_BIN" ] && return 0
-  local go=/usr/local/go/bin/go gobin
-  [ -x "$go" ] || go=$(command -v go) || die "Go is needed to build actionlint"
+  ensure_host_go
+  local go="$NONSTOP_GO/bin/go" gobin
   mkdir -p "$NONSTOP_SCANNERS"
   gobin=$(mktemp -d)
   log "building actionlint $ACTIONLINT_VERSION from the Go module proxy"

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import { ApiClient, createToken } from '../../support/stack/api-client';
-import { buildImage, imageSet } from '../../support/stack/build';
+import { buildAll } from '../../support/stack/build';
 import { docker } from '../../support/stack/docker';
-import { TEST_TAG, testImages } from '../../support/stack/fixture';
+import { TEST_TAG } from '../../support/stack/fixture';
 import { Stack } from '../../support/stack/stack';
 import { waitFor } from '../../support/wait';
 
@@ -36,11 +36,8 @@ describe('core on MongoDB (the default target)', function () {
       process.stdout.write(`      skipped: ${reason}\n`);
       this.skip();
     }
-    const d = docker();
-    const base = await testImages(d);
-    const images = { ...base, ...imageSet(TEST_TAG), core: `nonstop/core:${TEST_TAG}`, coreTarget: 'core' };
-    await buildImage(d, { dockerfile: 'Dockerfile.core', tag: images.core, target: 'core' });
-    stack = await Stack.up(d, images, { tag: TEST_TAG });
+    const images = await buildAll(TEST_TAG, 'core');
+    stack = await Stack.up(docker(), images, { tag: TEST_TAG });
   });
 
   after(async () => {

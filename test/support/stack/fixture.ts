@@ -1,4 +1,3 @@
-import type Docker from 'dockerode';
 import { buildAll, type ImageSet } from './build';
 import { docker } from './docker';
 import { Stack } from './stack';
@@ -9,13 +8,12 @@ export const TEST_TAG = 'test';
 let images: Promise<ImageSet> | undefined;
 
 /** Builds the images once per test process (Docker's layer cache makes repeats cheap). */
-export function testImages(d: Docker = docker()): Promise<ImageSet> {
-  images ??= buildAll(d, TEST_TAG);
+export function testImages(): Promise<ImageSet> {
+  images ??= buildAll(TEST_TAG);
   return images;
 }
 
 /** Builds the images if needed and brings a fresh stack up. */
 export async function upStack(env: Record<string, string> = {}, adjust?: (spec: ComposeSpec) => void): Promise<Stack> {
-  const d = docker();
-  return Stack.up(d, await testImages(d), { tag: TEST_TAG, env, ...(adjust ? { adjust } : {}) });
+  return Stack.up(docker(), await testImages(), { tag: TEST_TAG, env, ...(adjust ? { adjust } : {}) });
 }
