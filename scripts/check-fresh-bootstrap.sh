@@ -12,14 +12,23 @@ source "$(dirname "$0")/lib/common.sh"
 
 [ "$(id -u)" = 0 ] || die "check-fresh-bootstrap.sh needs root (a mount namespace and a Docker engine of its own)"
 work=$(mktemp -d /tmp/nonstop-fresh.XXXXXX)
+# The isolated engine gets a bridge of its own: with `--bridge none` dockerd deletes the
+# default docker0 at start, under the machine's own engine.
+bridge="nsfresh$$"
 cleanup() {
-  if [ -s "$work/docker.pid" ]; then
-    kill "$(cat "$work/docker.pid")" 2>/dev/null || true
-    for _ in $(seq 1 30); do kill -0 "$(cat "$work/docker.pid")" 2>/dev/null || break; sleep 1; done
+  local pid=""
+  [ -s "$work/docker.pid" ] && pid=$(cat "$work/docker.pid")
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
   fi
+  ip link del "$bridge" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+ip link add "$bridge" type bridge
+ip addr add 10.231.255.1/24 dev "$bridge"
+ip link set "$bridge" up
 
 # Inside the namespace: hide the machine's Go, point everything at fresh places, bootstrap,
 # then check the results with the same engine.
@@ -28,7 +37,7 @@ inner() {
   export PATH
   PATH=$(tr ':' '\n' <<<"$PATH" | awk '$0 != "/usr/local/go/bin"' | paste -sd: -)
   export NONSTOP_CACHE="$work/cache" DOCKER_HOST="unix://$work/docker.sock" NONSTOP_BUILD_NETWORK=host
-  export NONSTOP_DOCKERD_ARGS="--data-root $work/data --exec-root $work/exec --pidfile $work/docker.pid --bridge none --iptables=false --ip-masq=false --containerd-namespace nonstop-fresh --containerd-plugins-namespace nonstop-fresh-plugins"
+  export NONSTOP_DOCKERD_ARGS="--data-root $work/data --exec-root $work/exec --pidfile $work/docker.pid --bridge $bridge --iptables=false --ip-masq=false --containerd-namespace nonstop-fresh --containerd-plugins-namespace nonstop-fresh-plugins"
   if docker info >/dev/null 2>&1; then die "an engine already answers on $DOCKER_HOST: not a fresh start"; fi
   if [ -x /usr/local/go/bin/go ]; then die "/usr/local/go is still visible"; fi
   bash "$NONSTOP_ROOT/scripts/bootstrap.sh"
@@ -45,5 +54,5 @@ inner() {
 go_minor() { local r="${GO_VERSION#go}"; echo "${r%.*}"; }
 
 export -f inner go_minor log die
-export work NONSTOP_ROOT NODE_MAJOR NODE_VERSION GO_VERSION
+export work bridge NONSTOP_ROOT NODE_MAJOR NODE_VERSION GO_VERSION
 unshare --mount --propagation private bash -euo pipefail -c inner

@@ -7,11 +7,11 @@ source "$(dirname "$0")/lib/common.sh"
 cd "$NONSTOP_ROOT"
 
 npx eslint --max-warnings=0 .
-npx madge --circular --extensions ts services >/dev/null || die "import cycle in services/ (npx madge --circular --extensions ts services)"
+npx madge --circular --extensions ts services >/dev/null 2>&1 || die "import cycle in services/ (npx madge --circular --extensions ts services)"
 
 mapfile -t shell_scripts < <(git ls-files -- 'scripts/*.sh' '.ci/run')
 mapfile -t dockerfiles < <(git ls-files -- 'Dockerfile*' '*.Dockerfile' '**/Dockerfile*')
-[ "${#shell_scripts[@]}" -gt 0 ] && [ "${#dockerfiles[@]}" -gt 0 ] || die "no scripts or Dockerfiles found to lint"
+if [ "${#shell_scripts[@]}" -eq 0 ] || [ "${#dockerfiles[@]}" -eq 0 ]; then die "no scripts or Dockerfiles found to lint"; fi
 node dist/tools/lint/check-pipes.js "${dockerfiles[@]}" "${shell_scripts[@]}"
 command -v shellcheck >/dev/null || die "shellcheck is missing (scripts/bootstrap.sh --test installs it)"
 shellcheck "${shell_scripts[@]}"

@@ -45,6 +45,40 @@ describe('image and compose policy', function () {
     });
   }
 
+  /** Top-level package names under /app/node_modules (scoped ones as "@scope/name"). */
+  const packagesIn = (tier: string): Set<string> => {
+    const names = new Set<string>();
+    for (const f of scans.get(tier)!.files) {
+      const m = /^\/app\/node_modules\/((?:@[^/]+\/)?[^/@][^/]*)\/package\.json$/.exec(f.name);
+      if (m) names.add(m[1]!);
+    }
+    return names;
+  };
+
+  for (const tier of ['gateway', 'broker', 'core'] as const) {
+    it(`${tier}: carries node but no package manager (npm, npx, corepack, yarn) and no Node headers`, () => {
+      const names = scans.get(tier)!.files.map((f) => f.name);
+      assert.ok(names.includes('/usr/local/bin/node'), 'positive control: the node binary is found');
+      const tools = names.filter((n) => /^\/usr\/local\/(bin\/(npm|npx|corepack|yarn|yarnpkg)$|lib\/node_modules\/|include\/node\/)/.test(n) || /\/node_modules\/(npm|corepack)\/package\.json$/.test(n));
+      assert.deepEqual(tools, []);
+    });
+  }
+
+  it("ships each tier's own libraries only: no database driver outside core, no ssh2 or Redis client in core", () => {
+    const gateway = packagesIn('gateway');
+    const broker = packagesIn('broker');
+    const core = packagesIn('core');
+    // Positive controls: what each tier does need is found the same way.
+    assert.ok(gateway.has('ssh2') && gateway.has('ioredis'), 'gateway needs ssh2 and ioredis');
+    assert.ok(broker.has('ssh2') && broker.has('ajv'), 'broker needs ssh2 and ajv');
+    assert.ok(core.has('mongodb') && core.has('express'), 'core needs mongodb and express');
+    assert.ok(!gateway.has('mongodb') && !broker.has('mongodb'), 'the MongoDB driver is core-only');
+    assert.ok(!core.has('ssh2') && !core.has('ioredis'), 'ssh2 and ioredis are not core libraries');
+    for (const [tier, set] of [['gateway', gateway], ['broker', broker], ['core', core]] as const) {
+      for (const dev of ['typescript', 'mocha', 'eslint', 'dockerode']) assert.ok(!set.has(dev), `${tier} ships the dev dependency ${dev}`);
+    }
+  });
+
   it('gives file capabilities to exactly tcpdump (NET_RAW) and nft (NET_ADMIN) in the gateway, and to nothing in the others', () => {
     const capped = (tier: string) => scans.get(tier)!.files.filter((f) => f.hasCapabilities).map((f) => f.name).sort();
     assert.deepEqual(capped('gateway'), ['/usr/bin/tcpdump', '/usr/sbin/nft']);
