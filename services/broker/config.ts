@@ -5,6 +5,26 @@ import { ConfigError } from '../common/errors/config-error';
 import { GATEWAY_ID } from '../common/ids/names';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
+import { DEFAULT_REQUEST_TIMEOUT_MS } from '../common/queue/timing';
+
+/**
+ * A request held by a worker that died is claimed by another once it has been idle this
+ * long; live workers refresh theirs every third of it (services/broker/queue/consumer.ts),
+ * so a slow request is never taken from a live worker however long core takes.
+ */
+export const DEFAULT_CLAIM_IDLE_MS = 3000;
+/** How often each worker looks for requests to claim. */
+export const DEFAULT_CLAIM_INTERVAL_MS = 1000;
+
+/**
+ * Why these claim settings cannot work, or undefined. A dead worker's request is claimed
+ * at most claimIdleMs + claimIntervalMs after it died; at or past the gateways' request
+ * deadline that only ever ends in a 504.
+ */
+export function claimTimingProblem(claimIdleMs: number, claimIntervalMs: number): string | undefined {
+  if (claimIdleMs + claimIntervalMs < DEFAULT_REQUEST_TIMEOUT_MS) return undefined;
+  return `CLAIM_IDLE_MS=${claimIdleMs} + CLAIM_INTERVAL_MS=${claimIntervalMs}: must add up to less than the gateways' request deadline (REQUEST_TIMEOUT_MS, ${DEFAULT_REQUEST_TIMEOUT_MS} ms), or a dead worker's requests are claimed only after their client got a 504`;
+}
 
 const brokerEnv = {
   BROKER_ID: env.str({ def: hostname().slice(0, 32).toLowerCase().replace(/[^a-z0-9-]/g, '-') || 'broker', pattern: /^[a-z0-9][a-z0-9-]{0,63}$/, expected: 'lowercase letters, digits and -' }),
@@ -26,8 +46,8 @@ const brokerEnv = {
   REDIS_BINARY: env.absPath('/usr/bin/redis-server'),
   REPLY_TTL_MS: env.int({ min: 1000, max: 600_000, def: 60_000 }),
   WORKER_CONCURRENCY: env.int({ min: 1, max: 4096, def: 32 }),
-  CLAIM_IDLE_MS: env.int({ min: 1000, max: 3_600_000, def: 30_000 }),
-  CLAIM_INTERVAL_MS: env.int({ min: 100, max: 600_000, def: 5000 }),
+  CLAIM_IDLE_MS: env.int({ min: 1000, max: 3_600_000, def: DEFAULT_CLAIM_IDLE_MS }),
+  CLAIM_INTERVAL_MS: env.int({ min: 100, max: 600_000, def: DEFAULT_CLAIM_INTERVAL_MS }),
   SCHEMA_DIR: env.absPath('/etc/nonstop/schemas'),
   MAX_BODY_BYTES: env.int({ min: 1024, max: 16 * 1024 * 1024, def: DEFAULT_JSON_LIMITS.maxBytes }),
   MAX_DEPTH: env.int({ min: 1, max: 256, def: DEFAULT_JSON_LIMITS.maxDepth }),
@@ -154,6 +174,8 @@ export function parseGatewaysFile(path: string, text: string): GatewayTarget[] {
 
 export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): BrokerConfig {
   const e = parseEnv(brokerEnv, source);
+  const claimProblem = claimTimingProblem(e.CLAIM_IDLE_MS, e.CLAIM_INTERVAL_MS);
+  if (claimProblem) throw new ConfigError([claimProblem]);
   return {
     brokerId: e.BROKER_ID,
     logLevel: e.LOG_LEVEL,

@@ -3,6 +3,7 @@ import { env, intItem, parseEnv, readSecretFile, strItem } from '../common/confi
 import { GATEWAY_ID } from '../common/ids/names';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
+import { DEFAULT_REQUEST_TIMEOUT_MS } from '../common/queue/timing';
 
 /** Every variable the gateway reads, with its type and default. README documents them. */
 const gatewayEnv = {
@@ -19,7 +20,7 @@ const gatewayEnv = {
   RATE_LIMIT_PER_SECOND: env.int({ min: 1, max: 1_000_000, def: 200 }),
   RATE_LIMIT_BURST: env.int({ min: 0, max: 1_000_000, def: 400 }),
   CONNECTIONS_PER_ADDRESS: env.int({ min: 1, max: 100_000, def: 256 }),
-  REQUEST_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: 10_000 }),
+  REQUEST_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: DEFAULT_REQUEST_TIMEOUT_MS }),
   SSH_PORT: env.port(2222),
   SSH_HOST_KEY_FILE: env.absPath('/var/lib/nonstop/ssh/ssh_host_ed25519_key'),
   SSH_AUTHORIZED_KEYS_FILE: env.absPath('/etc/nonstop/gateway/authorized_keys'),

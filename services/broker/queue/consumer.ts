@@ -24,7 +24,11 @@ type StreamEntry = [id: string, fields: string[] | null];
  * Takes requests off every gateway's stream with a consumer group, at most `concurrency`
  * at once. A request is acknowledged (and deleted) only in the same MULTI that stores its
  * reply, i.e. after core answered; a request held by a consumer that went silent for
- * `claimIdleMs` is claimed by another (XAUTOCLAIM). Poison messages — not JSON, unknown
+ * `claimIdleMs` is claimed by another (XAUTOCLAIM), looked for every `claimIntervalMs`.
+ * A live consumer keeps the entries it is working on fresh (XCLAIM to itself, JUSTID,
+ * every third of `claimIdleMs`), so only a dead or cut-off consumer's requests are
+ * claimed, never a slow one's — which is what lets `claimIdleMs` be short enough for
+ * failover to beat the request deadline. Poison messages — not JSON, unknown
  * protocol version, wrong shape, oversize, or claiming another gateway's identity — go to
  * the dead-letter stream with the reason (never the payload) and are acknowledged; they
  * never stop the loop.
@@ -36,11 +40,12 @@ export class QueueConsumer {
   private inflight = 0;
   private slotFreed: (() => void) | undefined;
   private claimTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private loopDone: Promise<void> | undefined;
   private readonly streams: string[];
   private readonly gatewayOfStream = new Map<string, string>();
-  /** Entries this consumer is processing right now (`stream entryId`). */
-  private readonly inProgress = new Set<string>();
+  /** Entries this consumer is processing right now, by stream. */
+  private readonly inProgress = new Map<string, Set<string>>();
 
   constructor(
     private readonly opts: ConsumerOptions,
@@ -63,6 +68,7 @@ export class QueueConsumer {
     for (const c of [this.reader, this.writer]) c.on('error', (err: Error) => log.debug('redis connection error', { err: err.message }));
     this.streams = opts.gatewayIds.map((id) => queueKeys.requests(id));
     opts.gatewayIds.forEach((id, i) => this.gatewayOfStream.set(this.streams[i]!, id));
+    for (const stream of this.streams) this.inProgress.set(stream, new Set());
   }
 
   async start(): Promise<void> {
@@ -71,6 +77,7 @@ export class QueueConsumer {
     this.running = true;
     this.loopDone = this.readLoop();
     this.claimTimer = setInterval(() => void this.claim(), this.opts.claimIntervalMs);
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), Math.floor(this.opts.claimIdleMs / 3));
   }
 
   private async ensureGroups(): Promise<void> {
@@ -123,14 +130,14 @@ export class QueueConsumer {
   }
 
   private dispatch(stream: string, [id, fields]: StreamEntry): void {
-    const key = `${stream} ${id}`;
-    this.inProgress.add(key);
+    const mine = this.inProgress.get(stream)!;
+    mine.add(id);
     this.inflight++;
     this.metrics.inflight.set(this.inflight);
     this.process(stream, id, fields)
       .catch((err: Error) => this.log.error('processing failed', { entry: id, err: err.message }))
       .finally(() => {
-        this.inProgress.delete(key);
+        mine.delete(id);
         this.inflight--;
         this.metrics.inflight.set(this.inflight);
         this.slotFreed?.();
@@ -183,15 +190,33 @@ export class QueueConsumer {
       try {
         const [, entries] = (await this.writer.xautoclaim(stream, queueKeys.group, this.opts.consumerName, this.opts.claimIdleMs, '0-0', 'COUNT', free)) as [string, StreamEntry[], string[]];
         for (const entry of entries) {
-          // XAUTOCLAIM also hands back our own entries whose handler outlives claimIdleMs;
-          // they are still being processed here, not abandoned.
-          if (this.inProgress.has(`${stream} ${entry[0]}`)) continue;
+          // XAUTOCLAIM also hands back our own entries if a heartbeat was late (a stalled
+          // event loop, a slow Redis); they are still being processed here, not abandoned.
+          if (this.inProgress.get(stream)!.has(entry[0])) continue;
           this.metrics.claimed.inc();
           this.log.warn('claimed a request from a silent consumer', { entry: entry[0] });
           this.dispatch(stream, entry);
         }
       } catch (err) {
         this.log.debug('claim failed', { err: (err as Error).message });
+      }
+    }
+  }
+
+  /**
+   * Resets the idle time of every entry this consumer is processing (XCLAIM to itself with
+   * min-idle 0; JUSTID leaves the delivery count alone), so that no other consumer's
+   * XAUTOCLAIM takes them while this one is alive. Should another consumer have claimed one
+   * already (this one was cut off for claimIdleMs), both are processing it by then and
+   * taking it back changes nothing: either one's XACK settles it.
+   */
+  private async heartbeat(): Promise<void> {
+    for (const [stream, ids] of this.inProgress) {
+      if (ids.size === 0) continue;
+      try {
+        await this.writer.xclaim(stream, queueKeys.group, this.opts.consumerName, 0, ...ids, 'JUSTID');
+      } catch (err) {
+        this.log.debug('heartbeat failed', { err: (err as Error).message });
       }
     }
   }
@@ -203,7 +228,10 @@ export class QueueConsumer {
     this.slotFreed?.();
     this.reader.disconnect();
     await this.loopDone;
+    // The heartbeat goes on until the last handler is done: a slow request finishing during
+    // shutdown is still this consumer's, not another's to claim.
     while (this.inflight > 0) await new Promise<void>((resolve) => (this.slotFreed = resolve));
+    clearInterval(this.heartbeatTimer);
     this.writer.disconnect();
   }
 }

@@ -23,7 +23,7 @@ export interface RedisConfOptions {
 }
 
 export function brokerAcl(passwordSha256: string): string {
-  const cmds = ['ping', 'xreadgroup', 'xautoclaim', 'xack', 'xdel', 'xadd', 'xgroup|create', 'set', 'publish', 'multi', 'exec', 'xlen', 'info'];
+  const cmds = ['ping', 'xreadgroup', 'xautoclaim', 'xclaim', 'xack', 'xdel', 'xadd', 'xgroup|create', 'set', 'publish', 'multi', 'exec', 'xlen', 'info'];
   return `user broker on #${passwordSha256} resetkeys resetchannels ~nonstop:v1:* &nonstop:v1:* -@all ${cmds.map((c) => `+${c}`).join(' ')}`;
 }
 

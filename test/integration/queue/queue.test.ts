@@ -1,15 +1,20 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { spawn } from 'node:child_process';
+import { EventEmitter, once } from 'node:events';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
+import { DEFAULT_CLAIM_IDLE_MS, DEFAULT_CLAIM_INTERVAL_MS } from '../../../services/broker/config';
 import { brokerMetrics, type BrokerMetrics } from '../../../services/broker/metrics';
 import { QueueConsumer, type ConsumerOptions, type RequestHandler } from '../../../services/broker/queue/consumer';
 import { NonstopError } from '../../../services/common/errors/nonstop-error';
 import type { Logger } from '../../../services/common/log/logger';
 import { encodeRequest, MAX_ENVELOPE_BYTES, type ReplyEnvelope, type RequestEnvelope } from '../../../services/common/queue/envelope';
 import { queueKeys } from '../../../services/common/queue/keys';
+import { DEFAULT_REQUEST_TIMEOUT_MS } from '../../../services/common/queue/timing';
 import { gatewayMetrics, type GatewayMetrics } from '../../../services/gateway/metrics';
 import { Dispatcher } from '../../../services/gateway/queue/dispatcher';
 import type { Tunnel } from '../../../services/gateway/tunnel/tunnel';
@@ -52,7 +57,7 @@ class Gate {
 
 function envelope(over: Partial<RequestEnvelope> = {}): RequestEnvelope {
   const now = Date.now();
-  return { v: 1, id: randomUUID(), gw: GW, at: now, deadline: now + 15_000, method: 'POST', collection: 'notes', token: 'nst_0123456789abcdef_token', body: '{"text":"hello"}', ...over };
+  return { v: 1, id: randomUUID(), gw: GW, at: now, deadline: now + DEFAULT_REQUEST_TIMEOUT_MS, method: 'POST', collection: 'notes', token: 'nst_0123456789abcdef_token', body: '{"text":"hello"}', ...over };
 }
 
 function created(e: RequestEnvelope, by = 'broker'): ReplyEnvelope {
@@ -113,8 +118,8 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
         consumerName: `consumer-${randomUUID().slice(0, 8)}`,
         concurrency: 8,
         replyTtlMs: 10_000,
-        claimIdleMs: 30_000,
-        claimIntervalMs: 10_000,
+        claimIdleMs: DEFAULT_CLAIM_IDLE_MS,
+        claimIntervalMs: DEFAULT_CLAIM_INTERVAL_MS,
         ...rest,
       },
       handler,
@@ -124,6 +129,51 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     await consumer.start();
     cleanups.push(() => consumer.stop());
     return { consumer, metrics };
+  }
+
+  /** A consumer in its own process (test/support/queue-consumer-process.ts), holding every request. */
+  async function startConsumerProcess(
+    r: TestRedis,
+    by: string,
+  ): Promise<{ requests: string[]; handed: (id: string) => Promise<void>; release: (id: string) => void; kill: () => Promise<void> }> {
+    const b = r.options('broker');
+    const options: ConsumerOptions & { by: string } = {
+      redis: { host: b.host!, port: b.port!, username: b.username!, password: b.password! },
+      gatewayIds: [GW],
+      consumerName: `${by}-${randomUUID().slice(0, 8)}`,
+      concurrency: 8,
+      replyTtlMs: 10_000,
+      claimIdleMs: DEFAULT_CLAIM_IDLE_MS,
+      claimIntervalMs: DEFAULT_CLAIM_INTERVAL_MS,
+      by,
+    };
+    const child = spawn(process.execPath, [join(__dirname, '../../support/queue-consumer-process.js')], {
+      env: { ...process.env, NONSTOP_TEST_CONSUMER: JSON.stringify(options) },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const exited = once(child, 'exit');
+    const kill = async (): Promise<void> => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    };
+    cleanups.push(kill);
+    const requests: string[] = [];
+    let started = false;
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const event = JSON.parse(line) as { event: string; id?: string };
+      if (event.event === 'started') started = true;
+      if (event.event === 'request') requests.push(event.id!);
+    });
+    await waitFor('the consumer process to start', () => {
+      if (child.exitCode !== null) throw new Error(`the consumer process exited with ${child.exitCode}`);
+      return started;
+    }, 15_000, 20);
+    return {
+      requests,
+      handed: (id) => waitFor(`request ${id} at the consumer process`, () => requests.includes(id), 10_000, 20).then(() => undefined),
+      release: (id) => child.stdin.write(`release ${id}\n`),
+      kill,
+    };
   }
 
   function startDispatcher(r: TestRedis, log: Logger = silentLogger()): { dispatcher: Dispatcher; metrics: GatewayMetrics } {
@@ -317,68 +367,67 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     assert.equal(await pendingCount(admin), 0);
   });
 
-  it('lets another consumer claim a request whose consumer read it and went silent', async () => {
+  it('answers a request whose consumer was killed holding it from another consumer, before the default deadline, with the default claim settings', async function () {
+    this.timeout(60_000);
     const r = await startRedis();
     const { dispatcher } = startDispatcher(r);
     await addLane(dispatcher, r.port);
-    const broker = await r.client('broker');
-    await broker.xgroup('CREATE', STREAM, queueKeys.group, '0', 'MKSTREAM');
+    const holder = await startConsumerProcess(r, 'holder');
 
     const e = envelope();
     const reply = dispatcher.submit(e);
-    const admin = await inspector(r);
-    await waitFor('the request on the stream', async () => (await admin.xlen(STREAM)) === 1, 5000, 20);
-    // A consumer that takes the entry and dies without acknowledging it.
-    const read = (await broker.xreadgroup('GROUP', queueKeys.group, 'ghost', 'COUNT', 10, 'STREAMS', STREAM, '>')) as [string, [string, string[]][]][];
-    assert.equal(read[0]![1].length, 1);
-    broker.disconnect();
-    assert.equal(await pendingCount(admin), 1);
-
+    await holder.handed(e.id);
+    // Started only now, so that the request went to the holder.
     const handled: string[] = [];
-    const { metrics } = await startConsumer(
-      r,
-      (x) => {
-        handled.push(x.id);
-        return Promise.resolve(created(x, 'rescuer'));
-      },
-      { claimIdleMs: 300, claimIntervalMs: 100 },
-    );
+    const { metrics } = await startConsumer(r, (x) => {
+      handled.push(x.id);
+      return Promise.resolve(created(x, 'rescuer'));
+    });
+    await holder.kill();
+
     assert.deepEqual(await reply, created(e, 'rescuer'));
+    assert.ok(Date.now() < e.deadline, 'answered after the deadline');
     assert.deepEqual(handled, [e.id]);
     assert.equal(await counterValue(metrics.claimed), 1);
+    const admin = await inspector(r);
     assert.equal(await pendingCount(admin), 0);
     assert.equal(await admin.xlen(STREAM), 0);
   });
 
-  it('does not claim back a request it is itself still processing past claimIdleMs', async () => {
+  it('leaves a request with its live consumer however long past the claim idle time it works on it, and claims it once that consumer is killed', async function () {
+    this.timeout(60_000);
     const r = await startRedis();
-    const slow = gate();
-    const calls: string[] = [];
-    const { metrics } = await startConsumer(
-      r,
-      async (e) => {
-        calls.push(e.id);
-        await slow.wait();
-        return created(e);
-      },
-      { claimIdleMs: 100, claimIntervalMs: 50 },
-    );
     const { dispatcher } = startDispatcher(r);
     await addLane(dispatcher, r.port);
-    const e = envelope();
-    const reply = dispatcher.submit(e);
-    const admin = await inspector(r);
-    // Each XAUTOCLAIM of the entry bumps its delivery count: wait until the claim loop has
-    // gone over it twice while the first delivery is still in the handler.
-    await waitFor('the claim loop to pass over the entry', async () => {
-      const rows = (await admin.xpending(STREAM, queueKeys.group, '-', '+', 10)) as [string, string, number, number][];
-      return rows.length === 1 && rows[0]![3] >= 3;
-    }, 5000, 20);
-    assert.deepEqual(calls, [e.id]);
-    slow.open();
-    assert.deepEqual(await reply, created(e));
-    assert.deepEqual(calls, [e.id]);
+    const holder = await startConsumerProcess(r, 'holder');
+
+    // Two slow requests; the second lives on into the killing half, so it gets two deadlines.
+    const slow = envelope();
+    const later = envelope({ deadline: Date.now() + 2 * DEFAULT_REQUEST_TIMEOUT_MS });
+    const slowReply = dispatcher.submit(slow);
+    const laterReply = dispatcher.submit(later);
+    await holder.handed(slow.id);
+    await holder.handed(later.id);
+    const handled: string[] = [];
+    const { metrics } = await startConsumer(r, (x) => {
+      handled.push(x.id);
+      return Promise.resolve(created(x, 'rescuer'));
+    });
+
+    // Without the holder's heartbeat both would be claimed after DEFAULT_CLAIM_IDLE_MS.
+    await sleep(DEFAULT_CLAIM_IDLE_MS + 2 * DEFAULT_CLAIM_INTERVAL_MS);
+    assert.deepEqual(handled, []);
     assert.equal(await counterValue(metrics.claimed), 0);
+    holder.release(slow.id);
+    assert.deepEqual(await slowReply, created(slow, 'holder'));
+    // Handed to the holder once, never again (not even to itself).
+    assert.deepEqual(holder.requests, [slow.id, later.id]);
+
+    // The positive control, from the same setup: a dead holder's request is claimed.
+    await holder.kill();
+    assert.deepEqual(await laterReply, created(later, 'rescuer'));
+    assert.deepEqual(handled, [later.id]);
+    assert.equal(await counterValue(metrics.claimed), 1);
   });
 
   it('rejects with queue_full (503) once the broker redis reaches maxmemory, instead of hanging', async () => {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseGatewaysFile } from '../../../services/broker/config';
+import { claimTimingProblem, DEFAULT_CLAIM_IDLE_MS, DEFAULT_CLAIM_INTERVAL_MS, loadBrokerConfig, parseGatewaysFile } from '../../../services/broker/config';
 import { ConfigError } from '../../../services/common/errors/config-error';
+import { DEFAULT_REQUEST_TIMEOUT_MS } from '../../../services/common/queue/timing';
 import { expectConfigError } from '../../support/config-error';
 import { tempDir } from '../../support/tmp';
 
@@ -167,5 +168,20 @@ describe('parseGatewaysFile', () => {
     assert.equal(err.problems.length, 2);
     assert.match(err.problems[0]!, /gateways\.0\.knock\.ports/);
     assert.match(err.problems[1]!, /gateways\.1\.knock\.ports/);
+  });
+});
+
+describe('claim timing', () => {
+  it('accepts the default claim settings, which fail over within the default request deadline', () => {
+    assert.equal(claimTimingProblem(DEFAULT_CLAIM_IDLE_MS, DEFAULT_CLAIM_INTERVAL_MS), undefined);
+    assert.ok(DEFAULT_CLAIM_IDLE_MS + DEFAULT_CLAIM_INTERVAL_MS < DEFAULT_REQUEST_TIMEOUT_MS / 2);
+  });
+
+  it('refuses CLAIM_IDLE_MS + CLAIM_INTERVAL_MS at or past the request deadline, and accepts just under it', () => {
+    const idle = DEFAULT_REQUEST_TIMEOUT_MS - 1000;
+    assert.equal(claimTimingProblem(idle - 1, 1000), undefined);
+    assert.match(claimTimingProblem(idle, 1000) ?? '', new RegExp(`^CLAIM_IDLE_MS=${idle} \\+ CLAIM_INTERVAL_MS=1000: must add up to less than`));
+    const err = expectConfigError(() => loadBrokerConfig({ CLAIM_IDLE_MS: String(idle), CLAIM_INTERVAL_MS: '1000' }));
+    assert.deepEqual(err.problems, [claimTimingProblem(idle, 1000)]);
   });
 });

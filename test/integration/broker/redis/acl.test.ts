@@ -193,7 +193,7 @@ describe('broker redis ACL (real redis-server)', function () {
   });
 
   describe('broker user', () => {
-    it('can do what the consumer needs: XGROUP CREATE, XREADGROUP, XAUTOCLAIM, SET, PUBLISH, XACK, XDEL in MULTI/EXEC', async () => {
+    it('can do what the consumer needs: XGROUP CREATE, XREADGROUP, XAUTOCLAIM, XCLAIM JUSTID, SET, PUBLISH, XACK, XDEL in MULTI/EXEC', async () => {
       const b = await as('broker');
       const stream = queueKeys.requests('gw-broker-test');
       assert.equal(await b.xgroup('CREATE', stream, queueKeys.group, '0', 'MKSTREAM'), 'OK');
@@ -202,6 +202,8 @@ describe('broker redis ACL (real redis-server)', function () {
       assert.equal(read[0]![1][0]![0], entry);
       const claimed = (await b.xautoclaim(stream, queueKeys.group, 'c2', 0, '0-0', 'COUNT', 10)) as [string, [string, string[]][]];
       assert.equal(claimed[1][0]![0], entry);
+      // The consumer's heartbeat: keeps its own entry fresh.
+      assert.deepEqual(await b.xclaim(stream, queueKeys.group, 'c2', 0, entry!, 'JUSTID'), [entry]);
       const res = await b
         .multi()
         .set(queueKeys.reply('gw-broker-test', 'r'), 'v', 'PX', 1000)

@@ -103,6 +103,6 @@ describe('brokerAcl', () => {
     for (const forbidden of ['+@all', '+config', '+eval', '+keys', '+flushall', '+debug', '+shutdown', '+acl', 'allkeys']) {
       assert.ok(!acl.split(' ').includes(forbidden), forbidden);
     }
-    for (const needed of ['+xreadgroup', '+xautoclaim', '+xack', '+set', '+publish']) assert.ok(acl.split(' ').includes(needed), needed);
+    for (const needed of ['+xreadgroup', '+xautoclaim', '+xclaim', '+xack', '+set', '+publish']) assert.ok(acl.split(' ').includes(needed), needed);
   });
 });
