@@ -11,8 +11,8 @@ ARG GO_VERSION
 RUN --mount=type=secret,id=ca,required=false \
     test -n "${GO_VERSION}" \
  && if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi \
- && apt-get update \
- && apt-get install -y --no-install-recommends golang-go ca-certificates \
+ && apt-get -o Acquire::Retries=5 update \
+ && apt-get -o Acquire::Retries=5 install -y --no-install-recommends golang-go ca-certificates \
  && cd /tmp \
  && GOPATH=/tmp/gopath GOFLAGS=-modcacherw go mod download -json "golang.org/toolchain@v0.0.1-${GO_VERSION}.linux-amd64" > /tmp/toolchain.json \
  && dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' /tmp/toolchain.json) \

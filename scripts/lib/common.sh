@@ -37,11 +37,11 @@ apt_install() {
   need_root "installing ${missing[*]}"
   if [ "$apt_updated" = 0 ]; then
     log "apt-get update"
-    apt-get update -qq >>"$NONSTOP_CACHE/apt.log" 2>&1 || die "apt-get update failed; see $NONSTOP_CACHE/apt.log"
+    apt-get -o Acquire::Retries=5 update -qq >>"$NONSTOP_CACHE/apt.log" 2>&1 || die "apt-get update failed; see $NONSTOP_CACHE/apt.log"
     apt_updated=1
   fi
   log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$NONSTOP_CACHE/apt.log" 2>&1 \
+  DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=5 install -y -qq --no-install-recommends "${missing[@]}" >>"$NONSTOP_CACHE/apt.log" 2>&1 \
     || die "apt-get install ${missing[*]} failed; see $NONSTOP_CACHE/apt.log"
 }
 
