@@ -39,7 +39,8 @@ export function writeIfAbsent(path: string, contents: string, mode = 0o600): boo
   return true;
 }
 
-function syncDir(dir: string): void {
+/** fsync of a directory: makes the names in it durable. */
+export function syncDir(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
     fsyncSync(fd);

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { syncDir } from '../../../../services/common/pki/files';
 import { RecordStore } from '../../../../services/core/storage/records';
 import { startScratchDatabase, startTestDatabase, type TestDatabase } from '../../../support/core-fixtures';
 import { FlakeyDisk } from '../../../support/flakey-disk';
@@ -85,16 +86,6 @@ function writeFile(path: string, text: string, sync: boolean): void {
   writeSync(fd, text);
   if (sync) fsyncSync(fd);
   closeSync(fd);
-}
-
-/** fsync of a directory: makes the names in it durable. */
-function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function killHard(database: TestDatabase): Promise<[number | null, string | null]> {
