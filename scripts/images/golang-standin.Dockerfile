@@ -6,6 +6,7 @@
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 ARG GO_VERSION
+WORKDIR /tmp
 # golang-go: only to download the toolchain module. ca-certificates: HTTPS to the module
 # proxy, here and in every build that starts from this image.
 RUN --mount=type=secret,id=ca,required=false \
@@ -13,7 +14,6 @@ RUN --mount=type=secret,id=ca,required=false \
  && if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi \
  && apt-get -o Acquire::Retries=5 update \
  && apt-get -o Acquire::Retries=5 install -y --no-install-recommends golang-go ca-certificates \
- && cd /tmp \
  && GOPATH=/tmp/gopath GOFLAGS=-modcacherw go mod download -json "golang.org/toolchain@v0.0.1-${GO_VERSION}.linux-amd64" > /tmp/toolchain.json \
  && dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' /tmp/toolchain.json) \
  && test -d "$dir" \
