@@ -2,7 +2,8 @@
 # toolchain from the Go module proxy, so it builds the same on any machine, with or without
 # a Go of its own. Debian's golang-go (1.19) predates GOTOOLCHAIN, so it fetches the pinned
 # toolchain module itself (golang.org/toolchain, the module GOTOOLCHAIN=<version> fetches,
-# checked against the checksum database) and is purged again.
+# checked against the checksum database) and is purged again. The download is bounded and
+# retried: the go command has no network timeout of its own.
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 ARG GO_VERSION
@@ -14,7 +15,10 @@ RUN --mount=type=secret,id=ca,required=false \
  && if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi \
  && apt-get -o Acquire::Retries=5 update \
  && apt-get -o Acquire::Retries=5 install -y --no-install-recommends golang-go ca-certificates \
- && GOPATH=/tmp/gopath GOFLAGS=-modcacherw go mod download -json "golang.org/toolchain@v0.0.1-${GO_VERSION}.linux-amd64" > /tmp/toolchain.json \
+ && for attempt in 1 2 3 4; do \
+      if GOPATH=/tmp/gopath GOFLAGS=-modcacherw timeout 300 go mod download -json "golang.org/toolchain@v0.0.1-${GO_VERSION}.linux-amd64" > /tmp/toolchain.json; then break; fi; \
+      echo "toolchain download: attempt $attempt failed or timed out" >&2; \
+    done \
  && dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' /tmp/toolchain.json) \
  && test -d "$dir" \
  && cp -a "$dir" /usr/local/go \
