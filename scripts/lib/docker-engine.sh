@@ -21,7 +21,7 @@ ensure_docker_engine() {
     [ -n "${DOCKER_HOST:-}" ] && args+=(-H "$DOCKER_HOST")
     # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
     [ -n "${NONSTOP_DOCKERD_ARGS:-}" ] && args+=($NONSTOP_DOCKERD_ARGS)
-    nohup dockerd "${args[@]}" >"$NONSTOP_CACHE/dockerd.log" 2>&1 &
+    nohup dockerd "${args[@]}" >>"$NONSTOP_CACHE/dockerd.log" 2>&1 &
     for _ in $(seq 1 60); do
       docker_answers && break
       sleep 1
