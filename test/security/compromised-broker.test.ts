@@ -6,6 +6,29 @@ import type { Stack } from '../support/stack/stack';
 import { waitFor } from '../support/wait';
 
 /**
+ * From one exec in the broker (as `user`, or the image's user), creates and removes a new
+ * file in each directory and reports "written" or the error code; with the mount options
+ * of each mount point from /proc/mounts (the last entry for a path is the one in effect).
+ * The "written" answers are the positive control: this same exec can write somewhere.
+ */
+async function writeProbe(stack: Stack, dirs: string[], user?: string): Promise<{ uid: number; results: Record<string, string>; mounts: Record<string, string[]> }> {
+  const res = await stack.exec('broker', ['node', '-e', `
+    const fs = require('fs'); const path = require('path');
+    const results = {};
+    for (const dir of JSON.parse(process.argv[1])) {
+      const file = path.join(dir, '.write-probe-' + process.pid);
+      try { fs.closeSync(fs.openSync(file, 'wx')); fs.unlinkSync(file); results[dir] = 'written'; }
+      catch (e) { results[dir] = e.code; }
+    }
+    const mounts = {};
+    for (const line of fs.readFileSync('/proc/mounts', 'utf8').trim().split('\\n')) { const f = line.split(' '); mounts[f[1]] = f[3].split(','); }
+    process.stdout.write(JSON.stringify({ uid: process.getuid(), results, mounts }));
+  `, JSON.stringify(dirs)], user ? { user } : {});
+  if (res.exitCode !== 0) throw new Error(`write probe in the broker exited ${res.exitCode}: ${res.stderr}`);
+  return JSON.parse(res.stdout) as { uid: number; results: Record<string, string>; mounts: Record<string, string[]> };
+}
+
+/**
  * An attacker who owns the broker after it has carried traffic: what is on its disk, what
  * it can write, what Redis kept, and what its credentials open at core.
  */
@@ -48,9 +71,22 @@ describe('a compromised broker', function () {
     assert.doesNotMatch(conf.stdout, /^user \S+ on >/m, 'a plaintext password in redis.conf');
   });
 
-  it('cannot write its root filesystem anywhere', async () => {
-    const res = await stack.exec('broker', ['sh', '-c', 'for d in / /app /etc /usr /var /home /root /opt; do touch $d/.probe 2>/dev/null && echo WROTE $d; done; echo checked']);
-    assert.equal(res.stdout.trim(), 'checked');
+  it('cannot write its root filesystem anywhere, as its own user or as root, because it is mounted read-only', async () => {
+    const rootfs = ['/', '/app', '/etc', '/usr', '/var', '/home', '/root', '/opt'];
+    // EROFS, not EACCES: the kernel refuses a create on a read-only mount before it looks
+    // at permissions, so only a read-only mount gives this answer, for root as for anyone.
+    // Root here owns these directories, so on a writable mount its writes would succeed.
+    // /root is 0700: the service user is stopped at the path lookup (EACCES) before any
+    // create, so it tells nothing about the mount; root covers it below.
+    const userDirs = rootfs.filter((d) => d !== '/root');
+    const asUser = await writeProbe(stack, [...userDirs, '/run/nonstop']);
+    assert.deepEqual(asUser.results, { ...Object.fromEntries(userDirs.map((d) => [d, 'EROFS'])), '/run/nonstop': 'written' });
+    const asRoot = await writeProbe(stack, [...rootfs, '/dev/shm'], '0');
+    assert.equal(asRoot.uid, 0);
+    assert.deepEqual(asRoot.results, { ...Object.fromEntries(rootfs.map((d) => [d, 'EROFS'])), '/dev/shm': 'written' });
+    // The mount table agrees: / is mounted ro, the tmpfs the service writes to rw.
+    assert.equal(asRoot.mounts['/']?.[0], 'ro', `/ mounted ${asRoot.mounts['/']?.join(',')}`);
+    assert.equal(asUser.mounts['/run/nonstop']?.[0], 'rw', `/run/nonstop mounted ${asUser.mounts['/run/nonstop']?.join(',')}`);
   });
 
   it('cannot read a stored record at core without a client token, even with its client certificate', async () => {
