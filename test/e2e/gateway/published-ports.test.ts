@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { upStack } from '../../support/stack/fixture';
 import type { Stack } from '../../support/stack/stack';
 import { TestNamespace } from '../../support/netns';
+import { tcpProbe, type Runner } from '../../support/stack/net-probe';
 import { waitFor } from '../../support/wait';
 
 /**
@@ -26,7 +27,7 @@ describe('knocks and SSH through published ports', function () {
         for (const port of [7000, 8000, 9000]) gw.ports.push({ hostIp: ns.hostAddress, hostPort: '', containerPort: port, protocol: 'tcp' });
       },
     );
-    for (const port of [2222, 7000, 8000, 9000]) published[port] = await stack.hostPort('gateway', port);
+    for (const port of [443, 2222, 7000, 8000, 9000]) published[port] = await stack.hostPort('gateway', port);
   });
 
   after(async () => {
@@ -36,7 +37,16 @@ describe('knocks and SSH through published ports', function () {
 
   const banner = (): string => ns.run(['sh', '-c', `nc -w 2 ${ns.hostAddress} ${published[2222]} </dev/null | head -c 64`]).stdout;
 
-  it('keeps the published SSH port silent before a knock', () => {
+  // The pinned Node on the host's PATH runs the probe inside the namespace.
+  const fromNamespace: Runner = (cmd) => {
+    const r = ns.run(cmd);
+    return Promise.resolve({ exitCode: r.status, stdout: r.stdout, stderr: r.stderr });
+  };
+
+  it('keeps the published SSH port silent before a knock, while the published HTTPS port answers the same client', async () => {
+    assert.equal(await tcpProbe(fromNamespace, ns.hostAddress, published[443]!), 'connected', 'positive control: the namespace reaches the published HTTPS port');
+    // Filtered means dropped: no SYN-ACK and no RST, so the connection attempt times out.
+    assert.equal(await tcpProbe(fromNamespace, ns.hostAddress, published[2222]!), 'timeout');
     assert.equal(banner(), '');
   });
 
