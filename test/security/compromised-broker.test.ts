@@ -89,6 +89,20 @@ describe('a compromised broker', function () {
     assert.equal(asUser.mounts['/run/nonstop']?.[0], 'rw', `/run/nonstop mounted ${asUser.mounts['/run/nonstop']?.join(',')}`);
   });
 
+  for (const service of ['broker', 'core'] as const) {
+    it(`${service}: can neither swap its memory to a disk nor dump core, in the running container`, async () => {
+      // Read as the container's own process sees them: its cgroup's limits (v1 here) and its
+      // rlimits. memory.limit_in_bytes equal to the compose mem_limit is the positive
+      // control that these files are the container's and were read.
+      const limits = await stack.exec(service, ['sh', '-c', 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes; cat /proc/1/limits']);
+      assert.equal(limits.exitCode, 0, limits.stderr);
+      const [memory, memsw] = limits.stdout.split('\n').slice(0, 2).map(Number);
+      assert.equal(memory, stack.spec.services[service]!.memoryBytes, 'the memory limit is the one compose sets');
+      assert.equal(memsw, memory, 'memory + swap equals memory: nothing can be swapped out');
+      assert.match(limits.stdout, /^Max core file size\s+0\s+0\s+bytes\s*$/m, 'PID 1 (and every process it starts) may not dump core');
+    });
+  }
+
   it('cannot read a stored record at core without a client token, even with its client certificate', async () => {
     const created = await api.post('notes', { title: 'kept at core' }, token);
     const id = (created.json as { id: string }).id;

@@ -114,6 +114,15 @@ describe('image and compose policy', function () {
     assert.equal(compose.services.keygen!.networkMode, 'none');
   });
 
+  it('lets no long-lived service swap or dump core: memory + swap equals memory, core size 0', () => {
+    for (const name of ['gateway', 'broker', 'core', 'keygen']) {
+      const s = compose.services[name]!;
+      assert.ok((s.memoryBytes ?? 0) > 0, `${name} mem_limit (positive control)`);
+      assert.equal(s.memorySwapBytes, s.memoryBytes, `${name} memswap_limit`);
+      assert.deepEqual(s.coreLimit, { soft: 0, hard: 0 }, `${name} ulimits.core`);
+    }
+  });
+
   it('mounts the broker keys read-only and gives the broker nothing persistent', () => {
     const vols = compose.services.broker!.volumes;
     assert.ok(vols.every((v) => v.readOnly), JSON.stringify(vols));

@@ -35,7 +35,11 @@ export interface ServiceSpec {
   volumes: VolumeSpec[];
   sysctls: Record<string, string>;
   memoryBytes?: number;
+  /** memswap_limit: memory + swap. */
+  memorySwapBytes?: number;
   pidsLimit?: number;
+  /** ulimits.core as soft/hard (a single number sets both). */
+  coreLimit?: { soft: number; hard: number };
   ports: PortSpec[];
   networks: string[];
   networkMode?: string;
@@ -125,6 +129,9 @@ export function loadCompose(env: Record<string, string>): ComposeSpec {
     if (Array.isArray(dep)) for (const d of dep) dependsOn[d] = 'service_started';
     else for (const [d, c] of Object.entries(dep ?? {})) dependsOn[d] = c?.condition ?? 'service_started';
     const memory = parseBytes(s.mem_limit);
+    const memorySwap = parseBytes(s.memswap_limit);
+    const core = (s.ulimits as Record<string, unknown> | undefined)?.core;
+    const coreLimit = typeof core === 'number' ? { soft: core, hard: core } : core && typeof core === 'object' ? { soft: Number((core as { soft: unknown }).soft), hard: Number((core as { hard: unknown }).hard) } : undefined;
     services[name] = {
       name,
       image: scalar(s.image),
@@ -138,6 +145,8 @@ export function loadCompose(env: Record<string, string>): ComposeSpec {
       volumes: ((s.volumes as unknown[] | undefined) ?? []).map(parseVolume),
       sysctls: asStringMap(s.sysctls),
       ...(memory !== undefined ? { memoryBytes: memory } : {}),
+      ...(memorySwap !== undefined ? { memorySwapBytes: memorySwap } : {}),
+      ...(coreLimit !== undefined ? { coreLimit } : {}),
       ...(s.pids_limit !== undefined ? { pidsLimit: Number(s.pids_limit) } : {}),
       ports: ((s.ports as unknown[] | undefined) ?? []).map(parsePort),
       networks,

@@ -95,7 +95,9 @@ export class Stack {
       NetworkMode: s.networkMode ?? (first ? this.name(first) : 'none'),
       RestartPolicy: { Name: s.restart === 'unless-stopped' ? 'unless-stopped' : s.restart === 'always' ? 'always' : '' },
       ...(s.memoryBytes !== undefined ? { Memory: s.memoryBytes } : {}),
+      ...(s.memorySwapBytes !== undefined ? { MemorySwap: s.memorySwapBytes } : {}),
       ...(s.pidsLimit !== undefined ? { PidsLimit: s.pidsLimit } : {}),
+      ...(s.coreLimit !== undefined ? { Ulimits: [{ Name: 'core', Soft: s.coreLimit.soft, Hard: s.coreLimit.hard }] } : {}),
     };
     const container = await this.docker.createContainer({
       name: this.name(s.name),
