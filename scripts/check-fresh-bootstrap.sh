@@ -9,6 +9,9 @@
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
+# The base image names the bootstrap builds, from the one place that defines them.
+# shellcheck source=lib/base-images.sh
+source "$(dirname "$0")/lib/base-images.sh"
 
 [ "$(id -u)" = 0 ] || die "check-fresh-bootstrap.sh needs root (a mount namespace and a Docker engine of its own)"
 work=$(mktemp -d /tmp/nonstop-fresh.XXXXXX)
@@ -43,16 +46,15 @@ inner() {
   bash "$NONSTOP_ROOT/scripts/bootstrap.sh"
 
   local node_v go_v debian_v
-  node_v=$(docker run --rm --network none "node:${NODE_MAJOR}-bookworm-slim" node --version)
+  node_v=$(docker run --rm --network none "$BASE_NODE_IMAGE" node --version)
   [ "$node_v" = "v$NODE_VERSION" ] || die "node base image runs $node_v, expected v$NODE_VERSION"
-  go_v=$(docker run --rm --network none "golang:$(go_minor)-bookworm" go version)
+  go_v=$(docker run --rm --network none "$BASE_GO_IMAGE" go version)
   [[ "$go_v" == "go version $GO_VERSION "* ]] || die "golang base image runs '$go_v', expected $GO_VERSION"
-  debian_v=$(docker run --rm --network none debian:bookworm-slim cat /etc/debian_version)
+  debian_v=$(docker run --rm --network none "$BASE_DEBIAN_IMAGE" cat /etc/debian_version)
   [[ "$debian_v" == 12.* ]] || die "debian base image is '$debian_v', expected 12.x"
   log "fresh bootstrap: engine $(docker version --format '{{.Server.Version}}') started; node $node_v, $go_v, Debian $debian_v"
 }
-go_minor() { local r="${GO_VERSION#go}"; echo "${r%.*}"; }
 
-export -f inner go_minor log die
-export work bridge NONSTOP_ROOT NODE_MAJOR NODE_VERSION GO_VERSION
+export -f inner log die
+export work bridge NONSTOP_ROOT NODE_VERSION GO_VERSION BASE_NODE_IMAGE BASE_GO_IMAGE BASE_DEBIAN_IMAGE
 unshare --mount --propagation private bash -euo pipefail -c inner

@@ -36,7 +36,8 @@ build_image() {
   local args=(-f "$NONSTOP_ROOT/$dockerfile" -t "$tag")
   [ -s /etc/ssl/certs/ca-certificates.crt ] && args+=(--secret "id=ca,src=/etc/ssl/certs/ca-certificates.crt")
   [ "${NONSTOP_BUILD_NO_CACHE:-0}" = 1 ] && args+=(--no-cache)
-  # An engine without a bridge network (the fresh-bootstrap check's) builds on the host's.
+  # An engine whose bridge has no route out (the fresh-bootstrap check's, which must not
+  # touch the machine's NAT rules) builds on the host's network.
   [ -n "${NONSTOP_BUILD_NETWORK:-}" ] && args+=(--network "$NONSTOP_BUILD_NETWORK")
   local revision started logfile
   revision=$(git -C "$NONSTOP_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
