@@ -1,4 +1,4 @@
-import { ErrorCodes, type ErrorCodeName } from './codes';
+import { ErrorCodes, storedFor, type ErrorCodeName, type Stored } from './codes';
 import { NonstopError } from './nonstop-error';
 
 /** An error meant for the client: its code and status come from the shared table. */
@@ -11,11 +11,12 @@ export class ApiError extends NonstopError {
 
 /** The JSON body every tier uses for errors. */
 export interface ErrorBody {
-  error: { code: string; message: string };
+  error: { code: string; message: string; stored: Stored };
 }
 
+/** `stored` comes from the code's row in the table, so no tier can say it differently. */
 export function errorBody(code: string, message: string): ErrorBody {
-  return { error: { code, message } };
+  return { error: { code, message, stored: storedFor(code) } };
 }
 
 /** The body for one of the shared codes, named by its key in the table. */

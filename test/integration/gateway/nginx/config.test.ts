@@ -243,7 +243,7 @@ describe('gateway nginx.conf with the real nginx', function () {
       for (const path of ['/', '/admin', '/v1x/records', '/v2/records/x', '/_nonstop_error/413']) {
         const r = await request(path);
         assert.equal(r.status, 404, path);
-        assert.deepEqual(jsonError(r), { code: 'not_found', message: 'no such endpoint' }, path);
+        assert.deepEqual(jsonError(r), { code: 'not_found', message: 'no such endpoint', stored: 'no' }, path);
       }
     });
 

@@ -34,12 +34,12 @@ describe('startMetricsServer', () => {
     const res = await fetch(`${base}/metrics`, { method: 'POST' });
     assert.equal(res.status, 405);
     assert.equal(res.headers.get('content-type'), 'application/json');
-    assert.deepEqual(await res.json(), { error: { code: 'method_not_allowed', message: 'GET only' } });
+    assert.deepEqual(await res.json(), { error: { code: 'method_not_allowed', message: 'GET only', stored: 'no' } });
   });
 
   it('answers another path with a JSON 404', async () => {
     const res = await fetch(`${base}/other`);
     assert.equal(res.status, 404);
-    assert.deepEqual(await res.json(), { error: { code: 'not_found', message: 'no such path' } });
+    assert.deepEqual(await res.json(), { error: { code: 'not_found', message: 'no such path', stored: 'no' } });
   });
 });

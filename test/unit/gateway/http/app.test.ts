@@ -72,6 +72,6 @@ describe('gateway app: unknown paths and wrong methods', () => {
   it('answers an unknown path with a JSON 404', async () => {
     const res = await fetch(`${base}/v1/other`, { headers });
     assert.equal(res.status, 404);
-    assert.deepEqual(await res.json(), { error: { code: 'not_found', message: 'no such endpoint' } });
+    assert.deepEqual(await res.json(), { error: { code: 'not_found', message: 'no such endpoint', stored: 'no' } });
   });
 });

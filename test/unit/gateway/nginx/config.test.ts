@@ -101,10 +101,10 @@ describe('renderNginxConf', () => {
     assert.deepEqual(directive(other, 'default_type'), ['application/json']);
     const m = /return 404 '(.*)';/.exec(other);
     assert.ok(m);
-    assert.deepEqual(JSON.parse(m[1]!), { error: { code: 'not_found', message: 'no such endpoint' } });
+    assert.deepEqual(JSON.parse(m[1]!), { error: { code: 'not_found', message: 'no such endpoint', stored: 'no' } });
     const bare = /return 404 '(.*)';/.exec(locationBlock(serverBlock(conf, 8443), '= /v1'));
     assert.ok(bare);
-    assert.deepEqual(JSON.parse(bare[1]!), { error: { code: 'not_found', message: 'no such endpoint' } });
+    assert.deepEqual(JSON.parse(bare[1]!), { error: { code: 'not_found', message: 'no such endpoint', stored: 'no' } });
   });
 
   it('sends plain HTTP to HTTPS with a 308 and nothing else', () => {
