@@ -3,7 +3,11 @@ import { docker } from './docker';
 import { Stack } from './stack';
 import type { ComposeSpec } from './compose-config';
 
-export const TEST_TAG = 'test';
+/**
+ * The image tag the suite builds and runs. NONSTOP_TEST_TAG lets two checkouts on one engine
+ * (e.g. a worktree beside the main one) test their own code without overwriting each other's.
+ */
+export const TEST_TAG = process.env.NONSTOP_TEST_TAG ?? 'test';
 
 let images: Promise<ImageSet> | undefined;
 
