@@ -5,7 +5,8 @@ import { ConfigError } from '../common/errors/config-error';
 import { GATEWAY_ID } from '../common/ids/names';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
-import { DEFAULT_REQUEST_TIMEOUT_MS } from '../common/queue/timing';
+import { DEFAULT_REQUEST_TIMEOUT_MS, MAX_BUDGET_MS } from '../common/queue/timing';
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
 
 /**
  * A request held by a worker that died is claimed by another once it has been idle this
@@ -15,6 +16,12 @@ import { DEFAULT_REQUEST_TIMEOUT_MS } from '../common/queue/timing';
 export const DEFAULT_CLAIM_IDLE_MS = 3000;
 /** How often each worker looks for requests to claim. */
 export const DEFAULT_CLAIM_INTERVAL_MS = 1000;
+/**
+ * Requests' budgets are clipped to this and older queue entries are trimmed. It must be at
+ * least the gateways' REQUEST_TIMEOUT_MS; three times the default leaves room for gateways
+ * configured with more.
+ */
+export const DEFAULT_MAX_BUDGET_MS = 3 * DEFAULT_REQUEST_TIMEOUT_MS;
 
 /**
  * Why these claim settings cannot work, or undefined. A dead worker's request is claimed
@@ -44,7 +51,7 @@ const brokerEnv = {
   REDIS_PORT: env.port(6379),
   REDIS_MAXMEMORY_BYTES: env.int({ min: 1 << 20, max: 64 * 2 ** 30, def: 64 << 20 }),
   REDIS_BINARY: env.absPath('/usr/bin/redis-server'),
-  REPLY_TTL_MS: env.int({ min: 1000, max: 600_000, def: 60_000 }),
+  QUEUE_MAX_BUDGET_MS: env.int({ min: 1000, max: MAX_BUDGET_MS, def: DEFAULT_MAX_BUDGET_MS }),
   WORKER_CONCURRENCY: env.int({ min: 1, max: 4096, def: 32 }),
   CLAIM_IDLE_MS: env.int({ min: 1000, max: 3_600_000, def: DEFAULT_CLAIM_IDLE_MS }),
   CLAIM_INTERVAL_MS: env.int({ min: 100, max: 600_000, def: DEFAULT_CLAIM_INTERVAL_MS }),
@@ -63,7 +70,7 @@ const brokerEnv = {
   CORE_RETRIES: env.int({ min: 0, max: 10, def: 3 }),
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
-  SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 20_000 }),
+  SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: DEFAULT_SHUTDOWN_TIMEOUT_MS }),
 };
 
 const knockSchema = z.discriminatedUnion('mode', [
@@ -114,7 +121,7 @@ export interface BrokerConfig {
   queuePort: number;
   /** Our redis-server's loopback port. */
   redis: { port: number; maxMemoryBytes: number; binary: string };
-  queue: { replyTtlMs: number; concurrency: number; claimIdleMs: number; claimIntervalMs: number };
+  queue: { maxBudgetMs: number; concurrency: number; claimIdleMs: number; claimIntervalMs: number };
   schemaDir: string;
   limits: JsonLimits;
   core: { url: string; ca: string; cert: string; key: string; serverName: string | undefined; timeoutMs: number; maxInFlight: number; retries: number };
@@ -192,7 +199,7 @@ export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): Broke
     reconnect: { baseMs: e.RECONNECT_BASE_MS, capMs: e.RECONNECT_CAP_MS },
     queuePort: e.QUEUE_PORT,
     redis: { port: e.REDIS_PORT, maxMemoryBytes: e.REDIS_MAXMEMORY_BYTES, binary: e.REDIS_BINARY },
-    queue: { replyTtlMs: e.REPLY_TTL_MS, concurrency: e.WORKER_CONCURRENCY, claimIdleMs: e.CLAIM_IDLE_MS, claimIntervalMs: e.CLAIM_INTERVAL_MS },
+    queue: { maxBudgetMs: e.QUEUE_MAX_BUDGET_MS, concurrency: e.WORKER_CONCURRENCY, claimIdleMs: e.CLAIM_IDLE_MS, claimIntervalMs: e.CLAIM_INTERVAL_MS },
     schemaDir: e.SCHEMA_DIR,
     limits: { maxBytes: e.MAX_BODY_BYTES, maxDepth: e.MAX_DEPTH, maxKeys: e.MAX_KEYS, maxStringLength: e.MAX_STRING_LENGTH },
     core: {

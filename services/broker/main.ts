@@ -40,13 +40,20 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
   const core = new CoreClient(config.core, metrics.coreRetries);
   lifecycle.onClose('core-client', () => core.close());
 
+  // Closers run last-registered first. Shutdown must stop taking work and finish it —
+  // every reply published — before the tunnels its replies travel through close; requests
+  // still queued then are re-sent by their gateway on another broker's lane. So the
+  // tunnels' closer is registered before the consumer's, to run after it.
+  const keepers: TunnelKeeper[] = [];
+  lifecycle.onClose('tunnels', () => keepers.forEach((k) => k.stop()));
+
   const consumer = new QueueConsumer(
     {
       redis: { host: '127.0.0.1', port: config.redis.port, username: 'broker', password: brokerPassword },
       gatewayIds: config.gateways.map((g) => g.id),
       consumerName: `${config.brokerId}-${process.pid}`,
       concurrency: config.queue.concurrency,
-      replyTtlMs: config.queue.replyTtlMs,
+      maxBudgetMs: config.queue.maxBudgetMs,
       claimIdleMs: config.queue.claimIdleMs,
       claimIntervalMs: config.queue.claimIntervalMs,
     },
@@ -57,7 +64,7 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
   await consumer.start();
   lifecycle.onClose('consumer', () => consumer.stop());
 
-  const keepers = config.gateways.map((g) => {
+  for (const g of config.gateways) {
     const keeper = new TunnelKeeper(
       g,
       {
@@ -80,10 +87,8 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
       if (s === 'up') metrics.tunnelConnects.inc({ gateway: g.id });
     });
     keeper.start();
-    return keeper;
-  });
-  // Tunnels close first on shutdown, so no new work arrives while the consumer drains.
-  lifecycle.onClose('tunnels', () => keepers.forEach((k) => k.stop()));
+    keepers.push(keeper);
+  }
 
   const metricsServer = await startMetricsServer({
     host: config.metrics.host,
@@ -91,11 +96,13 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
     registry,
     log,
     health: () => ({
-      ok: redis.running && !lifecycle.isClosing,
+      ok: redis.running && !lifecycle.isClosing && consumer.stalledMs < config.queue.maxBudgetMs,
       checks: {
         redis: redis.running ? 'running' : 'down',
         redisRestarts: redis.restarts,
         inflight: consumer.busy,
+        // A consumer that has not moved the queue for longer than any request may take is stuck.
+        consumer: consumer.stalledMs < config.queue.maxBudgetMs ? 'moving' : 'stuck',
         tunnels: Object.fromEntries(keepers.map((k) => [k.gateway.id, k.state])),
       },
     }),

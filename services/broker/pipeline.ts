@@ -14,7 +14,7 @@ import type { RequestValidator } from './validate/validator';
  * the body.
  */
 export function createPipeline(validator: RequestValidator, core: CoreClient, metrics: BrokerMetrics, log: Logger) {
-  return async (env: RequestEnvelope): Promise<ReplyEnvelope> => {
+  return async (env: RequestEnvelope, deadline: number): Promise<ReplyEnvelope> => {
     const reply = (status: number, body: unknown): ReplyEnvelope => ({ v: PROTOCOL_VERSION, id: env.id, status, body });
     let valid;
     try {
@@ -28,10 +28,8 @@ export function createPipeline(validator: RequestValidator, core: CoreClient, me
     }
     const end = metrics.coreSeconds.startTimer({ method: valid.method });
     try {
-      const res =
-        valid.method === 'POST'
-          ? await core.insert(env.id, valid.collection, valid.token, valid.record, env.deadline)
-          : await core.read(env.id, valid.collection, valid.recordId, valid.token, env.deadline);
+      const call = { requestId: env.id, collection: valid.collection, token: valid.token, key: env.key, deadline };
+      const res = valid.method === 'POST' ? await core.insert(call, valid.record) : await core.read(call, valid.recordId);
       metrics.processed.inc({ outcome: res.status < 400 ? 'ok' : 'core_refused' });
       return reply(res.status, res.body);
     } catch (err) {

@@ -4,6 +4,16 @@ import { GATEWAY_ID } from '../common/ids/names';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '../common/queue/timing';
+import type { LaneOptions } from './queue/lane';
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
+
+/**
+ * A lane is checked every second and given up after two unanswered checks: a cut tunnel's
+ * requests move to another broker about 2–3 s after the cut, well inside the default 10 s
+ * request deadline (SSH keepalives alone take 3 × 3 s).
+ */
+export const DEFAULT_LANE_PING_INTERVAL_MS = 1000;
+const LANE_PING_MISSES = 2;
 
 /** Every variable the gateway reads, with its type and default. README documents them. */
 const gatewayEnv = {
@@ -34,6 +44,7 @@ const gatewayEnv = {
   QUEUE_USERNAME: env.optional(env.str({ pattern: /^[A-Za-z0-9_-]{1,64}$/, expected: 'an ACL user name' })),
   QUEUE_PASSWORD_FILE: env.absPath('/etc/nonstop/gateway/queue.password'),
   QUEUE_COMMAND_TIMEOUT_MS: env.int({ min: 100, max: 60_000, def: 3000 }),
+  QUEUE_PING_INTERVAL_MS: env.int({ min: 100, max: 60_000, def: DEFAULT_LANE_PING_INTERVAL_MS }),
   KNOCK_MODE: env.oneOf(['static', 'time'], 'static'),
   KNOCK_SEQUENCE: env.optional(env.list(intItem(1, 65535), { expected: 'comma-separated TCP ports', min: 2, max: 32 })),
   KNOCK_SECRET_FILE: env.optional(env.absPath()),
@@ -51,7 +62,7 @@ const gatewayEnv = {
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
   METRICS_ALLOW_CIDRS: env.list(strItem(/^[0-9a-fA-F:.]+\/\d{1,3}$/), { def: '', expected: 'CIDRs' }),
-  SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 20_000 }),
+  SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: DEFAULT_SHUTDOWN_TIMEOUT_MS }),
 };
 
 export interface GatewayConfig {
@@ -81,7 +92,7 @@ export interface GatewayConfig {
     authFailureWindowMs: number;
     maxConnections: number;
   };
-  queue: { port: number; username: string; password: string; commandTimeoutMs: number };
+  queue: { port: number; username: string; password: string; lane: LaneOptions };
   knock: {
     spec: KnockSpec;
     stepTimeoutMs: number;
@@ -157,7 +168,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
       port: e.QUEUE_PORT,
       username: e.QUEUE_USERNAME ?? `gateway-${e.GATEWAY_ID}`,
       password: readSecretFile('QUEUE_PASSWORD_FILE', e.QUEUE_PASSWORD_FILE),
-      commandTimeoutMs: e.QUEUE_COMMAND_TIMEOUT_MS,
+      lane: { commandTimeoutMs: e.QUEUE_COMMAND_TIMEOUT_MS, pingIntervalMs: e.QUEUE_PING_INTERVAL_MS, pingMisses: LANE_PING_MISSES },
     },
     knock: {
       spec,

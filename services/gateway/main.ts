@@ -21,6 +21,7 @@ import { gatewayMetrics } from './metrics';
 import { renderNginxConf } from './nginx/config';
 import { checkPortsBindable, ipv6Enabled } from './nginx/host-checks';
 import { Dispatcher } from './queue/dispatcher';
+import { sameRequest } from './queue/same-request';
 import { parseAuthorizedKeys } from './ssh/authorized-keys';
 import { FailureLimiter } from './ssh/failure-limiter';
 import { GatewaySshServer } from './ssh/server';
@@ -109,7 +110,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   gauges.unref();
 
   // 3. Queue dispatch over tunnels, and the SSH server that creates them.
-  const dispatcher = new Dispatcher(config.gatewayId, { username: config.queue.username, password: config.queue.password }, config.queue.commandTimeoutMs, metrics, componentLogger(log, 'queue'));
+  const dispatcher = new Dispatcher(config.gatewayId, { username: config.queue.username, password: config.queue.password }, config.queue.lane, sameRequest, metrics, componentLogger(log, 'queue'));
   lifecycle.onClose('dispatcher', () => dispatcher.close());
   const ssh = new GatewaySshServer(
     {
@@ -140,7 +141,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     gatewayId: config.gatewayId,
     limits: config.http.limits,
     requestTimeoutMs: config.http.requestTimeoutMs,
-    submit: (e) => dispatcher.submit(e),
+    submit: (request, timeoutMs) => dispatcher.submit(request, timeoutMs),
     metrics,
     log: componentLogger(log, 'http'),
   });
@@ -201,6 +202,10 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     }),
   });
   lifecycle.onClose('metrics', () => closeServer(metricsServer));
+  // Runs first on shutdown: stop taking work (new requests get 503 shutting_down, not
+  // stored) while nginx finishes the requests it has and their replies still come back
+  // through the tunnels, which close only after nginx and the app have.
+  lifecycle.onClose('drain', () => dispatcher.drain());
   log.info('gateway ready', { gatewayId: config.gatewayId, sshPort: config.ssh.port, knockMode: config.knock.spec.mode });
 }
 

@@ -75,7 +75,7 @@ describe('the compose stack, built and run through the Docker API', function () 
     const created = await api.post('notes', { title: 'durable' }, token);
     assert.equal(created.status, 201, created.text);
     const id = (created.json as { id: string }).id;
-    await stack.container('core').restart({ t: 20 });
+    await stack.container('core').restart();
     await stack.waitHealthy('core');
     const read = await waitFor('the record after the core restart', async () => {
       const res = await api.get('notes', id, token);

@@ -87,9 +87,9 @@ describe('a compromised gateway', function () {
       ['eval', 'return 1', '0'], ['script', 'load', 'return 1'], ['function', 'list'], ['module', 'list'], ['debug', 'sleep', '0'],
       ['replicaof', '127.0.0.1', '1'], ['slaveof', 'no', 'one'], ['save'], ['bgsave'], ['shutdown'], ['client', 'list'], ['client', 'kill', 'type', 'normal'],
       ['migrate', '127.0.0.1', '1', 'k', '0', '1'], ['acl', 'list'], ['info'], ['monitor'],
-      ['xrange', 'nonstop:v1:gw:gw1:req', '-', '+'], ['xreadgroup', 'GROUP', 'brokers', 'x', 'STREAMS', 'nonstop:v1:gw:gw1:req', '>'],
-      ['getdel', 'nonstop:v1:gw:gw2:reply:00000000-0000-0000-0000-000000000000'], ['xadd', 'nonstop:v1:gw:gw2:req', '*', 'e', 'x'],
-      ['get', 'nonstop:v1:dead'], ['xrange', 'nonstop:v1:dead', '-', '+'], ['set', 'x', 'y'], ['publish', 'nonstop:v1:gw:gw1:replies', 'x'],
+      ['xrange', 'nonstop:v2:gw:gw1:req', '-', '+'], ['xreadgroup', 'GROUP', 'brokers', 'x', 'STREAMS', 'nonstop:v2:gw:gw1:req', '>'],
+      ['getdel', 'nonstop:v2:gw:gw1:req:x'], ['subscribe', 'nonstop:v2:gw:gw2:replies'], ['xadd', 'nonstop:v2:gw:gw2:req', '*', 'e', 'x'],
+      ['get', 'nonstop:v2:dead'], ['xrange', 'nonstop:v2:dead', '-', '+'], ['set', 'x', 'y'], ['publish', 'nonstop:v2:gw:gw1:replies', 'x'],
     ];
     const results = (await inGateway(`${redisPreamble}
       (async () => {
@@ -114,10 +114,10 @@ describe('a compromised gateway', function () {
     const sent = (await inGateway(`${redisPreamble}
       (async () => {
         await r.connect();
-        const garbage = ['not json', '{"v":2}', '{"v":1,"id":"x"}', JSON.stringify({ v: 1, id: '00000000-0000-4000-8000-000000000000', gw: 'gw2', at: 0, deadline: 9e15, method: 'POST', collection: 'notes', token: 'nst_x', body: '{}' }), 'x'.repeat(3 * 1024 * 1024)];
+        const garbage = ['not json', '{"v":2}', '{"v":1,"id":"x"}', JSON.stringify({ v: 2, id: '00000000-0000-4000-8000-000000000000', gw: 'gw2', budgetMs: 10000, method: 'POST', collection: 'notes', token: 'nst_x', body: '{}' }), 'x'.repeat(3 * 1024 * 1024)];
         let n = 0;
-        for (let i = 0; i < 1000; i++) { await r.xadd('nonstop:v1:gw:gw1:req', '*', 'e', garbage[i % garbage.length]); n++; }
-        await r.xadd('nonstop:v1:gw:gw1:req', '*', 'nofield', 'x'); n++;
+        for (let i = 0; i < 1000; i++) { await r.xadd('nonstop:v2:gw:gw1:req', '*', 'e', garbage[i % garbage.length]); n++; }
+        await r.xadd('nonstop:v2:gw:gw1:req', '*', 'nofield', 'x'); n++;
         console.log(JSON.stringify({ n }));
         r.disconnect();
       })();

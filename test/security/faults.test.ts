@@ -132,7 +132,7 @@ describe('faults under load', function () {
       try {
         await l.waitForMoreAcks(40, 30_000);
         restartedAt = Date.now();
-        await stack.container('gateway').restart({ t: 20 });
+        await stack.container('gateway').restart();
         await stack.waitHealthy('gateway', 120_000);
         // A restarted container gets new random host ports.
         api = await ApiClient.forStack(stack);

@@ -4,6 +4,7 @@ import { docker } from '../support/stack/docker';
 import { testImages } from '../support/stack/fixture';
 import type { ImageSet } from '../support/stack/build';
 import { scanImage, type ImageScan } from './support/image-files';
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../../services/common/lifecycle/shutdown';
 
 /**
  * Public CA certificates that ship with the system or a library (ioredis bundles the CAs
@@ -120,6 +121,15 @@ describe('image and compose policy', function () {
       assert.ok((s.memoryBytes ?? 0) > 0, `${name} mem_limit (positive control)`);
       assert.equal(s.memorySwapBytes, s.memoryBytes, `${name} memswap_limit`);
       assert.deepEqual(s.coreLimit, { soft: 0, hard: 0 }, `${name} ulimits.core`);
+    }
+  });
+
+  it('gives every long-lived service more time to stop than it takes to drain, so docker stop never kills one mid-drain', () => {
+    for (const name of ['gateway', 'broker', 'core']) {
+      const s = compose.services[name]!;
+      const drainMs = Number(s.environment.SHUTDOWN_TIMEOUT_MS ?? DEFAULT_SHUTDOWN_TIMEOUT_MS);
+      assert.ok(s.stopGraceSeconds !== undefined, `${name} has no stop_grace_period (Docker's default is 10 s)`);
+      assert.ok(s.stopGraceSeconds * 1000 > drainMs, `${name}: stop_grace_period ${s.stopGraceSeconds} s is not longer than its drain ${drainMs} ms`);
     }
   });
 

@@ -8,6 +8,7 @@
  * stdin, then answers 201 with body {id, by}. Prints JSON lines on stdout:
  * {"event":"started"} and {"event":"request","id":...} for each request it is handed.
  */
+import { PROTOCOL_VERSION } from '../../services/common/queue/keys';
 import { createInterface } from 'node:readline';
 import { Registry } from 'prom-client';
 import { brokerMetrics } from '../../services/broker/metrics';
@@ -28,7 +29,7 @@ const consumer = new QueueConsumer(
   opts,
   (e) =>
     new Promise<ReplyEnvelope>((resolve) => {
-      held.set(e.id, () => resolve({ v: 1, id: e.id, status: 201, body: { id: e.id, by: opts.by } }));
+      held.set(e.id, () => resolve({ v: PROTOCOL_VERSION, id: e.id, status: 201, body: { id: e.id, by: opts.by } }));
       say({ event: 'request', id: e.id });
     }),
   brokerMetrics(new Registry()),

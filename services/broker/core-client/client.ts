@@ -1,4 +1,5 @@
 import { Agent, request } from 'node:https';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, apiErrorBody } from '../../common/errors/api-error';
 import { backoffDelay } from '../../common/lifecycle/backoff';
@@ -22,9 +23,30 @@ export interface CoreResponse {
 const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 const RETRYABLE_STATUS = new Set([502, 503]);
 
-class TransientCoreError extends Error {}
-/** An attempt that got no answer within its time: the caller hears "deadline", not "unavailable". */
-class CoreTimeoutError extends TransientCoreError {}
+/**
+ * An attempt that failed in a way worth retrying. `sent` says whether the whole request had
+ * been written when it failed: before that core cannot have acted on it (not stored);
+ * after, it may have (the outcome is unknown until a retry settles it).
+ */
+class TransientCoreError extends Error {
+  constructor(
+    message: string,
+    readonly sent: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** What the broker asks of core for one request. */
+export interface CoreCall {
+  requestId: string;
+  collection: string;
+  token: string;
+  /** The client's Idempotency-Key, passed on so core keys the record by it. */
+  key?: string | undefined;
+  /** performance.now() by which the request's budget is spent. */
+  deadline: number;
+}
 
 /** Counts the retries the client makes; the broker passes its Prometheus counter. */
 export interface RetryCounter {
@@ -59,35 +81,49 @@ export class CoreClient {
     });
   }
 
-  insert(requestId: string, collection: string, token: string, record: Record<string, unknown>, deadline: number): Promise<CoreResponse> {
-    return this.call('POST', `/v1/records/${collection}`, requestId, token, JSON.stringify(record), deadline);
+  insert(call: CoreCall, record: Record<string, unknown>): Promise<CoreResponse> {
+    return this.call('POST', `/v1/records/${call.collection}`, call, JSON.stringify(record));
   }
 
-  read(requestId: string, collection: string, recordId: string, token: string, deadline: number): Promise<CoreResponse> {
-    return this.call('GET', `/v1/records/${collection}/${recordId}`, requestId, token, undefined, deadline);
+  read(call: CoreCall, recordId: string): Promise<CoreResponse> {
+    return this.call('GET', `/v1/records/${call.collection}/${recordId}`, call, undefined);
   }
 
-  private async call(method: 'GET' | 'POST', path: string, requestId: string, token: string, body: string | undefined, deadline: number): Promise<CoreResponse> {
-    let lastError: Error | undefined;
+  /**
+   * Attempts until core answers, the retries are used up or the budget is spent. The error
+   * then says what the client may conclude: `unavailable` (no attempt reached core: not
+   * stored), `deadline_exceeded` or `outcome_unknown` (one may have: maybe stored).
+   */
+  private async call(method: 'GET' | 'POST', path: string, call: CoreCall, body: string | undefined): Promise<CoreResponse> {
+    let maybeArrived = false;
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      const left = deadline - Date.now();
+      const left = Math.floor(call.deadline - performance.now());
       if (left <= 0) break;
       if (attempt > 0) this.retried.inc();
       try {
-        return await this.once(method, path, requestId, token, body, Math.min(this.opts.timeoutMs, left));
+        return await this.once(method, path, call, body, left);
       } catch (err) {
         if (!(err instanceof TransientCoreError)) throw err;
-        lastError = err;
-        if (attempt < this.opts.retries) await sleep(backoffDelay({ baseMs: 50, capMs: 1000, minMs: 10 }, attempt));
+        maybeArrived ||= err.sent;
+        if (attempt < this.opts.retries) await sleep(Math.min(backoffDelay({ baseMs: 50, capMs: 1000, minMs: 10 }, attempt), Math.max(0, call.deadline - performance.now())));
       }
     }
-    if (lastError instanceof CoreTimeoutError) throw new ApiError('deadline', 'storage did not answer in time');
-    throw new ApiError('unavailable', 'storage is unavailable');
+    if (!maybeArrived) throw new ApiError('unavailable', 'storage is unavailable; nothing was stored');
+    if (call.deadline - performance.now() <= 0) throw new ApiError('deadline', 'storage did not answer in time; the record may be stored');
+    throw new ApiError('outcomeUnknown', 'the connection to storage failed after the request was sent; the record may be stored');
   }
 
-  private once(method: string, path: string, requestId: string, token: string, body: string | undefined, timeoutMs: number): Promise<CoreResponse> {
+  private once(method: string, path: string, call: CoreCall, body: string | undefined, budgetMs: number): Promise<CoreResponse> {
+    const timeoutMs = Math.min(this.opts.timeoutMs, budgetMs);
     return new Promise((resolve, reject) => {
-      const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'x-request-id': requestId, accept: 'application/json' };
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${call.token}`,
+        'x-request-id': call.requestId,
+        // Core enforces what is left of the budget on its database operation.
+        'x-request-budget-ms': String(budgetMs),
+        accept: 'application/json',
+      };
+      if (call.key !== undefined) headers['idempotency-key'] = call.key;
       if (body !== undefined) {
         headers['content-type'] = 'application/json';
         headers['content-length'] = String(Buffer.byteLength(body));
@@ -104,7 +140,9 @@ export class CoreClient {
           });
           res.on('end', () => {
             const status = res.statusCode ?? 502;
-            if (RETRYABLE_STATUS.has(status)) return reject(new TransientCoreError(`core answered ${status}`));
+            // 503: core could not reach its database (not stored). 502 from core is a lost
+            // database connection after sending (maybe stored); retrying settles either.
+            if (RETRYABLE_STATUS.has(status)) return reject(new TransientCoreError(`core answered ${status}`, status !== 503));
             let parsed: unknown;
             try {
               parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
@@ -114,12 +152,15 @@ export class CoreClient {
             }
             resolve({ status, body: parsed });
           });
-          res.on('error', (err) => reject(new TransientCoreError(err.message)));
+          res.on('error', (err) => reject(new TransientCoreError(err.message, true)));
         },
       );
+      // 'finish': the whole request is written; from then on core may act on it.
+      let sent = false;
+      req.on('finish', () => (sent = true));
       req.on('socket', (socket) => socket.setNoDelay(true));
-      req.on('timeout', () => req.destroy(new CoreTimeoutError('core request timed out')));
-      req.on('error', (err) => reject(err instanceof TransientCoreError ? err : new TransientCoreError(err.message)));
+      req.on('timeout', () => req.destroy(new TransientCoreError('core request timed out', sent)));
+      req.on('error', (err) => reject(err instanceof TransientCoreError ? err : new TransientCoreError(err.message, sent)));
       req.end(body);
     });
   }

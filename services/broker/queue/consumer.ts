@@ -1,8 +1,10 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/log/logger';
 import { decodeRequest, encodeReply, PoisonMessageError, type ReplyEnvelope, type RequestEnvelope } from '../../common/queue/envelope';
-import { queueKeys } from '../../common/queue/keys';
+import { entryTimeMs, queueKeys } from '../../common/queue/keys';
+import { redisErrorCode } from '../../common/queue/redis-errors';
 import type { BrokerMetrics } from '../metrics';
 
 export interface ConsumerOptions {
@@ -10,20 +12,40 @@ export interface ConsumerOptions {
   gatewayIds: string[];
   consumerName: string;
   concurrency: number;
-  replyTtlMs: number;
+  /** Budgets are clipped to this; entries older than it are trimmed (nobody waits for them). */
+  maxBudgetMs: number;
   claimIdleMs: number;
   claimIntervalMs: number;
 }
 
-/** Decides the reply to a decoded request (validation, core); never throws. */
-export type RequestHandler = (envelope: RequestEnvelope) => Promise<ReplyEnvelope>;
+/**
+ * Decides the reply to a decoded request (validation, core) by `deadline`, a
+ * performance.now() time; never throws.
+ */
+export type RequestHandler = (envelope: RequestEnvelope, deadline: number) => Promise<ReplyEnvelope>;
 
 type StreamEntry = [id: string, fields: string[] | null];
 
+/** Redis's clock (the broker host's) read at one performance.now() instant. */
+interface ClockPair {
+  redisMs: number;
+  at: number;
+}
+
 /**
  * Takes requests off every gateway's stream with a consumer group, at most `concurrency`
- * at once. A request is acknowledged (and deleted) only in the same MULTI that stores its
- * reply, i.e. after core answered; a request held by a consumer that went silent for
+ * at once, and publishes each reply on its gateway's channel before acknowledging (and
+ * deleting) the request. Nothing runs inside MULTI and nothing the consumer sends needs
+ * memory (PUBLISH, XACK, XDEL, XTRIM are not refused at maxmemory, unlike anything queued
+ * in a MULTI), so a Redis filled to its limit drains as soon as core answers again.
+ *
+ * Time: a request carries the budget it had when the gateway enqueued it. What it spent
+ * waiting here is the entry id's time against Redis's TIME (both this host's clock, never
+ * compared with another host's); the rest is measured on the monotonic clock. Requests
+ * whose budget is gone are dropped unanswered (their gateway has said 504) and entries
+ * older than `maxBudgetMs` are trimmed, even while every worker is busy.
+ *
+ * A request held by a consumer that went silent for
  * `claimIdleMs` is claimed by another (XAUTOCLAIM), looked for every `claimIntervalMs`.
  * A live consumer keeps the entries it is working on fresh (XCLAIM to itself, JUSTID,
  * every third of `claimIdleMs`), so only a dead or cut-off consumer's requests are
@@ -41,6 +63,9 @@ export class QueueConsumer {
   private slotFreed: (() => void) | undefined;
   private claimTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private trimTimer: NodeJS.Timeout | undefined;
+  /** performance.now() of the last Redis round trip that moved the queue forward. */
+  private lastProgress = performance.now();
   private loopDone: Promise<void> | undefined;
   private readonly streams: string[];
   private readonly gatewayOfStream = new Map<string, string>();
@@ -78,6 +103,7 @@ export class QueueConsumer {
     this.loopDone = this.readLoop();
     this.claimTimer = setInterval(() => void this.claim(), this.opts.claimIntervalMs);
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), Math.floor(this.opts.claimIdleMs / 3));
+    this.trimTimer = setInterval(() => void this.trimExpired(), this.opts.claimIntervalMs);
   }
 
   private async ensureGroups(): Promise<void> {
@@ -85,13 +111,32 @@ export class QueueConsumer {
       try {
         await this.writer.xgroup('CREATE', stream, queueKeys.group, '0', 'MKSTREAM');
       } catch (err) {
-        if (!(err as Error).message.startsWith('BUSYGROUP')) throw err;
+        if (redisErrorCode(err) !== 'BUSYGROUP') throw err;
       }
     }
   }
 
   get busy(): number {
     return this.inflight;
+  }
+
+  /**
+   * How long the queue has not moved: no read answered and no request acknowledged. A
+   * working consumer reads at least every second (its blocking read times out) or, when
+   * every worker is busy, finishes one within a budget; health reports more as stuck.
+   */
+  get stalledMs(): number {
+    return performance.now() - this.lastProgress;
+  }
+
+  /** Redis's clock now, or this process's if Redis does not answer (the same host's clock). */
+  private async clock(): Promise<ClockPair> {
+    try {
+      const [sec, usec] = await this.writer.time();
+      return { redisMs: Number(sec) * 1000 + Math.floor(Number(usec) / 1000), at: performance.now() };
+    } catch {
+      return { redisMs: Date.now(), at: performance.now() };
+    }
   }
 
   private async waitForSlot(): Promise<void> {
@@ -111,11 +156,14 @@ export class QueueConsumer {
           'COUNT', free, 'BLOCK', 1000,
           'STREAMS', ...this.streams, ...this.streams.map(() => '>'),
         )) as [string, StreamEntry[]][] | null;
-        for (const [stream, entries] of res ?? []) for (const entry of entries) this.dispatch(stream, entry);
+        this.lastProgress = performance.now();
+        if (!res) continue;
+        const clock = await this.clock();
+        for (const [stream, entries] of res) for (const entry of entries) this.dispatch(stream, entry, clock);
       } catch (err) {
         if (!this.running) break;
         const message = (err as Error).message;
-        if (message.startsWith('NOGROUP')) {
+        if (redisErrorCode(err) === 'NOGROUP') {
           // redis-server restarted empty: the groups (and anything queued) are gone.
           this.log.warn('consumer group missing; recreating', {});
           // If the writer is not back yet, pause like any other failed read instead of
@@ -129,12 +177,12 @@ export class QueueConsumer {
     }
   }
 
-  private dispatch(stream: string, [id, fields]: StreamEntry): void {
+  private dispatch(stream: string, [id, fields]: StreamEntry, clock: ClockPair): void {
     const mine = this.inProgress.get(stream)!;
     mine.add(id);
     this.inflight++;
     this.metrics.inflight.set(this.inflight);
-    this.process(stream, id, fields)
+    this.process(stream, id, fields, clock)
       .catch((err: Error) => this.log.error('processing failed', { entry: id, err: err.message }))
       .finally(() => {
         mine.delete(id);
@@ -144,7 +192,7 @@ export class QueueConsumer {
       });
   }
 
-  private async process(stream: string, entryId: string, fields: string[] | null): Promise<void> {
+  private async process(stream: string, entryId: string, fields: string[] | null, clock: ClockPair): Promise<void> {
     const gatewayId = this.gatewayOfStream.get(stream)!;
     let envelope: RequestEnvelope;
     try {
@@ -156,29 +204,54 @@ export class QueueConsumer {
       if (!(err instanceof PoisonMessageError)) throw err;
       this.metrics.poison.inc({ reason: err.reason });
       this.log.warn('poison message dead-lettered', { gateway: gatewayId, entry: entryId, reason: err.reason, detail: err.message });
+      // The dead-letter record needs memory and may be refused by a full Redis; the entry is
+      // acknowledged regardless, so one poison message never blocks the stream.
       await this.writer
-        .multi()
         .xadd(queueKeys.deadLetter, 'MAXLEN', '~', '10000', '*', 'reason', err.reason, 'detail', err.message, 'gateway', gatewayId, 'entry', entryId, 'at', String(Date.now()))
-        .xack(stream, queueKeys.group, entryId)
-        .xdel(stream, entryId)
-        .exec();
+        .catch((e: Error) => this.log.warn('dead-letter record refused', { entry: entryId, err: e.message }));
+      await this.settle(stream, entryId);
       return;
     }
-    if (Date.now() > envelope.deadline) {
+    const waited = Math.max(0, clock.redisMs - entryTimeMs(entryId));
+    const deadline = clock.at + Math.min(envelope.budgetMs, this.opts.maxBudgetMs) - waited;
+    if (performance.now() >= deadline) {
       // Nobody waits for this answer any more (the gateway said 504); doing it anyway would
       // only spend core's time. Dropping is safe: the client was never told it succeeded.
       this.metrics.processed.inc({ outcome: 'expired' });
-      await this.writer.multi().xack(stream, queueKeys.group, entryId).xdel(stream, entryId).exec();
+      await this.settle(stream, entryId);
       return;
     }
-    const reply = await this.handle(envelope);
-    await this.writer
-      .multi()
-      .set(queueKeys.reply(gatewayId, envelope.id), encodeReply(reply), 'PX', this.opts.replyTtlMs)
-      .publish(queueKeys.replies(gatewayId), envelope.id)
-      .xack(stream, queueKeys.group, entryId)
-      .xdel(stream, entryId)
-      .exec();
+    const reply = await this.handle(envelope, deadline);
+    // Reply first, then acknowledge: a consumer that dies in between leaves the request to
+    // be claimed and answered again (same id, same effect at core), never unanswered.
+    await this.writer.publish(queueKeys.replies(gatewayId), encodeReply(reply));
+    await this.settle(stream, entryId);
+  }
+
+  /** Acknowledges and deletes an entry: a pipeline, not MULTI, so it works at any memory level. */
+  private async settle(stream: string, entryId: string): Promise<void> {
+    const res = await this.writer.pipeline().xack(stream, queueKeys.group, entryId).xdel(stream, entryId).exec();
+    const failed = res?.find(([err]) => err !== null)?.[0];
+    if (failed) throw failed;
+    this.lastProgress = performance.now();
+  }
+
+  /** Drops entries no budget can still cover, also while every worker is busy. */
+  private async trimExpired(): Promise<void> {
+    if (!this.running) return;
+    const clock = await this.clock();
+    const minId = Math.max(0, clock.redisMs - this.opts.maxBudgetMs);
+    for (const stream of this.streams) {
+      try {
+        const trimmed = await this.writer.xtrim(stream, 'MINID', minId);
+        if (trimmed > 0) {
+          this.metrics.processed.inc({ outcome: 'expired' }, trimmed);
+          this.log.warn('expired requests trimmed from the queue', { stream, requests: trimmed });
+        }
+      } catch (err) {
+        this.log.debug('trim failed', { err: (err as Error).message });
+      }
+    }
   }
 
   /** Claims requests whose consumer has been silent for claimIdleMs. */
@@ -189,13 +262,15 @@ export class QueueConsumer {
       if (free <= 0) return;
       try {
         const [, entries] = (await this.writer.xautoclaim(stream, queueKeys.group, this.opts.consumerName, this.opts.claimIdleMs, '0-0', 'COUNT', free)) as [string, StreamEntry[], string[]];
+        if (entries.length === 0) continue;
+        const clock = await this.clock();
         for (const entry of entries) {
           // XAUTOCLAIM also hands back our own entries if a heartbeat was late (a stalled
           // event loop, a slow Redis); they are still being processed here, not abandoned.
           if (this.inProgress.get(stream)!.has(entry[0])) continue;
           this.metrics.claimed.inc();
           this.log.warn('claimed a request from a silent consumer', { entry: entry[0] });
-          this.dispatch(stream, entry);
+          this.dispatch(stream, entry, clock);
         }
       } catch (err) {
         this.log.debug('claim failed', { err: (err as Error).message });
@@ -225,6 +300,7 @@ export class QueueConsumer {
   async stop(): Promise<void> {
     this.running = false;
     clearInterval(this.claimTimer);
+    clearInterval(this.trimTimer);
     this.slotFreed?.();
     this.reader.disconnect();
     await this.loopDone;

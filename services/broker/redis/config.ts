@@ -6,9 +6,10 @@ import { queueKeys } from '../../common/queue/keys';
  * that pushes back instead of evicting, and users that can do only their own job:
  *
  * - `default` is off: no unauthenticated access at all.
- * - `broker` (this app): consumes the request streams, writes replies, dead-letters.
+ * - `broker` (this app): consumes the request streams, publishes replies, trims expired
+ *   requests, dead-letters.
  * - `gateway-<id>` (each gateway, through its tunnel): XADD to its own request stream,
- *   GETDEL of its own replies, SUBSCRIBE to its own reply channel, PING. Every other
+ *   SUBSCRIBE to its own reply channel, PING. Every other
  *   command (CONFIG, EVAL, KEYS, FLUSHALL, DEBUG, SHUTDOWN, ...) and every other key is
  *   denied. Passwords are stored as SHA-256 (`#...`): the broker never holds a gateway's
  *   password, only its hash.
@@ -23,19 +24,17 @@ export interface RedisConfOptions {
 }
 
 export function brokerAcl(passwordSha256: string): string {
-  const cmds = ['ping', 'xreadgroup', 'xautoclaim', 'xclaim', 'xack', 'xdel', 'xadd', 'xgroup|create', 'set', 'publish', 'multi', 'exec', 'xlen', 'info'];
-  return `user broker on #${passwordSha256} resetkeys resetchannels ~nonstop:v1:* &nonstop:v1:* -@all ${cmds.map((c) => `+${c}`).join(' ')}`;
+  const cmds = ['ping', 'time', 'xreadgroup', 'xautoclaim', 'xclaim', 'xack', 'xdel', 'xtrim', 'xadd', 'xgroup|create', 'publish', 'xlen', 'info'];
+  return `user broker on #${passwordSha256} resetkeys resetchannels ~nonstop:v2:* &nonstop:v2:* -@all ${cmds.map((c) => `+${c}`).join(' ')}`;
 }
 
 export function gatewayAcl(g: { id: string; username: string; passwordSha256: string }): string {
-  // Selectors (Redis 7) bind each command to its keys: XADD only on the request stream,
-  // GETDEL only on reply keys.
+  // A selector (Redis 7) binds XADD to the request stream, write access only.
   return [
     `user ${g.username} on #${g.passwordSha256} resetkeys resetchannels`,
     `&${queueKeys.replies(g.id)}`,
     '-@all +ping +subscribe +unsubscribe',
     `(%W~${queueKeys.requests(g.id)} +xadd)`,
-    `(~${queueKeys.replyPattern(g.id)} +getdel)`,
   ].join(' ');
 }
 

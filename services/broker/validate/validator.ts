@@ -31,6 +31,7 @@ export class RequestValidator {
     if (env.method === 'GET') {
       if (!isRequestId(env.recordId)) throw new ApiError('badRecordId', 'record ids are UUIDs');
       if (env.body !== undefined) throw new ApiError('badRequest', 'GET carries no body');
+      if (env.key !== undefined) throw new ApiError('badRequest', 'GET carries no Idempotency-Key');
       return { method: 'GET', collection: env.collection, token: env.token, recordId: env.recordId };
     }
     if (env.recordId !== undefined) throw new ApiError('badRequest', 'POST names no record id');

@@ -1,4 +1,10 @@
 import type { Logger } from '../log/logger';
+
+/**
+ * How long a service drains on SIGTERM by default. compose.yaml's stop_grace_period must
+ * be longer, or Docker kills the process mid-drain (its own default is 10 s).
+ */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 20_000;
 import { errorFields } from '../log/logger';
 
 /**

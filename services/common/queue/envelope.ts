@@ -2,9 +2,10 @@ import { z } from 'zod';
 import { NonstopError } from '../errors/nonstop-error';
 import { GATEWAY_ID, REQUEST_ID } from '../ids/names';
 import { PROTOCOL_VERSION } from './keys';
+import { MAX_BUDGET_MS } from './timing';
 
 /**
- * Queue protocol v1: what a gateway puts on the queue and what comes back. The gateway
+ * Queue protocol v2: what a gateway puts on the queue and what comes back. The gateway
  * is untrusted from the broker's side, so decoding checks every field; anything that does
  * not decode is a poison message with a reason, never an exception that escapes.
  */
@@ -15,11 +16,16 @@ const requestSchema = z
     v: z.literal(PROTOCOL_VERSION),
     id: z.string().regex(REQUEST_ID),
     gw: z.string().regex(GATEWAY_ID),
-    at: z.number().int().nonnegative(),
-    deadline: z.number().int().nonnegative(),
+    /**
+     * Milliseconds left for this request when the gateway enqueued it, measured on the
+     * gateway's monotonic clock. No absolute time crosses hosts: their clocks may differ.
+     */
+    budgetMs: z.number().int().min(1).max(MAX_BUDGET_MS),
     method: z.enum(['POST', 'GET']),
     collection: z.string().max(200),
     recordId: z.string().max(200).optional(),
+    /** The client's Idempotency-Key; core derives a keyed record's id from it. */
+    key: z.string().regex(/^[\x21-\x7e]{1,128}$/).optional(),
     token: z.string().max(512),
     body: z.string().optional(),
   })

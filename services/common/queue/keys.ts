@@ -1,17 +1,17 @@
 /**
- * Redis key and channel names of queue protocol v1. Everything a gateway may touch lives
+ * Redis key and channel names of queue protocol v2. Everything a gateway may touch lives
  * under its own prefix, which is what the broker's Redis ACL grants it and nothing more.
+ * v2 replaced v1's stored replies (SET, PUBLISH of the id, GETDEL) with the reply itself
+ * published once: one tunnel trip instead of one and a half, and no memory needed to
+ * answer, so a Redis at maxmemory still drains.
  */
-export const PROTOCOL_VERSION = 1;
-const ROOT = 'nonstop:v1';
+export const PROTOCOL_VERSION = 2;
+const ROOT = 'nonstop:v2';
 
 export const queueKeys = {
   /** Stream the gateway appends requests to. */
   requests: (gatewayId: string): string => `${ROOT}:gw:${gatewayId}:req`,
-  /** Per-request reply (a string with a TTL), read once by the gateway with GETDEL. */
-  reply: (gatewayId: string, requestId: string): string => `${ROOT}:gw:${gatewayId}:reply:${requestId}`,
-  replyPattern: (gatewayId: string): string => `${ROOT}:gw:${gatewayId}:reply:*`,
-  /** Channel on which the broker announces "reply for request X is ready". */
+  /** Channel on which the broker publishes each reply (the whole reply envelope). */
   replies: (gatewayId: string): string => `${ROOT}:gw:${gatewayId}:replies`,
   /** Poison messages, with the reason; broker-only. */
   deadLetter: `${ROOT}:dead`,
@@ -20,3 +20,9 @@ export const queueKeys = {
   /** Field of a stream entry that holds the envelope. */
   field: 'e',
 } as const;
+
+/** Milliseconds part of a stream entry id (`<ms>-<seq>`): when the broker's Redis added it. */
+export function entryTimeMs(entryId: string): number {
+  const dash = entryId.indexOf('-');
+  return Number(dash === -1 ? entryId : entryId.slice(0, dash));
+}

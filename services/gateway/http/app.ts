@@ -4,16 +4,16 @@ import { idempotentRequestId, newRequestId } from '../../common/ids/request-id';
 import { checkJsonDepth, decodeUtf8, type JsonLimits } from '../../common/json/limits';
 import type { Logger } from '../../common/log/logger';
 import { describeClientError } from '../../common/http/client-error';
-import { PROTOCOL_VERSION } from '../../common/queue/keys';
-import type { RequestEnvelope, ReplyEnvelope } from '../../common/queue/envelope';
+import type { ReplyEnvelope } from '../../common/queue/envelope';
 import type { GatewayMetrics } from '../metrics';
+import type { QueueRequest } from '../queue/dispatcher';
 import { bearerToken, collectionParam, idempotencyKey, recordIdParam, requireJsonContentType } from './request-parsing';
 
 export interface AppDeps {
   gatewayId: string;
   limits: JsonLimits;
   requestTimeoutMs: number;
-  submit: (envelope: RequestEnvelope) => Promise<ReplyEnvelope>;
+  submit: (request: QueueRequest, timeoutMs: number) => Promise<ReplyEnvelope>;
   metrics: GatewayMetrics;
   log: Logger;
 }
@@ -39,16 +39,14 @@ export function createApp(deps: AppDeps): express.Express {
   // No Content-Encoding: a compressed body is refused (415), never inflated.
   const rawBody = express.raw({ type: () => true, limit: deps.limits.maxBytes, inflate: false });
 
-  const enqueue = async (res: Response, partial: Omit<RequestEnvelope, 'v' | 'at' | 'deadline' | 'gw'>): Promise<void> => {
-    const at = Date.now();
-    const envelope: RequestEnvelope = { v: PROTOCOL_VERSION, gw: deps.gatewayId, at, deadline: at + deps.requestTimeoutMs, ...partial };
-    res.setHeader('x-request-id', envelope.id);
-    const end = deps.metrics.requestSeconds.startTimer({ method: envelope.method });
-    const reply = await deps.submit(envelope);
+  const enqueue = async (res: Response, request: QueueRequest): Promise<void> => {
+    res.setHeader('x-request-id', request.id);
+    const end = deps.metrics.requestSeconds.startTimer({ method: request.method });
+    const reply = await deps.submit(request, deps.requestTimeoutMs);
     end();
     // nginx writes the access line (with this request id) for every request; the app's own
     // per-request line is debug-level: at load it was a tenth of the gateway's CPU.
-    deps.log.debug('request done', { requestId: envelope.id, method: envelope.method, collection: envelope.collection, status: reply.status });
+    deps.log.debug('request done', { requestId: request.id, method: request.method, collection: request.collection, status: reply.status });
     res.status(reply.status).json(reply.body);
   };
 
@@ -65,8 +63,9 @@ export function createApp(deps: AppDeps): express.Express {
     } catch {
       throw new ApiError('badJson', 'body is not valid JSON');
     }
-    const id = key === undefined ? newRequestId() : idempotentRequestId(token, collection, key);
-    await enqueue(res, { id, method: 'POST', collection, token, body: text });
+    if (key === undefined) return enqueue(res, { id: newRequestId(), method: 'POST', collection, token, body: text });
+    // A retry with the same key gets the same request id, so one still in flight is joined.
+    await enqueue(res, { id: idempotentRequestId(token, collection, key), method: 'POST', collection, token, body: text, key });
   });
 
   app.get('/v1/records/:collection/:id', async (req, res) => {

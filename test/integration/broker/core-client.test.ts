@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import type { ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
 import { CoreClient } from '../../../services/broker/core-client/client';
 import { brokerMetrics } from '../../../services/broker/metrics';
@@ -40,6 +41,8 @@ describe('CoreClient retries against an mTLS server', function () {
   let script: Answer[];
   /** The client certificate's CN, per request the server saw. */
   let seen: string[];
+  /** The headers of each request the server saw. */
+  let headers: IncomingHttpHeaders[];
   let held: ServerResponse[];
   let registry: Registry;
   let client: CoreClient | undefined;
@@ -48,6 +51,7 @@ describe('CoreClient retries against an mTLS server', function () {
     pki = await createCorePki();
     server = createServer({ cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (req, res) => {
       seen.push(String((req.socket as TLSSocket).getPeerCertificate().subject.CN));
+      headers.push(req.headers);
       req.resume();
       req.on('end', () => {
         const answer = script.shift() ?? 'created';
@@ -79,6 +83,7 @@ describe('CoreClient retries against an mTLS server', function () {
   beforeEach(() => {
     script = [];
     seen = [];
+    headers = [];
     held = [];
     registry = new Registry();
   });
@@ -90,10 +95,11 @@ describe('CoreClient retries against an mTLS server', function () {
   });
 
   /** A client wired as services/broker/main.ts wires it: the broker's own retries counter. */
-  function newClient(opts: { retries?: number; timeoutMs?: number } = {}): CoreClient {
+  function newClient(opts: { retries?: number; timeoutMs?: number } = {}, url = `https://127.0.0.1:${port}`): CoreClient {
+    client?.close();
     client = new CoreClient(
       {
-        url: `https://127.0.0.1:${port}`,
+        url,
         ca: pki.ca.certPem,
         cert: pki.broker.certPem,
         key: pki.broker.keyPem,
@@ -107,7 +113,7 @@ describe('CoreClient retries against an mTLS server', function () {
     return client;
   }
 
-  const insert = (c: CoreClient, id = randomUUID()) => c.insert(id, 'notes', 'tok-abcdefgh', { title: 'hi' }, Date.now() + 20_000);
+  const insert = (c: CoreClient, id = randomUUID()) => c.insert({ requestId: id, collection: 'notes', token: 'tok-abcdefgh', deadline: performance.now() + 20_000 }, { title: 'hi' });
 
   it('counts two retries when core answers 503 twice and then stores the record', async () => {
     const c = newClient();
@@ -137,12 +143,37 @@ describe('CoreClient retries against an mTLS server', function () {
     assert.equal(await retriesMetric(registry), 2);
   });
 
-  it('counts the retry of an attempt that timed out and reports the deadline, not unavailability', async () => {
+  it('counts the retry of an attempt that timed out and reports the outcome unknown (maybe stored), not unavailability', async () => {
     const c = newClient({ retries: 1, timeoutMs: 1000 });
     script = ['hang', 'hang'];
-    await assert.rejects(insert(c), (err: unknown) => isNonstopError(err) && err.code === ErrorCodes.deadline.code && err.status === 504);
+    await assert.rejects(insert(c), (err: unknown) => isNonstopError(err) && err.code === ErrorCodes.outcomeUnknown.code && err.status === 502);
     assert.equal(seen.length, 2);
     assert.equal(await retriesMetric(registry), 1);
+  });
+
+  it('reports deadline_exceeded (maybe stored) when the budget runs out with core holding the request', async () => {
+    const c = newClient({ retries: 3, timeoutMs: 10_000 });
+    script = ['hang', 'hang', 'hang', 'hang'];
+    const started = performance.now();
+    await assert.rejects(
+      c.insert({ requestId: randomUUID(), collection: 'notes', token: 'tok-abcdefgh', deadline: performance.now() + 600 }, { title: 'hi' }),
+      (err: unknown) => isNonstopError(err) && err.code === ErrorCodes.deadline.code && err.status === 504,
+    );
+    // Within the budget, not the per-attempt timeout: the budget bounds every attempt.
+    assert.ok(performance.now() - started < 5000);
+    const budget = Number(headers[0]!['x-request-budget-ms']);
+    assert.ok(budget > 0 && budget <= 600, `budget header ${budget}`);
+  });
+
+  it('reports unavailable (not stored) when no attempt reached core, and passes the idempotency key on', async () => {
+    const down = newClient({ retries: 1, timeoutMs: 1000 }, 'https://127.0.0.1:1');
+    await assert.rejects(insert(down), (err: unknown) => isNonstopError(err) && err.code === ErrorCodes.unavailable.code && err.status === 503);
+    // Positive control from the same client code: with a live core the call goes through, key and all.
+    registry = new Registry();
+    const c = newClient();
+    const res = await c.insert({ requestId: randomUUID(), collection: 'notes', token: 'tok-abcdefgh', key: 'retry-key-1', deadline: performance.now() + 5000 }, { title: 'hi' });
+    assert.equal(res.status, 201);
+    assert.equal(headers.at(-1)!['idempotency-key'], 'retry-key-1');
   });
 
   it('leaves the counter unchanged when core answers on the first try, and moves it on the next retried call', async () => {

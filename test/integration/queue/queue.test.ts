@@ -1,27 +1,31 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { createConnection } from 'node:net';
 import { EventEmitter, once } from 'node:events';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { DEFAULT_CLAIM_IDLE_MS, DEFAULT_CLAIM_INTERVAL_MS } from '../../../services/broker/config';
+import { DEFAULT_CLAIM_IDLE_MS, DEFAULT_CLAIM_INTERVAL_MS, DEFAULT_MAX_BUDGET_MS } from '../../../services/broker/config';
 import { brokerMetrics, type BrokerMetrics } from '../../../services/broker/metrics';
 import { QueueConsumer, type ConsumerOptions, type RequestHandler } from '../../../services/broker/queue/consumer';
 import { NonstopError } from '../../../services/common/errors/nonstop-error';
 import type { Logger } from '../../../services/common/log/logger';
 import { encodeRequest, MAX_ENVELOPE_BYTES, type ReplyEnvelope, type RequestEnvelope } from '../../../services/common/queue/envelope';
-import { queueKeys } from '../../../services/common/queue/keys';
+import { PROTOCOL_VERSION, queueKeys } from '../../../services/common/queue/keys';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '../../../services/common/queue/timing';
 import { gatewayMetrics, type GatewayMetrics } from '../../../services/gateway/metrics';
-import { Dispatcher } from '../../../services/gateway/queue/dispatcher';
+import { Dispatcher, type QueueRequest } from '../../../services/gateway/queue/dispatcher';
+import { sameRequest } from '../../../services/gateway/queue/same-request';
 import type { Tunnel } from '../../../services/gateway/tunnel/tunnel';
 import { memoryLogger, silentLogger } from '../../support/logger';
 import { freePort } from '../../support/ports';
 import { TestRedis } from '../../support/redis-server';
 import { waitFor } from '../../support/wait';
+import { FreezableProxy } from '../../support/freezable-proxy';
 
 const GW = 'gw-a';
 const OTHER = 'gw-b';
@@ -55,14 +59,20 @@ class Gate {
   }
 }
 
-function envelope(over: Partial<RequestEnvelope> = {}): RequestEnvelope {
-  const now = Date.now();
-  return { v: 1, id: randomUUID(), gw: GW, at: now, deadline: now + DEFAULT_REQUEST_TIMEOUT_MS, method: 'POST', collection: 'notes', token: 'nst_0123456789abcdef_token', body: '{"text":"hello"}', ...over };
+function envelope(over: Partial<QueueRequest> = {}): QueueRequest {
+  return { id: randomUUID(), method: 'POST', collection: 'notes', token: 'nst_0123456789abcdef_token', body: '{"text":"hello"}', ...over };
 }
 
-function created(e: RequestEnvelope, by = 'broker'): ReplyEnvelope {
-  return { v: 1, id: e.id, status: 201, body: { id: e.id, by } };
+/** What the broker's handler sees of a request: the request with the envelope's own fields. */
+function asQueued(e: QueueRequest): Omit<RequestEnvelope, 'budgetMs'> {
+  return { v: PROTOCOL_VERSION, gw: GW, ...e };
 }
+
+function created(e: { id: string }, by = 'broker'): ReplyEnvelope {
+  return { v: PROTOCOL_VERSION, id: e.id, status: 201, body: { id: e.id, by } };
+}
+
+const T = DEFAULT_REQUEST_TIMEOUT_MS;
 
 async function counterValue(metric: { get: () => Promise<{ values: { value: number; labels: Record<string, unknown> }[] }> }, labels: Record<string, string> = {}): Promise<number> {
   const { values } = await metric.get();
@@ -117,7 +127,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
         gatewayIds: [GW],
         consumerName: `consumer-${randomUUID().slice(0, 8)}`,
         concurrency: 8,
-        replyTtlMs: 10_000,
+        maxBudgetMs: DEFAULT_MAX_BUDGET_MS,
         claimIdleMs: DEFAULT_CLAIM_IDLE_MS,
         claimIntervalMs: DEFAULT_CLAIM_INTERVAL_MS,
         ...rest,
@@ -142,7 +152,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
       gatewayIds: [GW],
       consumerName: `${by}-${randomUUID().slice(0, 8)}`,
       concurrency: 8,
-      replyTtlMs: 10_000,
+      maxBudgetMs: DEFAULT_MAX_BUDGET_MS,
       claimIdleMs: DEFAULT_CLAIM_IDLE_MS,
       claimIntervalMs: DEFAULT_CLAIM_INTERVAL_MS,
       by,
@@ -179,7 +189,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
   function startDispatcher(r: TestRedis, log: Logger = silentLogger()): { dispatcher: Dispatcher; metrics: GatewayMetrics } {
     const metrics = gatewayMetrics(new Registry());
     const g = r.gateway(GW);
-    const dispatcher = new Dispatcher(GW, { username: g.username, password: g.password }, 2000, metrics, log);
+    const dispatcher = new Dispatcher(GW, { username: g.username, password: g.password }, { commandTimeoutMs: 2000, pingIntervalMs: 500, pingMisses: 2 }, sameRequest, metrics, log);
     cleanups.push(() => dispatcher.close());
     return { dispatcher, metrics };
   }
@@ -221,19 +231,21 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     const post = envelope({ body: JSON.stringify({ text: 'ünïcödé ✓', n: [1, 2, 3] }) });
     const get = envelope({ method: 'GET', recordId: randomUUID(), body: undefined });
     delete get.body;
-    assert.deepEqual(await dispatcher.submit(post), created(post));
-    assert.deepEqual(await dispatcher.submit(get), created(get));
+    assert.deepEqual(await dispatcher.submit(post, T), created(post));
+    assert.deepEqual(await dispatcher.submit(get, T), created(get));
 
-    assert.deepEqual(seen, [post, get]);
+    assert.deepEqual(seen.map(({ budgetMs: _, ...rest }) => rest), [asQueued(post), asQueued(get)]);
+    for (const e of seen) assert.ok(e.budgetMs > T - 2000 && e.budgetMs <= T, `budget ${e.budgetMs}`);
     const admin = await inspector(r);
-    assert.equal(await admin.exists(queueKeys.reply(GW, post.id), queueKeys.reply(GW, get.id)), 0);
+    // Replies travel published, never stored: the broker's Redis holds nothing afterwards.
+    assert.equal(await admin.dbsize(), 1, 'only the request stream (empty) remains');
     assert.equal(await admin.xlen(STREAM), 0);
     assert.equal(await pendingCount(admin), 0);
   });
 
   it('refuses a request with no_tunnel (503) when no lane is ready', async () => {
     const { dispatcher } = startDispatcher(await startRedis());
-    const none = await rejection(dispatcher.submit(envelope()));
+    const none = await rejection(dispatcher.submit(envelope(), T));
     assert.equal(none.code, 'no_tunnel');
     assert.equal(none.status, 503);
 
@@ -245,7 +257,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     await waitFor('a failed connection attempt', () => mem.lines.some((l) => l.message === 'queue connection error'));
     assert.equal(d2.openLanes, 1);
     assert.equal(d2.readyLanes, 0);
-    const err = await rejection(d2.submit(envelope()));
+    const err = await rejection(d2.submit(envelope(), T));
     assert.equal(err.code, 'no_tunnel');
     assert.equal(err.status, 503);
   });
@@ -264,7 +276,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     await startConsumer(r, (e) => Promise.resolve(created(e)));
     await waitFor('the queue lane to be ready', () => dispatcher.readyLanes === 1, 10_000, 20);
     const e = envelope();
-    assert.deepEqual(await dispatcher.submit(e), created(e));
+    assert.deepEqual(await dispatcher.submit(e, T), created(e));
   });
 
   it('answers deadline_exceeded (504) at the deadline of a request whose handler never answers', async () => {
@@ -278,9 +290,10 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     });
     const { dispatcher } = startDispatcher(r);
     await addLane(dispatcher, r.port);
-    const e = envelope({ deadline: Date.now() + 400 });
-    const err = await rejection(dispatcher.submit(e));
-    assert.ok(Date.now() >= e.deadline, 'rejected before the deadline');
+    const e = envelope();
+    const started = Date.now();
+    const err = await rejection(dispatcher.submit(e, 400));
+    assert.ok(Date.now() - started >= 400, 'rejected before the deadline');
     assert.equal(err.code, 'deadline_exceeded');
     assert.equal(err.status, 504);
     assert.deepEqual(reached, [e.id]);
@@ -308,14 +321,15 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
       expected.set((await broker.xadd(STREAM, '*', ...fields))!, reason);
     };
     await put('bad_json', queueKeys.field, `{not json ${canary}`);
-    await put('unknown_version', queueKeys.field, JSON.stringify({ ...envelope(), v: 2, body: canary }));
-    await put('oversize', queueKeys.field, JSON.stringify({ ...envelope(), body: canary + 'x'.repeat(MAX_ENVELOPE_BYTES) }));
-    await put('bad_shape', 'x', encodeRequest(envelope({ body: canary })));
-    await put('bad_shape', queueKeys.field, encodeRequest(envelope({ gw: OTHER, body: canary })));
-    await put('bad_shape', queueKeys.field, JSON.stringify({ ...envelope(), [canary]: canary }));
+    const queued = (over: Partial<RequestEnvelope> = {}): RequestEnvelope => ({ ...asQueued(envelope()), budgetMs: T, ...over });
+    await put('unknown_version', queueKeys.field, JSON.stringify({ ...queued(), v: 1, body: canary }));
+    await put('oversize', queueKeys.field, JSON.stringify({ ...queued(), body: canary + 'x'.repeat(MAX_ENVELOPE_BYTES) }));
+    await put('bad_shape', 'x', encodeRequest(queued({ body: canary })));
+    await put('bad_shape', queueKeys.field, encodeRequest(queued({ gw: OTHER, body: canary })));
+    await put('bad_shape', queueKeys.field, JSON.stringify({ ...queued(), [canary]: canary }));
 
     const valid = envelope();
-    assert.deepEqual(await dispatcher.submit(valid), created(valid));
+    assert.deepEqual(await dispatcher.submit(valid, T), created(valid));
     assert.deepEqual(handled, [valid.id]);
 
     const admin = await inspector(r);
@@ -353,7 +367,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     await addLane(dispatcher, r.port);
 
     const envelopes = Array.from({ length: 300 }, () => envelope());
-    const replies = await Promise.all(envelopes.map((e) => dispatcher.submit(e)));
+    const replies = await Promise.all(envelopes.map((e) => dispatcher.submit(e, T)));
     assert.deepEqual(
       replies.map((x) => x.id),
       envelopes.map((e) => e.id),
@@ -375,7 +389,8 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     const holder = await startConsumerProcess(r, 'holder');
 
     const e = envelope();
-    const reply = dispatcher.submit(e);
+    const started = Date.now();
+    const reply = dispatcher.submit(e, T);
     await holder.handed(e.id);
     // Started only now, so that the request went to the holder.
     const handled: string[] = [];
@@ -386,7 +401,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     await holder.kill();
 
     assert.deepEqual(await reply, created(e, 'rescuer'));
-    assert.ok(Date.now() < e.deadline, 'answered after the deadline');
+    assert.ok(Date.now() - started < T, 'answered after the deadline');
     assert.deepEqual(handled, [e.id]);
     assert.equal(await counterValue(metrics.claimed), 1);
     const admin = await inspector(r);
@@ -403,9 +418,9 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
 
     // Two slow requests; the second lives on into the killing half, so it gets two deadlines.
     const slow = envelope();
-    const later = envelope({ deadline: Date.now() + 2 * DEFAULT_REQUEST_TIMEOUT_MS });
-    const slowReply = dispatcher.submit(slow);
-    const laterReply = dispatcher.submit(later);
+    const later = envelope();
+    const slowReply = dispatcher.submit(slow, T);
+    const laterReply = dispatcher.submit(later, 2 * T);
     await holder.handed(slow.id);
     await holder.handed(later.id);
     const handled: string[] = [];
@@ -420,6 +435,10 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     assert.equal(await counterValue(metrics.claimed), 0);
     holder.release(slow.id);
     assert.deepEqual(await slowReply, created(slow, 'holder'));
+    // The holder replies first and acknowledges after; kill it only once it has, or its
+    // unacknowledged entry is (rightly) claimed and answered again.
+    const admin = await inspector(r);
+    await waitFor('the holder to acknowledge the slow request', async () => (await pendingCount(admin)) === 1, 5000, 20);
     // Handed to the holder once, never again (not even to itself).
     assert.deepEqual(holder.requests, [slow.id, later.id]);
 
@@ -440,7 +459,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     const deadline = Date.now() + 15_000;
     // No consumer: nothing drains the queue. 40 x 128 KiB cannot fit in 2 MiB.
     for (let i = 0; i < total; i++) {
-      dispatcher.submit(envelope({ deadline, body: 'x'.repeat(128 * 1024) })).then(
+      dispatcher.submit(envelope({ body: 'x'.repeat(128 * 1024) }), deadline - Date.now()).then(
         () => outcomes.push(undefined),
         (err: NonstopError) => outcomes.push(err),
       );
@@ -476,7 +495,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     const { dispatcher, metrics } = startDispatcher(r);
     await addLane(dispatcher, r.port);
 
-    const inflight = dispatcher.submit(held);
+    const inflight = dispatcher.submit(held, T);
     await waitFor('the held request to reach the handler', () => calls.get(held.id) === 1, 5000, 20);
     await r.crash();
 
@@ -489,16 +508,15 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     assert.equal(dispatcher.readyLanes, 1);
 
     const after = envelope();
-    assert.deepEqual(await dispatcher.submit(after), created(after, 'delivery-1'));
+    assert.deepEqual(await dispatcher.submit(after, T), created(after, 'delivery-1'));
 
-    // The first delivery finishes late: its reply lands in the new redis, nobody fetches it
-    // (the gateway already answered), and it expires with the reply TTL.
+    // The first delivery finishes late: its reply is published to nobody who waits (the
+    // gateway already answered) and leaves nothing behind in the new redis.
     hold.open();
+    await waitFor('the first delivery to finish', () => brokerLog.lines.length >= 0 && calls.get(held.id) === 2, 5000, 20);
     const admin = await inspector(r);
-    const stale = queueKeys.reply(GW, held.id);
-    await waitFor('the late reply of the first delivery', async () => (await admin.exists(stale)) === 1, 5000, 20);
-    const ttl = await admin.pttl(stale);
-    assert.ok(ttl > 0 && ttl <= 10_000, `stale reply ttl ${ttl}`);
+    await sleep(200);
+    assert.deepEqual(await admin.keys('*'), [STREAM]);
     assert.equal(await admin.xlen(STREAM), 0);
     assert.equal(await pendingCount(admin), 0);
   });
@@ -520,7 +538,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
 
     await consumer.writer.connect();
     const e = envelope();
-    assert.deepEqual(await dispatcher.submit(e), created(e));
+    assert.deepEqual(await dispatcher.submit(e, T), created(e));
   });
 
   it('drops a lane the moment its tunnel closes and re-sends its in-flight request on another lane', async () => {
@@ -538,7 +556,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
 
     const ta = await addLane(dispatcher, ra.port, 'tunnel-a');
     const e = envelope();
-    const reply = dispatcher.submit(e);
+    const reply = dispatcher.submit(e, T);
     await waitFor('the request to reach broker a', () => reachedA.includes(e.id), 5000, 20);
     await addLane(dispatcher, rb.port, 'tunnel-b');
     assert.equal(dispatcher.openLanes, 2);
@@ -563,7 +581,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
       async (e) => {
         bodies.push(e.body ?? '');
         if (e.collection === 'slow') await never.wait();
-        return { v: 1, id: e.id, status: 422, body: { error: { code: 'schema_violation', message: 'no' } } };
+        return { v: PROTOCOL_VERSION, id: e.id, status: 422, body: { error: { code: 'schema_violation', message: 'no' } } };
       },
       { log: brokerLog.log },
     );
@@ -571,15 +589,15 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     const t = await addLane(dispatcher, r.port);
 
     const e = envelope({ body: JSON.stringify({ secret: canary }), token: tokenCanary });
-    assert.equal((await dispatcher.submit(e)).status, 422);
+    assert.equal((await dispatcher.submit(e, T)).status, 422);
     // The paths that do log: a deadline, a poison message carrying the secrets, a lane drop.
-    const slow = envelope({ collection: 'slow', body: canary, token: tokenCanary, deadline: Date.now() + 300 });
-    assert.equal((await rejection(dispatcher.submit(slow))).code, 'deadline_exceeded');
+    const slow = envelope({ collection: 'slow', body: canary, token: tokenCanary });
+    assert.equal((await rejection(dispatcher.submit(slow, 300))).code, 'deadline_exceeded');
     const broker = await r.client('broker');
     await broker.xadd(STREAM, '*', queueKeys.field, JSON.stringify({ ...e, v: 7 }));
     await broker.xadd(STREAM, '*', queueKeys.field, JSON.stringify({ ...e, extra: canary }));
-    const lost = envelope({ collection: 'slow', body: canary, token: tokenCanary, deadline: Date.now() + 1500 });
-    const lostReply = rejection(dispatcher.submit(lost));
+    const lost = envelope({ collection: 'slow', body: canary, token: tokenCanary });
+    const lostReply = rejection(dispatcher.submit(lost, 1500));
     await waitFor('the last slow request to reach the handler', () => bodies.length === 3, 5000, 20);
     t.emit('closed');
     assert.equal((await lostReply).code, 'deadline_exceeded');
@@ -591,5 +609,239 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
       assert.ok(!text.includes(canary), 'a body reached the logs');
       assert.ok(!text.includes(tokenCanary), 'a token reached the logs');
     }
+  });
+
+  it('drains a queue filled to maxmemory as soon as the handler answers again, and serves a fresh request within 5 s, nobody restarting anything', async function () {
+    this.timeout(40_000);
+    const r = await startRedis({ maxMemoryBytes: 2 * 1024 * 1024 });
+    const paused = gate();
+    const handled: string[] = [];
+    const { consumer } = await startConsumer(
+      r,
+      async (e) => {
+        await paused.wait();
+        handled.push(e.id);
+        return created(e);
+      },
+      { concurrency: 2 },
+    );
+    const { dispatcher } = startDispatcher(r);
+    await addLane(dispatcher, r.port);
+    const admin = await inspector(r);
+
+    // Core "paused": the handler holds two, the rest queue up until Redis refuses (OOM).
+    // Small entries, so that the last one accepted leaves Redis above maxmemory, where it
+    // refuses anything queued in a MULTI (large ones are refused by their own query buffer
+    // and leave it just below).
+    const outcomes: Promise<string>[] = [];
+    let full = false;
+    for (let batch = 0; batch < 100 && !full; batch++) {
+      const ps = Array.from({ length: 25 }, () =>
+        dispatcher.submit(envelope({ body: JSON.stringify({ text: 'x'.repeat(4096) }) }), 30_000).then(
+          () => 'ok' as const,
+          (err: NonstopError) => err.code,
+        ),
+      );
+      outcomes.push(...ps);
+      full = (await Promise.race([Promise.any(ps.map((p) => p.then((x) => (x === 'queue_full' ? x : Promise.reject(new Error(x)))))), sleep(50).then(() => 'queued')])) === 'queue_full';
+    }
+    assert.ok(full, 'the queue never filled');
+    // Requests keep arriving while it is full: one large XADD half-received, as clients
+    // retrying big bodies keep it. Redis sizes the query buffer for the whole announced
+    // bulk, which keeps it above maxmemory, where anything queued in a MULTI is refused.
+    const g = r.gateway(GW);
+    const halfSent = createConnection({ host: '127.0.0.1', port: r.port });
+    cleanups.push(() => halfSent.destroy());
+    halfSent.on('error', () => undefined);
+    const big = 1024 * 1024;
+    halfSent.write(`*3\r\n$4\r\nAUTH\r\n$${g.username.length}\r\n${g.username}\r\n$${g.password.length}\r\n${g.password}\r\n`);
+    halfSent.write(`*5\r\n$4\r\nXADD\r\n$${STREAM.length}\r\n${STREAM}\r\n$1\r\n*\r\n$1\r\ne\r\n$${big}\r\n${'y'.repeat(big / 2)}`);
+    await waitFor('the half-sent request to hold memory', async () => Number(/used_memory:(\d+)/.exec(await admin.info('memory'))![1]) > 2 * 1024 * 1024, 5000, 20);
+    const memory = await admin.info('memory');
+    const used = Number(/used_memory:(\d+)/.exec(memory)![1]);
+    const max = Number(/maxmemory:(\d+)/.exec(memory)![1]);
+    assert.ok(used > max, `used_memory ${used} is not above maxmemory ${max}: the test did not reach the wedge condition`);
+
+    // "Core" is back: everything queued is answered and acknowledged at that memory level,
+    // and a fresh request (retried on queue_full, as a client does) goes through within 5 s.
+    paused.open();
+    const started = Date.now();
+    let fresh: ReplyEnvelope | undefined;
+    while (!fresh && Date.now() - started < 5000) {
+      const e = envelope();
+      fresh = await dispatcher.submit(e, 5000).catch(async (err: NonstopError) => {
+        assert.equal(err.code, 'queue_full');
+        await sleep(100);
+        return undefined;
+      });
+    }
+    assert.ok(fresh, 'no fresh request got through within 5 s of the handler answering again');
+    assert.equal(fresh.status, 201);
+    const results = await Promise.all(outcomes);
+    // Each was either refused (not stored) or answered: none lost, none left hanging.
+    assert.ok(results.every((x) => x === 'ok' || x === 'queue_full'), JSON.stringify([...new Set(results)]));
+    assert.ok(results.filter((x) => x === 'ok').length > 100);
+    await waitFor('the stream to drain', async () => (await admin.xlen(STREAM)) === 0 && (await pendingCount(admin)) === 0, 5000, 20);
+    assert.ok(consumer.stalledMs < 2000);
+  });
+
+  it('trims entries older than the largest budget while every worker is busy, and drops an expired one unanswered', async function () {
+    this.timeout(30_000);
+    const r = await startRedis();
+    const held = gate();
+    const seen: string[] = [];
+    const { metrics } = await startConsumer(
+      r,
+      async (e) => {
+        seen.push(e.id);
+        await held.wait();
+        return created(e);
+      },
+      { concurrency: 1, maxBudgetMs: 1000, claimIntervalMs: 200 },
+    );
+    const { dispatcher } = startDispatcher(r);
+    await addLane(dispatcher, r.port);
+    const admin = await inspector(r);
+    const first = envelope();
+    const firstReply = rejection(dispatcher.submit(first, 800));
+    await waitFor('the first request at the handler', () => seen.length === 1, 5000, 20);
+    const queued = [envelope(), envelope(), envelope()];
+    const replies = queued.map((e) => rejection(dispatcher.submit(e, 800)));
+    await waitFor('the waiting entries to be queued', async () => (await admin.xlen(STREAM)) === 4, 5000, 20);
+    // The only worker is busy: only the trim can remove the three that wait.
+    await waitFor('expired entries to be trimmed', async () => (await admin.xlen(STREAM)) === 0, 5000, 50);
+    assert.ok((await counterValue(metrics.processed, { outcome: 'expired' })) >= 3);
+    for (const err of await Promise.all([firstReply, ...replies])) assert.equal(err.code, 'deadline_exceeded');
+    held.open();
+    assert.deepEqual(seen, [first.id], 'a request past its budget reached the handler');
+    // Positive control: a request with budget to spare is still served.
+    const ok = envelope();
+    assert.deepEqual(await dispatcher.submit(ok, T), created(ok));
+  });
+
+  for (const offsetMs of [60_000, -60_000]) {
+    it(`serves normally with the broker process's wall clock ${offsetMs > 0 ? 'ahead' : 'behind'} by 60 s, handing the handler the budget the gateway sent`, async () => {
+      const r = await startRedis();
+      const budgets: number[] = [];
+      const realNow = Date.now.bind(Date);
+      await startConsumer(r, (e, deadline) => {
+        budgets.push(deadline - performance.now());
+        return Promise.resolve(created(e));
+      });
+      const { dispatcher } = startDispatcher(r);
+      await addLane(dispatcher, r.port);
+      // The consumer and the dispatcher live in this process: skew its wall clock. Redis's
+      // (the broker host's) is not skewed; budgets never read the process's wall clock.
+      Date.now = () => realNow() + offsetMs;
+      cleanups.push(() => (Date.now = realNow));
+      for (let i = 0; i < 5; i++) {
+        const e = envelope();
+        assert.deepEqual(await dispatcher.submit(e, 2000), created(e));
+      }
+      Date.now = realNow;
+      assert.equal(budgets.length, 5);
+      for (const b of budgets) assert.ok(b > 1000 && b <= 2000, `budget at the handler ${b}`);
+    });
+  }
+
+  it("moves a request off a lane whose tunnel went silent (a partition, nothing closed) to another broker's lane, well inside the deadline", async () => {
+    const ra = await startRedis();
+    const rb = await startRedis({ sameSecretsAs: ra });
+    const reachedA: string[] = [];
+    await startConsumer(ra, (e) => {
+      reachedA.push(e.id);
+      return Promise.resolve(created(e, 'a'));
+    });
+    await startConsumer(rb, (e) => Promise.resolve(created(e, 'b')));
+    const proxy = await FreezableProxy.start(ra.port);
+    cleanups.push(() => proxy.stop());
+    const { dispatcher, metrics } = startDispatcher(ra);
+    await addLane(dispatcher, proxy.port, 'tunnel-a');
+    // Positive control: lane a carries requests while the link is up.
+    const before = envelope();
+    assert.deepEqual(await dispatcher.submit(before, T), created(before, 'a'));
+    await addLane(dispatcher, rb.port, 'tunnel-b');
+
+    proxy.freeze();
+    // Both lanes are equally idle; the request goes to whichever is picked first, and must
+    // come back from b either way (directly, or re-sent once a's pings go unanswered).
+    const results: ReplyEnvelope[] = [];
+    const started = Date.now();
+    for (let i = 0; i < 4; i++) {
+      const e = envelope();
+      results.push(await dispatcher.submit(e, T));
+    }
+    const took = Date.now() - started;
+    for (const res of results) assert.equal((res.body as { by: string }).by, 'b');
+    assert.ok(took < T / 2, `took ${took} ms`);
+    await waitFor('lane a to be given up', () => dispatcher.readyLanes === 1, 5000, 20);
+    assert.ok((await counterValue(metrics.redispatched)) >= 1, 'nothing was re-sent: the test did not exercise the silent lane');
+    assert.deepEqual(reachedA, [before.id]);
+  });
+
+  it('joins a retry under the same id while the first is in flight (even re-serialised), and refuses a different record under it', async () => {
+    const r = await startRedis();
+    const held = gate();
+    const calls: string[] = [];
+    await startConsumer(r, async (e) => {
+      calls.push(e.id);
+      await held.wait();
+      return created(e);
+    });
+    const { dispatcher } = startDispatcher(r);
+    await addLane(dispatcher, r.port);
+    const first = envelope({ key: 'k-1', body: '{"a":1,"b":{"c":2,"d":3}}' });
+    const p1 = dispatcher.submit(first, T);
+    await waitFor('the first attempt at the handler', () => calls.length === 1, 5000, 20);
+    const p2 = dispatcher.submit({ ...first, body: '{ "b": {"d":3,"c":2}, "a": 1 }' }, T);
+    const other = await rejection(dispatcher.submit({ ...first, body: '{"a":2}' }, T));
+    assert.equal(other.code, 'conflict');
+    assert.equal(other.status, 409);
+    held.open();
+    assert.deepEqual(await p1, created(first));
+    assert.deepEqual(await p2, created(first));
+    assert.deepEqual(calls, [first.id], 'the retry was queued a second time');
+  });
+
+  it('refuses new requests while draining (not stored) but still delivers the replies of those in flight; closing ends the rest as maybe stored', async () => {
+    const r = await startRedis();
+    const held = gate();
+    const never = gate();
+    const seen: string[] = [];
+    await startConsumer(r, async (e) => {
+      seen.push(e.id);
+      if (e.collection === 'slow') await never.wait();
+      await held.wait();
+      return created(e);
+    });
+    const { dispatcher } = startDispatcher(r);
+    await addLane(dispatcher, r.port);
+    const inflight = envelope();
+    const reply = dispatcher.submit(inflight, T);
+    await waitFor('the request at the handler', () => seen.length === 1, 5000, 20);
+    dispatcher.drain();
+    const refused = await rejection(dispatcher.submit(envelope(), T));
+    assert.equal(refused.code, 'shutting_down');
+    held.open();
+    assert.deepEqual(await reply, created(inflight));
+
+    const { dispatcher: d2 } = startDispatcher(r);
+    await addLane(d2, r.port);
+    const stuck = envelope({ collection: 'slow' });
+    const stuckReply = rejection(d2.submit(stuck, T));
+    await waitFor('the slow request at the handler', () => seen.includes(stuck.id), 5000, 20);
+    d2.close();
+    const err = await stuckReply;
+    assert.equal(err.code, 'deadline_exceeded');
+  });
+
+  it("reports a consumer whose Redis stopped answering as not moving, and one that idles as moving", async () => {
+    const r = await startRedis();
+    const { consumer } = await startConsumer(r, (e) => Promise.resolve(created(e)));
+    await sleep(2500);
+    assert.ok(consumer.stalledMs < 1500, `idle consumer stalled for ${consumer.stalledMs} ms`);
+    await r.stopServer();
+    await sleep(2500);
+    assert.ok(consumer.stalledMs >= 2000, `consumer without redis stalled only ${consumer.stalledMs} ms`);
   });
 });

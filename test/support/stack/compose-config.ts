@@ -38,6 +38,8 @@ export interface ServiceSpec {
   /** memswap_limit: memory + swap. */
   memorySwapBytes?: number;
   pidsLimit?: number;
+  /** stop_grace_period in seconds: how long `docker stop` waits before SIGKILL. */
+  stopGraceSeconds?: number;
   /** ulimits.core as soft/hard (a single number sets both). */
   coreLimit?: { soft: number; hard: number };
   ports: PortSpec[];
@@ -51,6 +53,13 @@ export interface ComposeSpec {
   services: Record<string, ServiceSpec>;
   networks: Record<string, { internal: boolean }>;
   volumes: string[];
+}
+
+/** A compose duration (`25s`, `1m30s`, `1m`) in whole seconds. */
+function parseSeconds(text: string): number {
+  const m = /^(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
+  if (!m || (m[1] === undefined && m[2] === undefined)) throw new Error(`unsupported duration ${JSON.stringify(text)}`);
+  return Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0);
 }
 
 function composeCommand(): { cmd: string; args: string[] } {
@@ -148,6 +157,7 @@ export function loadCompose(env: Record<string, string>): ComposeSpec {
       ...(memorySwap !== undefined ? { memorySwapBytes: memorySwap } : {}),
       ...(coreLimit !== undefined ? { coreLimit } : {}),
       ...(s.pids_limit !== undefined ? { pidsLimit: Number(s.pids_limit) } : {}),
+      ...(s.stop_grace_period !== undefined ? { stopGraceSeconds: parseSeconds(scalar(s.stop_grace_period)) } : {}),
       ports: ((s.ports as unknown[] | undefined) ?? []).map(parsePort),
       networks,
       ...(s.network_mode ? { networkMode: scalar(s.network_mode) } : {}),

@@ -107,6 +107,7 @@ export class Stack {
       Labels: { 'nonstop.test': this.project, 'nonstop.service': s.name },
       ExposedPorts: Object.fromEntries(s.ports.map((p) => [`${p.containerPort}/${p.protocol}`, {}])),
       HostConfig: hostConfig,
+      ...(s.stopGraceSeconds !== undefined ? { StopTimeout: s.stopGraceSeconds } : {}),
       ...(first && !s.networkMode ? { NetworkingConfig: { EndpointsConfig: { [this.name(first)]: { Aliases: [s.name] } } } } : {}),
     });
     for (const net of rest) await this.docker.getNetwork(this.name(net)).connect({ Container: container.id, EndpointConfig: { Aliases: [s.name] } });

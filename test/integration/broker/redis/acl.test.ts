@@ -18,8 +18,9 @@ const GW = 'gw-a';
 const OTHER = 'gw-b';
 const ownStream = queueKeys.requests(GW);
 const otherStream = queueKeys.requests(OTHER);
-const ownReply = queueKeys.reply(GW, '0b8e4c5a-8a51-4c1e-9d0e-3f7e7c1e2a10');
-const otherReply = queueKeys.reply(OTHER, '0b8e4c5a-8a51-4c1e-9d0e-3f7e7c1e2a10');
+/** A key under the gateway's own prefix that is not its stream: v2 gives it no key but that. */
+const ownKey = `${queueKeys.requests(GW)}:x`;
+const otherKey = `${queueKeys.requests(OTHER)}:x`;
 const NOPERM = /^NOPERM/;
 
 function errorOf(p: Promise<unknown>): Promise<Error> {
@@ -97,11 +98,12 @@ describe('broker redis ACL (real redis-server)', function () {
       { what: 'XRANGE of its own request stream', args: ['XRANGE', ownStream, '-', '+'] },
       { what: 'XLEN of its own request stream', args: ['XLEN', ownStream] },
       { what: "XADD to another gateway's request stream", args: ['XADD', otherStream, '*', queueKeys.field, '{}'] },
-      { what: "GETDEL of another gateway's reply key", args: ['GETDEL', otherReply] },
+      { what: "GETDEL of a key under another gateway's prefix", args: ['GETDEL', otherKey] },
+      { what: 'GETDEL of a key under its own prefix', args: ['GETDEL', ownKey] },
       { what: 'GETDEL of its own request stream key', args: ['GETDEL', ownStream] },
       { what: 'DEL of its own request stream', args: ['DEL', ownStream] },
-      { what: 'XADD to its own reply key', args: ['XADD', ownReply, '*', 'f', 'v'] },
-      { what: 'SET of its own reply key', args: ['SET', ownReply, 'forged'] },
+      { what: 'XADD to another key under its own prefix', args: ['XADD', ownKey, '*', 'f', 'v'] },
+      { what: 'SET of a key under its own prefix', args: ['SET', ownKey, 'forged'] },
       { what: 'XADD to the dead-letter stream', args: ['XADD', queueKeys.deadLetter, '*', 'f', 'v'] },
       { what: "SUBSCRIBE to another gateway's reply channel", args: ['SUBSCRIBE', queueKeys.replies(OTHER)] },
       { what: 'PSUBSCRIBE *', args: ['PSUBSCRIBE', '*'] },
@@ -137,14 +139,6 @@ describe('broker redis ACL (real redis-server)', function () {
       const id = await c.xadd(ownStream, '*', queueKeys.field, '{}');
       assert.match(String(id), /^\d+-\d+$/);
       assert.equal(await b.xlen(ownStream), before + 1);
-    });
-
-    it('may GETDEL its own reply key, which removes it', async () => {
-      const b = await as('broker');
-      await b.set(ownReply, 'the-reply', 'PX', 10_000);
-      const c = await as({ gateway: GW });
-      assert.equal(await c.getdel(ownReply), 'the-reply');
-      assert.equal(await c.getdel(ownReply), null);
     });
 
     it('may SUBSCRIBE to its own reply channel and receives what the broker publishes there', async () => {
@@ -204,20 +198,22 @@ describe('broker redis ACL (real redis-server)', function () {
       assert.equal(claimed[1][0]![0], entry);
       // The consumer's heartbeat: keeps its own entry fresh.
       assert.deepEqual(await b.xclaim(stream, queueKeys.group, 'c2', 0, entry!, 'JUSTID'), [entry]);
+      // The reply, the acknowledgement, the trim of expired entries, and Redis's clock.
       const res = await b
-        .multi()
-        .set(queueKeys.reply('gw-broker-test', 'r'), 'v', 'PX', 1000)
-        .publish(queueKeys.replies('gw-broker-test'), 'r')
+        .pipeline()
+        .publish(queueKeys.replies('gw-broker-test'), '{"v":2}')
         .xack(stream, queueKeys.group, entry!)
         .xdel(stream, entry!)
+        .xtrim(stream, 'MINID', 0)
+        .time()
         .exec();
       assert.deepEqual(
         res!.map(([err]) => err),
-        [null, null, null, null],
+        [null, null, null, null, null],
       );
       assert.deepEqual(
-        res!.map(([, v]) => v),
-        ['OK', 0, 1, 1],
+        res!.slice(0, 4).map(([, v]) => v),
+        [0, 1, 1, 0],
       );
       assert.equal(await b.xlen(stream), 0);
     });
@@ -232,6 +228,9 @@ describe('broker redis ACL (real redis-server)', function () {
       { what: 'SHUTDOWN', args: ['SHUTDOWN', 'NOSAVE'] },
       { what: 'ACL SETUSER', args: ['ACL', 'SETUSER', 'evil', 'on', '>pw', '+@all'] },
       { what: 'SET outside the queue prefix', args: ['SET', 'elsewhere', 'v'] },
+      // v2 stores no replies and needs no transaction: MULTI would be refused at maxmemory.
+      { what: 'SET inside the queue prefix', args: ['SET', ownKey, 'v'] },
+      { what: 'MULTI', args: ['MULTI'] },
     ];
     for (const row of brokerDenied) {
       it(`refuses the broker ${row.what}`, async () => {
@@ -243,12 +242,12 @@ describe('broker redis ACL (real redis-server)', function () {
   });
 
   describe('memory ceiling', () => {
-    it("refuses the gateway's XADD with OOM once maxmemory is reached, and evicts nothing", async () => {
+    it("refuses the gateway's XADD with OOM once maxmemory is reached, evicts nothing, and still takes every command the broker needs to drain", async () => {
       const small = await TestRedis.start({ gateways: [GW], maxMemoryBytes: 2 * 1024 * 1024 });
       try {
         const gw = await small.client({ gateway: GW });
         const broker = await small.client('broker');
-        await broker.set(queueKeys.reply(GW, 'kept'), 'x'.repeat(1000), 'PX', 60_000);
+        await broker.xgroup('CREATE', ownStream, queueKeys.group, '0', 'MKSTREAM');
         const chunk = 'x'.repeat(64 * 1024);
         let accepted = 0;
         let refusal: Error | undefined;
@@ -263,9 +262,22 @@ describe('broker redis ACL (real redis-server)', function () {
         assert.ok(refusal, 'XADD was never refused');
         assert.match(refusal.message, /^OOM/);
         assert.ok(accepted > 0);
-        // noeviction: every accepted entry, and the unrelated key, are still there.
+        // noeviction: every accepted entry is still there.
         assert.equal(await broker.xlen(ownStream), accepted);
-        assert.equal(await gw.getdel(queueKeys.reply(GW, 'kept')), 'x'.repeat(1000));
+
+        // Above maxmemory, the broker's whole cycle still works: read, keep alive, reply,
+        // acknowledge, delete, trim. (v1 did these inside MULTI, which Redis refuses whole
+        // at maxmemory: the queue wedged.) The positive control is the refusal above.
+        const read = (await broker.xreadgroup('GROUP', queueKeys.group, 'c1', 'COUNT', 2, 'STREAMS', ownStream, '>')) as [string, [string, string[]][]][];
+        const [first, second] = read[0]![1].map(([id]) => id);
+        assert.deepEqual(await broker.xclaim(ownStream, queueKeys.group, 'c1', 0, first!, 'JUSTID'), [first]);
+        assert.equal(await broker.publish(queueKeys.replies(GW), chunk), 0);
+        assert.equal(await broker.xack(ownStream, queueKeys.group, first!, second!), 2);
+        assert.equal(await broker.xdel(ownStream, first!, second!), 2);
+        assert.equal(await broker.xtrim(ownStream, 'MINID', Date.now() + 60_000), accepted - 2);
+        assert.equal(await broker.xlen(ownStream), 0);
+        // Drained: the gateway's next request is taken again.
+        assert.match(String(await gw.xadd(ownStream, '*', queueKeys.field, chunk)), /^\d+-\d+$/);
       } finally {
         await small.stop();
       }
@@ -300,7 +312,7 @@ describe('broker redis ACL (real redis-server)', function () {
         await gw.connect();
         await broker.connect();
         for (let i = 0; i < 50; i++) await gw.xadd(ownStream, '*', queueKeys.field, `entry-${i}`);
-        await broker.set(ownReply, 'reply', 'PX', 60_000);
+        await broker.xadd(queueKeys.deadLetter, '*', 'reason', 'test');
         assert.equal(await broker.xlen(ownStream), 50);
       } finally {
         gw.disconnect();

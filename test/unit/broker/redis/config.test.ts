@@ -78,18 +78,17 @@ describe('renderRedisConf', () => {
 });
 
 describe('gatewayAcl', () => {
-  it('grants a gateway only XADD on its request stream, GETDEL on its replies and its own channel', () => {
+  it('grants a gateway only XADD on its request stream and its own reply channel', () => {
     assert.equal(
       gatewayAcl({ id: 'gw-1', username: 'gateway-gw-1', passwordSha256: GW1_HASH }),
-      `user gateway-gw-1 on #${GW1_HASH} resetkeys resetchannels &nonstop:v1:gw:gw-1:replies -@all +ping +subscribe +unsubscribe ` +
-        '(%W~nonstop:v1:gw:gw-1:req +xadd) (~nonstop:v1:gw:gw-1:reply:* +getdel)',
+      `user gateway-gw-1 on #${GW1_HASH} resetkeys resetchannels &nonstop:v2:gw:gw-1:replies -@all +ping +subscribe +unsubscribe ` + '(%W~nonstop:v2:gw:gw-1:req +xadd)',
     );
   });
 
   it('mentions no other gateway and no broad key pattern', () => {
     const acl = gatewayAcl({ id: 'gw-1', username: 'gateway-gw-1', passwordSha256: GW1_HASH });
     for (const token of acl.split(' ')) {
-      if (/^[~&(%]/.test(token)) assert.match(token, /nonstop:v1:gw:gw-1:/, token);
+      if (/^[~&(%]/.test(token)) assert.match(token, /nonstop:v2:gw:gw-1:/, token);
     }
     assert.ok(!acl.includes('allkeys') && !acl.includes('allchannels') && !acl.includes('+@all'));
     assert.ok(!acl.includes('~*') && !acl.includes('&*'));
@@ -99,10 +98,11 @@ describe('gatewayAcl', () => {
 describe('brokerAcl', () => {
   it('gives the broker only the queue commands it uses, on the nonstop keys', () => {
     const acl = brokerAcl(BROKER_HASH);
-    assert.match(acl, new RegExp(`^user broker on #${BROKER_HASH} resetkeys resetchannels ~nonstop:v1:\\* &nonstop:v1:\\* -@all `));
-    for (const forbidden of ['+@all', '+config', '+eval', '+keys', '+flushall', '+debug', '+shutdown', '+acl', 'allkeys']) {
+    assert.match(acl, new RegExp(`^user broker on #${BROKER_HASH} resetkeys resetchannels ~nonstop:v2:\\* &nonstop:v2:\\* -@all `));
+    // No SET and no MULTI: v2 stores no replies, and nothing queued in a MULTI survives maxmemory.
+    for (const forbidden of ['+@all', '+config', '+eval', '+keys', '+flushall', '+debug', '+shutdown', '+acl', 'allkeys', '+set', '+multi', '+exec']) {
       assert.ok(!acl.split(' ').includes(forbidden), forbidden);
     }
-    for (const needed of ['+xreadgroup', '+xautoclaim', '+xclaim', '+xack', '+set', '+publish']) assert.ok(acl.split(' ').includes(needed), needed);
+    for (const needed of ['+xreadgroup', '+xautoclaim', '+xclaim', '+xack', '+xdel', '+xtrim', '+time', '+publish']) assert.ok(acl.split(' ').includes(needed), needed);
   });
 });

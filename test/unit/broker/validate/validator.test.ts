@@ -31,11 +31,11 @@ const registry = SchemaRegistry.fromSchemas([
 const validator = new RequestValidator(registry, limits);
 
 function post(body: string | undefined, overrides: Partial<RequestEnvelope> = {}): RequestEnvelope {
-  return { v: 1, id: ID, gw: 'gw-1', at: 1, deadline: 2, method: 'POST', collection: 'notes', token: TOKEN, ...(body === undefined ? {} : { body }), ...overrides };
+  return { v: 2, id: ID, gw: 'gw-1', budgetMs: 1000, method: 'POST', collection: 'notes', token: TOKEN, ...(body === undefined ? {} : { body }), ...overrides };
 }
 
 function get(recordId: string | undefined, overrides: Partial<RequestEnvelope> = {}): RequestEnvelope {
-  return { v: 1, id: ID, gw: 'gw-1', at: 1, deadline: 2, method: 'GET', collection: 'notes', token: TOKEN, ...(recordId === undefined ? {} : { recordId }), ...overrides };
+  return { v: 2, id: ID, gw: 'gw-1', budgetMs: 1000, method: 'GET', collection: 'notes', token: TOKEN, ...(recordId === undefined ? {} : { recordId }), ...overrides };
 }
 
 function refused(env: RequestEnvelope, code: string, status: number): ApiError {

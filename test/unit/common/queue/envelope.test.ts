@@ -9,16 +9,16 @@ import {
   type PoisonReason,
   type RequestEnvelope,
 } from '../../../../services/common/queue/envelope';
+import { MAX_BUDGET_MS } from '../../../../services/common/queue/timing';
 
 const ID = '0f8fad5b-d9cb-469f-a165-70867728950e';
 
 function request(overrides: Partial<RequestEnvelope> = {}): RequestEnvelope {
   return {
-    v: 1,
+    v: 2,
     id: ID,
     gw: 'gw-1',
-    at: 1_700_000_000_000,
-    deadline: 1_700_000_005_000,
+    budgetMs: 5000,
     method: 'POST',
     collection: 'notes',
     token: 'nst_0123456789abcdef_secret',
@@ -73,15 +73,15 @@ describe('request envelopes', () => {
     for (const text of ['', '{', 'not json', '{"v":1,}']) poison(() => decodeRequest(text), 'bad_json');
   });
 
-  it('refuses another protocol version, including the string "1"', () => {
-    for (const v of [2, '1', 0, null]) {
+  it('refuses another protocol version, including v1 and the string "2"', () => {
+    for (const v of [1, 3, '2', 0, null]) {
       const err = poison(() => decodeRequest(tampered({ v })), 'unknown_version');
-      assert.match(err.message, /is not 1/);
+      assert.match(err.message, /is not 2/);
     }
   });
 
   it('refuses envelopes with missing fields', () => {
-    for (const field of ['v', 'id', 'gw', 'at', 'deadline', 'method', 'collection', 'token']) {
+    for (const field of ['v', 'id', 'gw', 'budgetMs', 'method', 'collection', 'token']) {
       poison(() => decodeRequest(tampered({ [field]: undefined })), 'bad_shape');
     }
   });
@@ -103,9 +103,16 @@ describe('request envelopes', () => {
       { gw: 'gw:1' },
       { method: 'DELETE' },
       { method: 'post' },
-      { at: -1 },
-      { at: 1.5 },
-      { deadline: '5' },
+      { budgetMs: 0 },
+      { budgetMs: -1 },
+      { budgetMs: 1.5 },
+      { budgetMs: '5' },
+      { budgetMs: MAX_BUDGET_MS + 1 },
+      // Absolute times are v1's and compare two hosts' clocks: no longer accepted.
+      { deadline: 1_700_000_005_000 },
+      { key: '' },
+      { key: 'k'.repeat(129) },
+      { key: 'with space' },
       { collection: 'c'.repeat(201) },
       { token: 't'.repeat(513) },
       { body: { title: 'x' } },
@@ -128,7 +135,7 @@ describe('request envelopes', () => {
 
 describe('reply envelopes', () => {
   it('round-trips a reply', () => {
-    const reply = { v: 1 as const, id: ID, status: 201, body: { id: ID } };
+    const reply = { v: 2 as const, id: ID, status: 201, body: { id: ID } };
     assert.deepEqual(decodeReply(encodeReply(reply)), reply);
   });
 
@@ -137,10 +144,10 @@ describe('reply envelopes', () => {
   });
 
   it('refuses bad statuses, ids, versions and extra fields', () => {
-    const good = { v: 1, id: ID, status: 200, body: null };
-    for (const change of [{ status: 99 }, { status: 600 }, { status: 200.5 }, { id: 'x' }, { v: 2 }, { extra: 1 }]) {
+    const good = { v: 2, id: ID, status: 200, body: null };
+    for (const change of [{ status: 99 }, { status: 600 }, { status: 200.5 }, { id: 'x' }, { v: 1 }, { extra: 1 }]) {
       poison(() => decodeReply(JSON.stringify({ ...good, ...change })), 'bad_shape');
     }
-    poison(() => decodeReply(JSON.stringify({ v: 1, status: 200, body: null })), 'bad_shape');
+    poison(() => decodeReply(JSON.stringify({ v: 2, status: 200, body: null })), 'bad_shape');
   });
 });

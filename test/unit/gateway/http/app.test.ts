@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { ErrorCodes } from '../../../../services/common/errors/codes';
 import { DEFAULT_JSON_LIMITS } from '../../../../services/common/json/limits';
-import type { ReplyEnvelope, RequestEnvelope } from '../../../../services/common/queue/envelope';
+import type { ReplyEnvelope } from '../../../../services/common/queue/envelope';
+import { PROTOCOL_VERSION } from '../../../../services/common/queue/keys';
+import type { QueueRequest } from '../../../../services/gateway/queue/dispatcher';
 import { createApp } from '../../../../services/gateway/http/app';
 import { gatewayMetrics } from '../../../../services/gateway/metrics';
 import { silentLogger } from '../../../support/logger';
@@ -17,16 +19,16 @@ import { silentLogger } from '../../../support/logger';
 describe('gateway app: unknown paths and wrong methods', () => {
   let server: Server;
   let base: string;
-  const submitted: RequestEnvelope[] = [];
+  const submitted: QueueRequest[] = [];
 
   before(async () => {
     const app = createApp({
       gatewayId: 'gw1',
       limits: DEFAULT_JSON_LIMITS,
       requestTimeoutMs: 5000,
-      submit: (e: RequestEnvelope): Promise<ReplyEnvelope> => {
+      submit: (e: QueueRequest): Promise<ReplyEnvelope> => {
         submitted.push(e);
-        return Promise.resolve({ v: e.v, id: e.id, status: 201, body: { id: e.id } });
+        return Promise.resolve({ v: PROTOCOL_VERSION, id: e.id, status: 201, body: { id: e.id } });
       },
       metrics: gatewayMetrics(new Registry()),
       log: silentLogger(),
