@@ -91,6 +91,8 @@ const gatewaySchema = z
     id: z.string().regex(GATEWAY_ID),
     host: z.string().min(1).max(253),
     sshPort: z.number().int().min(1).max(65535).default(2222),
+    /** The gateway's public HTTPS port, whose Date header tells the broker the gateway's time. */
+    httpsPort: z.number().int().min(1).max(65535).default(443),
     hostKeyFingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'expected an OpenSSH SHA256:... fingerprint'),
     queuePasswordSha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits'),
     queueUsername: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
@@ -104,6 +106,7 @@ export interface GatewayTarget {
   id: string;
   host: string;
   sshPort: number;
+  httpsPort: number;
   hostKeyFingerprint: string;
   queueUsername: string;
   queuePasswordSha256: string;
@@ -169,6 +172,7 @@ export function parseGatewaysFile(path: string, text: string): GatewayTarget[] {
       id: g.id,
       host: g.host,
       sshPort: g.sshPort,
+      httpsPort: g.httpsPort,
       hostKeyFingerprint: g.hostKeyFingerprint,
       queueUsername,
       queuePasswordSha256: g.queuePasswordSha256,

@@ -9,6 +9,7 @@ import { sequenceToSend } from '../../common/knock/sequence';
 import { fingerprintOfBlob } from '../../common/pki/ssh-keys';
 import type { GatewayTarget } from '../config';
 import { sendKnock } from '../knock/client';
+import { gatewayClockOffset } from '../knock/gateway-clock';
 
 export type TunnelState = 'idle' | 'knocking' | 'connecting' | 'up' | 'backoff' | 'stopped';
 
@@ -27,6 +28,8 @@ export interface KeeperOptions {
   queuePort: number;
   /** Where our redis-server listens on loopback (the broker's side). */
   redisPort: number;
+  /** The broker's wall clock (injectable so tests can skew it). */
+  now?: () => number;
 }
 
 class HostKeyMismatchError extends Error {
@@ -47,6 +50,8 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
   private client: Client | undefined;
   private stopped = false;
   private attempt = 0;
+  /** The gateway's clock minus ours, as last measured; undefined until it is needed. */
+  private clockOffsetMs: number | undefined;
   private wake: (() => void) | undefined;
   connects = 0;
 
@@ -124,12 +129,25 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
   private async connectOnce(): Promise<void> {
     const { address } = await lookup(this.gateway.host);
     this.setState('knocking');
-    await sendKnock(address, sequenceToSend(this.gateway.knock, Date.now()), this.opts.knockGapMs);
+    const now = this.opts.now ?? Date.now;
+    if (this.gateway.knock.mode === 'time' && this.clockOffsetMs === undefined) {
+      // Knock in the gateway's time window, not ours: our clock may be off by more than one.
+      this.clockOffsetMs = (await gatewayClockOffset(address, this.gateway.httpsPort, this.opts.connectTimeoutMs, now)) ?? 0;
+      if (Math.abs(this.clockOffsetMs) > 2000) this.log.warn("this host's clock differs from the gateway's; knocking in the gateway's time", { gateway: this.gateway.id, offsetMs: this.clockOffsetMs });
+    }
+    await sendKnock(address, sequenceToSend(this.gateway.knock, now() + (this.clockOffsetMs ?? 0)), this.opts.knockGapMs);
     // Give the gateway the moment it needs to see the last SYN and open its firewall.
     await sleep(this.opts.knockSettleMs);
     if (this.stopped) return;
     this.setState('connecting');
-    const sock = await this.tcpConnect(address);
+    let sock: Socket;
+    try {
+      sock = await this.tcpConnect(address);
+    } catch (err) {
+      // Measure the gateway's clock again before the next knock: it may have moved.
+      this.clockOffsetMs = undefined;
+      throw err;
+    }
     await new Promise<void>((resolve, reject) => {
       const client = new Client();
       this.client = client;

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GatewayTarget } from '../../../../services/broker/config';
 import { TunnelKeeper, type TunnelState } from '../../../../services/broker/tunnel/keeper';
+import { timeSequence, windowOf, type TimeSpec } from '../../../../services/common/knock/sequence';
+import { createCorePki } from '../../../support/core-fixtures';
 import { memoryLogger } from '../../../support/logger';
 import { freePort } from '../../../support/ports';
 import {
@@ -75,6 +79,7 @@ describe('TunnelKeeper against real SSH servers', function () {
       id: 'gw-test',
       host: '127.0.0.1',
       sshPort,
+      httpsPort: 1,
       hostKeyFingerprint,
       queueUsername: 'gateway-gw-test',
       queuePasswordSha256: '0'.repeat(64),
@@ -82,7 +87,7 @@ describe('TunnelKeeper against real SSH servers', function () {
     };
   }
 
-  function startKeeper(t: GatewayTarget, queuePort: number, user = 'broker'): TunnelKeeper {
+  function startKeeper(t: GatewayTarget, queuePort: number, user = 'broker', now?: () => number): TunnelKeeper {
     const k = new TunnelKeeper(
       t,
       {
@@ -97,6 +102,7 @@ describe('TunnelKeeper against real SSH servers', function () {
         reconnect: { baseMs: 50, capMs: 500 },
         queuePort,
         redisPort: redis.port,
+        ...(now ? { now } : {}),
       },
       logs.log,
     );
@@ -249,5 +255,91 @@ describe('TunnelKeeper against real SSH servers', function () {
       await waitFor(`the keeper to be up again (sshd: ${sshd.output})`, () => k.state === 'up' && k.connects === 2);
       assert.equal(await redisCommand(queuePort, ['PING']), '+PONG');
     });
+  });
+
+  describe("knocking in the gateway's time window", () => {
+    const PERIOD_MS = 30_000;
+    let listeners: Server[];
+    let rangeStart: number;
+    let seen: number[];
+
+    /** A block of consecutive loopback ports that all accept: the knock's SYNs show up there in order. */
+    async function listenOnRange(size: number): Promise<number> {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const base = 20_000 + Math.floor(Math.random() * 30_000);
+        const opened: Server[] = [];
+        try {
+          for (let p = base; p < base + size; p++) {
+            const srv = createServer((sock) => {
+              seen.push(p);
+              sock.destroy();
+            });
+            await new Promise<void>((resolve, reject) => {
+              srv.once('error', reject);
+              srv.listen(p, '127.0.0.1', () => resolve());
+            });
+            opened.push(srv);
+          }
+          listeners = opened;
+          return base;
+        } catch {
+          for (const srv of opened) srv.close();
+        }
+      }
+      throw new Error('no free block of ports');
+    }
+
+    beforeEach(async () => {
+      seen = [];
+      rangeStart = await listenOnRange(16);
+    });
+
+    afterEach(() => {
+      for (const srv of listeners) srv.close();
+    });
+
+    /** Which window the knock was drawn for, by matching its derived ports against each candidate. */
+    function windowOfKnock(spec: TimeSpec, knock: number[], aroundMs: number): number | undefined {
+      const nonce = knock[0]! - spec.rangeStart;
+      const n = windowOf(spec, aroundMs);
+      for (let w = n - 5; w <= n + 5; w++) if (timeSequence(spec, w, nonce).join() === knock.join()) return w;
+      return undefined;
+    }
+
+    for (const skewMs of [60_000, -60_000]) {
+      it(`knocks for the gateway's window with its own clock ${skewMs > 0 ? 'ahead' : 'behind'} by 60 s, reading the gateway's Date header; without it, for its own`, async () => {
+        const pki = await createCorePki();
+        const dateServer = createHttpsServer({ cert: pki.server.certPem, key: pki.server.keyPem }, (_req, res) => res.end());
+        await new Promise<void>((resolve) => dateServer.listen(0, '127.0.0.1', () => resolve()));
+        try {
+          const spec: TimeSpec = { mode: 'time', secret: Buffer.from('knock-secret'), length: 3, rangeStart, rangeEnd: rangeStart + 15, periodMs: PERIOD_MS };
+          const skewed = (): number => Date.now() + skewMs;
+          // The SSH port is closed: each cycle knocks, fails to connect, backs off.
+          const t = { ...target(await freePort(), hostKey.fingerprint), knock: spec, httpsPort: (dateServer.address() as AddressInfo).port };
+          const k = startKeeper(t, await freePort(), 'broker', skewed);
+          await waitFor('a whole knock', () => seen.length >= 3, 10_000, 20);
+          k.stop();
+          const knock = seen.slice(0, 3);
+          const drawn = windowOfKnock(spec, knock, Date.now());
+          assert.ok(drawn !== undefined && Math.abs(drawn - windowOf(spec, Date.now())) <= 1, `knocked for window ${drawn}, the gateway is in ${windowOf(spec, Date.now())}`);
+          assert.ok(logs.lines.some((l) => l.message === "this host's clock differs from the gateway's; knocking in the gateway's time"));
+
+          // Positive control from the same keeper code: with no Date to read it knocks in its own (skewed) time.
+          await waitFor('the keeper to stop', () => k.state === 'stopped', 10_000, 20);
+          keeper = undefined;
+          // Let the SYNs of a knock that was under way when it stopped arrive first.
+          await sleep(500);
+          seen = [];
+          const blind = startKeeper({ ...t, httpsPort: await freePort() }, await freePort(), 'broker', skewed);
+          await waitFor('a whole knock', () => seen.length >= 3, 10_000, 20);
+          blind.stop();
+          const own = windowOfKnock(spec, seen.slice(0, 3), skewed());
+          assert.ok(own !== undefined && Math.abs(own - windowOf(spec, skewed())) <= 1, `blind knock window ${own}`);
+          assert.ok(Math.abs(own - windowOf(spec, Date.now())) >= 1);
+        } finally {
+          dateServer.close();
+        }
+      });
+    }
   });
 });
