@@ -1,6 +1,11 @@
 import { env, parseEnv } from '../common/config/env';
 import { DEFAULT_JSON_LIMITS } from '../common/json/limits';
 
+/** The most time a caller may grant one request (x-request-budget-ms), in milliseconds. */
+export const MAX_REQUEST_BUDGET_MS = 600_000;
+/** The budget of a request that does not say its own: the gateway's default deadline. */
+export const DEFAULT_REQUEST_BUDGET_MS = 10_000;
+
 const coreEnv = {
   LOG_LEVEL: env.oneOf(['error', 'warn', 'info', 'debug'], 'info'),
   CORE_HOST: env.str({ def: '0.0.0.0' }),
@@ -15,6 +20,7 @@ const coreEnv = {
   FERRETDB_BINARY: env.absPath('/usr/local/bin/ferretdb'),
   DB_START_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 60_000 }),
   MAX_BODY_BYTES: env.int({ min: 1024, max: 16 * 1024 * 1024, def: DEFAULT_JSON_LIMITS.maxBytes + 4096 }),
+  REQUEST_BUDGET_MS: env.int({ min: 1, max: MAX_REQUEST_BUDGET_MS, def: DEFAULT_REQUEST_BUDGET_MS }),
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
   SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 20_000 }),
@@ -33,7 +39,7 @@ export interface DbConfig {
 
 export interface CoreConfig {
   logLevel: string;
-  http: { host: string; port: number; certFile: string; keyFile: string; clientCaFile: string; maxBodyBytes: number };
+  http: { host: string; port: number; certFile: string; keyFile: string; clientCaFile: string; maxBodyBytes: number; defaultBudgetMs: number };
   db: DbConfig;
   metrics: { host: string; port: number };
   shutdownTimeoutMs: number;
@@ -51,7 +57,7 @@ export function loadCoreConfig(source: NodeJS.ProcessEnv = process.env): CoreCon
   const e = parseEnv(coreEnv, source);
   return {
     logLevel: e.LOG_LEVEL,
-    http: { host: e.CORE_HOST, port: e.CORE_PORT, certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.CLIENT_CA_FILE, maxBodyBytes: e.MAX_BODY_BYTES },
+    http: { host: e.CORE_HOST, port: e.CORE_PORT, certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.CLIENT_CA_FILE, maxBodyBytes: e.MAX_BODY_BYTES, defaultBudgetMs: e.REQUEST_BUDGET_MS },
     db: loadDbConfig(source),
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

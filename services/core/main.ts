@@ -11,6 +11,8 @@ import { DB_NAME } from './db/engine';
 import { createCoreApp } from './http/app';
 import { RecordStore } from './storage/records';
 
+const HEALTH_PING_TIMEOUT_MS = 2000;
+
 async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Promise<void> {
   const tls = {
     cert: readConfigFile('TLS_CERT_FILE', config.http.certFile),
@@ -24,7 +26,7 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
   const db = client.db(DB_NAME);
   const records = new RecordStore(db);
   await records.init();
-  const app = createCoreApp({ records, tokens: new TokenStore(db), maxBodyBytes: config.http.maxBodyBytes, log: componentLogger(log, 'http') });
+  const app = createCoreApp({ records, tokens: new TokenStore(db), maxBodyBytes: config.http.maxBodyBytes, defaultBudgetMs: config.http.defaultBudgetMs, log: componentLogger(log, 'http') });
 
   // Only clients with a certificate from the deployment CA complete the handshake.
   const server = createServer({ ...tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, app);
@@ -44,7 +46,8 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
     health: async () => {
       let dbOk = false;
       try {
-        await db.command({ ping: 1 });
+        // Bounded: a stalled database must read as down, not hang the health check.
+        await db.command({ ping: 1 }, { signal: AbortSignal.timeout(HEALTH_PING_TIMEOUT_MS) });
         dbOk = true;
       } catch {
         dbOk = false;

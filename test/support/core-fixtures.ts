@@ -169,12 +169,22 @@ export interface CoreServer {
   close: () => Promise<void>;
 }
 
-/** Core's storage API on 127.0.0.1, wired as services/core/main.ts wires it. */
-export async function startCoreServer(opts: { pki: CorePki; db: Db; maxBodyBytes?: number; log?: Logger }): Promise<CoreServer> {
+/**
+ * Core's storage API on 127.0.0.1, wired as services/core/main.ts wires it. `tokens` lets a
+ * fault test act between a request's steps (a TokenStore subclass); `defaultBudgetMs` is
+ * core's REQUEST_BUDGET_MS.
+ */
+export async function startCoreServer(opts: { pki: CorePki; db: Db; maxBodyBytes?: number; log?: Logger; tokens?: TokenStore; defaultBudgetMs?: number }): Promise<CoreServer> {
   const records = new RecordStore(opts.db);
   await records.init();
-  const tokens = new TokenStore(opts.db);
-  const app = createCoreApp({ records, tokens, maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_JSON_LIMITS.maxBytes + 4096, log: opts.log ?? silentLogger() });
+  const tokens = opts.tokens ?? new TokenStore(opts.db);
+  const app = createCoreApp({
+    records,
+    tokens,
+    maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_JSON_LIMITS.maxBytes + 4096,
+    ...(opts.defaultBudgetMs !== undefined ? { defaultBudgetMs: opts.defaultBudgetMs } : {}),
+    log: opts.log ?? silentLogger(),
+  });
   const tls = { cert: opts.pki.server.certPem, key: opts.pki.server.keyPem, ca: opts.pki.ca.certPem };
   const server = createServer({ ...tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, app);
   const tlsErrors: string[] = [];

@@ -4,7 +4,8 @@ import type { Scope } from '../auth/tokens';
 export class UsageError extends Error {}
 
 export const USAGE = `usage:
-  nonstop-admin token create --collections a,b --scopes read,write [--expires-in 30d] [--label text]
+  nonstop-admin token create --collections a,b --scopes read,write [--client NAME] [--expires-in 30d] [--label text]
+  nonstop-admin token rotate ID [--revoke-old] [--expires-in 30d]
   nonstop-admin token list
   nonstop-admin token revoke ID`;
 
@@ -18,6 +19,20 @@ export function parseFlags(args: string[]): Map<string, string> {
     flags.set(name.slice(2), value);
   }
   return flags;
+}
+
+/**
+ * `token rotate ID [--revoke-old] [--expires-in D]`: the id first, then flags, of which
+ * --revoke-old alone takes no value.
+ */
+export function parseRotate(args: string[]): { id: string; revokeOld: boolean; expiresInMs?: number } {
+  const [id, ...rest] = args;
+  if (id === undefined || id.startsWith('--')) throw new UsageError('token rotate takes a token id');
+  const revokeOld = rest.includes('--revoke-old');
+  const flags = parseFlags(rest.filter((a) => a !== '--revoke-old'));
+  for (const name of flags.keys()) if (name !== 'expires-in') throw new UsageError(`token rotate does not take --${name}`);
+  const expiresIn = flags.get('expires-in');
+  return { id, revokeOld, ...(expiresIn !== undefined ? { expiresInMs: parseDuration(expiresIn) } : {}) };
 }
 
 /** "30d", "12h", "15m", "90s" → milliseconds. */

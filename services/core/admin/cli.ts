@@ -4,12 +4,12 @@ import { TokenStore } from '../auth/tokens';
 import { loadDbConfig } from '../config';
 import { connectClient, ensureDbPassword } from '../db/database';
 import { DB_NAME } from '../db/engine';
-import { parseCollections, parseDuration, parseFlags, parseScopes, USAGE, UsageError } from './args';
+import { parseCollections, parseDuration, parseFlags, parseRotate, parseScopes, USAGE, UsageError } from './args';
 
 /**
  * The operator's tool inside the core image (`docker compose exec core nonstop-admin ...`).
- * `token create` prints the token alone on stdout — the only time it is ever shown — so it
- * can be captured with `$(...)`; everything else goes to stderr.
+ * `token create` and `token rotate` print the token alone on stdout — the only time it is
+ * ever shown — so it can be captured with `$(...)`; everything else goes to stderr.
  */
 async function main(argv: string[]): Promise<number> {
   const [noun, verb, ...rest] = argv;
@@ -24,14 +24,34 @@ async function main(argv: string[]): Promise<number> {
       const scopes = parseScopes(flags.get('scopes') ?? 'read,write');
       const expiresIn = flags.get('expires-in');
       const label = flags.get('label');
+      const client = flags.get('client');
+      for (const name of flags.keys()) if (!['collections', 'scopes', 'expires-in', 'label', 'client'].includes(name)) throw new UsageError(`token create does not take --${name}`);
       const created = await tokens.create({
         collections,
         scopes,
+        ...(client !== undefined ? { client } : {}),
         ...(expiresIn ? { expiresAt: new Date(Date.now() + parseDuration(expiresIn)) } : {}),
         ...(label ? { label } : {}),
       });
-      process.stderr.write(`created token ${created.id} (shown once; store it now)\n`);
+      process.stderr.write(`created token ${created.id} for client ${created.client} (shown once; store it now)\n`);
       process.stdout.write(`${created.token}\n`);
+      return 0;
+    }
+    if (verb === 'rotate') {
+      const { id, revokeOld, expiresInMs } = parseRotate(rest);
+      const created = await tokens.rotate(id, expiresInMs !== undefined ? { expiresAt: new Date(Date.now() + expiresInMs) } : {});
+      if (!created) {
+        process.stderr.write(`no active token with id ${id}\n`);
+        return 1;
+      }
+      // Shown before the old one is revoked: a failure there must not lose the new token.
+      process.stderr.write(`created token ${created.id} for client ${created.client}, replacing ${id} (shown once; store it now)\n`);
+      process.stdout.write(`${created.token}\n`);
+      if (revokeOld) {
+        // False only if someone revoked it since: it is revoked either way.
+        await tokens.revoke(id);
+        process.stderr.write(`revoked ${id}\n`);
+      }
       return 0;
     }
     if (verb === 'list') {

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MongoClient, MongoServerError } from 'mongodb';
+import { MongoClient, MongoServerError, type MongoClientOptions } from 'mongodb';
 import { ChildSupervisor } from '../../common/lifecycle/supervisor';
 import type { Logger } from '../../common/log/logger';
 import { writeIfAbsent } from '../../common/pki/files';
@@ -21,9 +21,14 @@ export function ensureDbPassword(cfg: DbConfig): string {
   return readFileSync(file, 'utf8').trim();
 }
 
-/** A client logged in as the service user, with durable-write defaults. */
-export function connectClient(cfg: DbConfig, password: string): MongoClient {
+/**
+ * A client logged in as the service user, with durable-write defaults. Requests bound
+ * each operation themselves (storage/deadline.ts: an AbortSignal and maxTimeMS), since
+ * this driver ignores timeoutMS; `extra` is for tests that watch the driver's events.
+ */
+export function connectClient(cfg: DbConfig, password: string, extra: MongoClientOptions = {}): MongoClient {
   return new MongoClient(mongoUri(cfg.port), {
+    ...extra,
     auth: { username: DB_USER, password },
     authMechanism: 'SCRAM-SHA-256',
     // An acknowledgement means journaled on disk (MongoDB); FerretDB commits every write

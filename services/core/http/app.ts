@@ -6,7 +6,11 @@ import { DEFAULT_JSON_LIMITS, decodeUtf8, parseJsonRecord } from '../../common/j
 import type { Logger } from '../../common/log/logger';
 import { describeClientError } from '../../common/http/client-error';
 import type { TokenStore } from '../auth/tokens';
+import { DEFAULT_REQUEST_BUDGET_MS } from '../config';
+import { Deadline } from '../storage/deadline';
+import { keyedRecordId } from '../storage/record-id';
 import { RecordStore } from '../storage/records';
+import { idempotencyKey, requestBudgetMs } from './headers';
 
 const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
 
@@ -14,7 +18,13 @@ export interface CoreAppDeps {
   records: RecordStore;
   tokens: TokenStore;
   maxBodyBytes: number;
+  /** The budget of a request without x-request-budget-ms. */
+  defaultBudgetMs?: number;
   log: Logger;
+}
+
+interface Locals {
+  deadline: Deadline;
 }
 
 function bearer(req: Request): string {
@@ -34,7 +44,12 @@ function collectionOf(req: Request): string {
  * the server (a client without one never gets here); this app additionally requires the
  * certificate to be meant for client authentication. It re-checks names and the body
  * (no tier trusts the one before it), authenticates the token, authorizes the collection
- * and scope, and stores idempotently.
+ * and scope, and stores idempotently: under x-request-id, or under an id derived from the
+ * token's client and the Idempotency-Key when the client sent one, so a retry with a
+ * rotated token lands on the same record. Every database call of a request stays inside
+ * its budget (x-request-budget-ms, counted from when its headers arrived); when that runs
+ * out the answer is 504 deadline_exceeded and a call still waiting for a connection is
+ * dropped, never sent later.
  */
 export function createCoreApp(deps: CoreAppDeps): express.Express {
   const app = express();
@@ -56,6 +71,15 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
     next();
   });
 
+  // Before the body is read: reading it is part of the request's time.
+  const defaultBudgetMs = deps.defaultBudgetMs ?? DEFAULT_REQUEST_BUDGET_MS;
+  app.use('/v1/records', (req, res, next) => {
+    const deadline = new Deadline(requestBudgetMs(req.get('x-request-budget-ms'), defaultBudgetMs));
+    res.once('close', () => deadline.dispose());
+    (res.locals as Locals).deadline = deadline;
+    next();
+  });
+
   // No Content-Encoding: a compressed body is refused (415), never inflated.
   const rawBody = express.raw({ type: () => true, limit: deps.maxBodyBytes, inflate: false });
 
@@ -63,18 +87,20 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
     const collection = collectionOf(req);
     const requestId = req.get('x-request-id');
     if (!isRequestId(requestId)) throw new ApiError('badRequest', 'X-Request-Id must be a UUID');
+    const key = idempotencyKey(req.get('idempotency-key'));
     const token = bearer(req);
     if (!(req.get('content-type') ?? '').toLowerCase().startsWith('application/json')) throw new ApiError('unsupportedMediaType', 'Content-Type must be application/json');
     // Strict: invalid UTF-8 is refused, not stored with U+FFFD in its place.
     const text = decodeUtf8(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
     const record = parseJsonRecord(text, { ...DEFAULT_JSON_LIMITS, maxBytes: deps.maxBodyBytes });
-    const grant = await deps.tokens.authorize(token, collection, 'write');
-    const canonical = JSON.stringify(record);
-    const created = await deps.records.insert({ _id: requestId, collection, tokenId: grant.id, bodySha256: RecordStore.bodyHash(canonical), data: record });
+    const { deadline } = res.locals as Locals;
+    const grant = await deps.tokens.authorize(token, collection, 'write', { deadline });
+    const id = key === undefined ? requestId : keyedRecordId(grant.client, collection, key);
+    const created = await deps.records.insert({ _id: id, collection, client: grant.client, tokenId: grant.id, bodySha256: RecordStore.bodyHash(record), data: record }, { deadline });
     // Per-request lines at debug: each one costs a synchronous write, and at load they were
     // a tenth of the process's CPU.
-    deps.log.debug('record stored', { requestId, collection, tokenId: grant.id, replay: !created });
-    res.status(201).json({ id: requestId });
+    deps.log.debug('record stored', { requestId, id, collection, tokenId: grant.id, replay: !created });
+    res.status(201).json({ id });
   });
 
   app.get('/v1/records/:collection/:id', async (req, res) => {
@@ -82,8 +108,9 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
     const id = req.params.id;
     if (!isRequestId(id)) throw new ApiError('badRecordId', 'record ids are UUIDs');
     const token = bearer(req);
-    await deps.tokens.authorize(token, collection, 'read');
-    const record = await deps.records.get(collection, id);
+    const { deadline } = res.locals as Locals;
+    await deps.tokens.authorize(token, collection, 'read', { deadline });
+    const record = await deps.records.get(collection, id, { deadline });
     if (!record) throw new ApiError('notFound', 'no such record');
     res.status(200).json(record);
   });

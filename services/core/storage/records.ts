@@ -1,15 +1,28 @@
 import { createHash } from 'node:crypto';
 import { MongoServerError, type Collection, type Db } from 'mongodb';
 import { ApiError } from '../../common/errors/api-error';
+import { canonicalJson } from '../../common/json/canonical';
+import type { Deadline } from './deadline';
+import { comparisonFailure, readFailure, writeFailure } from './errors';
 
 export interface RecordDoc {
   _id: string;
   collection: string;
+  /**
+   * The client identity of the token that stored it: a replay must come from the same
+   * client (any of its tokens). Records stored before clients existed have none; their
+   * token id stands in, which is what that token's client identity is.
+   */
+  client?: string;
+  /** The token that stored it, for the audit trail. */
   tokenId: string;
+  /** SHA-256 of the canonical JSON of `data` (see bodyHash). */
   bodySha256: string;
   data: Record<string, unknown>;
   createdAt: Date;
 }
+
+export type NewRecord = Omit<RecordDoc, 'createdAt' | 'client'> & { client: string };
 
 export interface StoredRecord {
   id: string;
@@ -18,11 +31,17 @@ export interface StoredRecord {
   createdAt: string;
 }
 
+/** MongoDB's DuplicateKey. */
+const DUPLICATE_KEY = 11000;
+/** BadValue: FerretDB's answer to a document it cannot store. */
+const BAD_VALUE = 2;
+
 /**
- * Records, keyed by the request id that created them. Inserting the same request twice
- * stores one document and gives the same answer; the same id with different content (a
- * client reusing an Idempotency-Key for another body) is a conflict, not an overwrite.
- * A write is reported only after the database acknowledged it durably.
+ * Records, keyed by the request id (or the Idempotency-Key's id) that created them.
+ * Inserting the same request twice stores one document and gives the same answer; the
+ * same id with different content (a client reusing an Idempotency-Key for another body)
+ * is a conflict, not an overwrite. A write is reported only after the database
+ * acknowledged it durably, and every database call stays inside the request's deadline.
  */
 export class RecordStore {
   private readonly records: Collection<RecordDoc>;
@@ -36,47 +55,51 @@ export class RecordStore {
     await this.records.db.collection('tokens').createIndex({ createdAt: 1 }, { name: 'createdAt' });
   }
 
-  static bodyHash(canonicalBody: string): string {
-    return createHash('sha256').update(canonicalBody, 'utf8').digest('hex');
+  /**
+   * The body's fingerprint: SHA-256 over its canonical JSON (object keys sorted at every
+   * depth), so the same record re-serialised with its keys in another order is a replay,
+   * not a conflict.
+   */
+  static bodyHash(data: unknown): string {
+    return createHash('sha256').update(canonicalJson(data), 'utf8').digest('hex');
   }
 
   /** Returns true when this call stored the record, false when it was already there. */
-  async insert(doc: Omit<RecordDoc, 'createdAt'>, now = new Date()): Promise<boolean> {
+  async insert(doc: NewRecord, opts: { deadline?: Deadline; now?: Date } = {}): Promise<boolean> {
     try {
-      await this.records.insertOne({ ...doc, createdAt: now });
+      await this.records.insertOne({ ...doc, createdAt: opts.now ?? new Date() }, opts.deadline ? opts.deadline.operation() : {});
       return true;
     } catch (err) {
-      if (err instanceof MongoServerError && err.code === 11000) {
-        const existing = await this.records.findOne({ _id: doc._id }, { projection: { collection: 1, tokenId: 1, bodySha256: 1 } });
-        if (existing && existing.collection === doc.collection && existing.tokenId === doc.tokenId && existing.bodySha256 === doc.bodySha256) return false;
-        throw new ApiError('conflict', 'this request id was already used for a different record');
-      }
-      // BadValue: a document the engine cannot store (FerretDB: nested arrays, infinite
-      // numbers such as JSON's 1e400). The client's input, not an outage; nothing stored.
-      if (err instanceof MongoServerError && err.code === 2) {
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return this.replay(doc, opts.deadline);
+      // A document the engine cannot store (FerretDB: nested arrays, infinite numbers such
+      // as JSON's 1e400). The client's input, not an outage; nothing stored.
+      if (err instanceof MongoServerError && err.code === BAD_VALUE) {
         throw new ApiError('schemaViolation', 'the record holds a value the database cannot store (nested arrays or out-of-range numbers)', { cause: err });
       }
-      throw storageError(err);
+      throw writeFailure(err);
     }
   }
 
-  async get(collection: string, id: string): Promise<StoredRecord | undefined> {
+  /** The id is taken: the same record from the same client is a replay, anything else a conflict. */
+  private async replay(doc: NewRecord, deadline: Deadline | undefined): Promise<boolean> {
+    let existing: Pick<RecordDoc, 'collection' | 'client' | 'tokenId' | 'bodySha256'> | null;
+    try {
+      existing = await this.records.findOne({ _id: doc._id }, { projection: { collection: 1, client: 1, tokenId: 1, bodySha256: 1 }, ...(deadline ? deadline.operation() : {}) });
+    } catch (err) {
+      throw comparisonFailure(err);
+    }
+    if (existing && existing.collection === doc.collection && (existing.client ?? existing.tokenId) === doc.client && existing.bodySha256 === doc.bodySha256) return false;
+    throw new ApiError('conflict', 'this id was already used for a different record');
+  }
+
+  async get(collection: string, id: string, opts: { deadline?: Deadline } = {}): Promise<StoredRecord | undefined> {
     let doc: RecordDoc | null;
     try {
-      doc = await this.records.findOne({ _id: id, collection });
+      doc = await this.records.findOne({ _id: id, collection }, opts.deadline ? opts.deadline.operation() : {});
     } catch (err) {
-      throw storageError(err);
+      throw readFailure(err);
     }
     if (!doc) return undefined;
     return { id: doc._id, collection: doc.collection, data: doc.data, createdAt: doc.createdAt.toISOString() };
   }
-}
-
-/** A database failure as the client should see it: full disk is 507, the rest 503. */
-function storageError(err: unknown): Error {
-  const message = err instanceof Error ? err.message : String(err);
-  if (/disk is full|No space left|OutOfDiskSpace/i.test(message) || (err instanceof MongoServerError && err.code === 14031)) {
-    return new ApiError('storageFull', 'storage is full; nothing was stored', { cause: err });
-  }
-  return new ApiError('unavailable', 'storage is unavailable', { cause: err });
 }

@@ -77,6 +77,66 @@ describe('nonstop-admin token commands against FerretDB', function () {
     assert.ok(ahead > 0 && ahead <= 3_600_000, String(ahead));
   });
 
+  it('creates a token for the client named with --client, and one without it is its own client', async () => {
+    const { token, id, run } = await create('--client', 'billing-app');
+    assert.ok(run.stderr.includes('billing-app'), run.stderr);
+    assert.equal((await tokens.authorize(token, 'notes', 'write')).client, 'billing-app');
+    assert.equal((await database.db.collection('tokens').findOne({ _id: id as never }))?.client, 'billing-app');
+    const unnamed = await create();
+    assert.equal((await tokens.authorize(unnamed.token, 'notes', 'write')).client, unnamed.id);
+  });
+
+  it('exits 2 creating nothing for a malformed --client or a flag it does not know', async () => {
+    const before = await tokenCount();
+    for (const args of [['--client', 'has space'], ['--client', '0123456789abcdef'], ['--clinet', 'billing-app']]) {
+      const run = await runCli(['token', 'create', '--collections', 'notes', '--scopes', 'read', ...args], env);
+      assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
+      assert.equal(run.stdout, '');
+    }
+    assert.equal(await tokenCount(), before);
+  });
+
+  it('rotates a token: prints only the new token, which has the same client, collections, scopes and label, and the old one stays valid', async () => {
+    const old = await create('--client', 'rotating-app', '--label', 'nightly');
+    const run = await runCli(['token', 'rotate', old.id], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^nst_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\n$/);
+    const token = run.stdout.trim();
+    const id = token.slice(4, 20);
+    assert.notEqual(id, old.id);
+    assert.ok(run.stderr.includes(id) && run.stderr.includes(old.id), run.stderr);
+    assert.ok(!run.stderr.includes(token));
+    assert.deepEqual(await tokens.authorize(token, 'orders', 'write'), { id, client: 'rotating-app', collections: ['notes', 'orders'], scopes: ['read', 'write'] });
+    assert.equal((await database.db.collection('tokens').findOne({ _id: id as never }))?.label, 'nightly');
+    assert.equal((await tokens.authorize(old.token, 'notes', 'read')).client, 'rotating-app');
+  });
+
+  it('rotates with --revoke-old: the new token works and the old one is refused', async () => {
+    const old = await create('--client', 'switching-app');
+    const run = await runCli(['token', 'rotate', old.id, '--revoke-old'], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.ok(run.stderr.includes(`revoked ${old.id}`), run.stderr);
+    assert.equal((await tokens.authorize(run.stdout.trim(), 'notes', 'write')).client, 'switching-app');
+    await assert.rejects(tokens.authorize(old.token, 'notes', 'read'), (err: unknown) => err instanceof ApiError && err.status === 401);
+  });
+
+  it('exits 1 creating nothing when rotating an unknown or revoked token, and 2 without an id', async () => {
+    const revoked = await create();
+    assert.equal((await runCli(['token', 'revoke', revoked.id], env)).code, 0);
+    const before = await tokenCount();
+    for (const id of ['0000000000000000', revoked.id]) {
+      const run = await runCli(['token', 'rotate', id], env);
+      assert.equal(run.code, 1, run.stderr);
+      assert.equal(run.stdout, '');
+    }
+    for (const args of [['token', 'rotate'], ['token', 'rotate', '--revoke-old'], ['token', 'rotate', revoked.id, '--label', 'x']]) {
+      const run = await runCli(args, env);
+      assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
+      assert.ok(run.stderr.includes('usage:'), run.stderr);
+    }
+    assert.equal(await tokenCount(), before);
+  });
+
   it('lists tokens as JSON lines without hashes or tokens', async () => {
     const { token, id } = await create('--label', 'listed');
     const run = await runCli(['token', 'list'], env);

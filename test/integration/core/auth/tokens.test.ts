@@ -65,7 +65,7 @@ describe('core TokenStore on FerretDB', function () {
 
   it('authorizes a token for a granted collection and scope', async () => {
     const { id, token } = await tokens.create({ collections: ['notes', 'orders'], scopes: ['read', 'write'] });
-    assert.deepEqual(await tokens.authorize(token, 'orders', 'write'), { id, collections: ['notes', 'orders'], scopes: ['read', 'write'] });
+    assert.deepEqual(await tokens.authorize(token, 'orders', 'write'), { id, client: id, collections: ['notes', 'orders'], scopes: ['read', 'write'] });
     assert.equal((await tokens.authorize(token, 'notes', 'read')).id, id);
   });
 
@@ -123,6 +123,59 @@ describe('core TokenStore on FerretDB', function () {
     assert.equal(await tokens.revoke('{"$ne":null}'), false);
     assert.equal(await tokens.revoke(id), true);
     assert.equal(await tokens.revoke(id), false);
+  });
+
+  it('grants a named client identity, and a token created without one is its own client', async () => {
+    const named = await tokens.create({ collections: ['notes'], scopes: ['write'], client: 'billing-app' });
+    assert.equal(named.client, 'billing-app');
+    assert.equal((await tokens.authorize(named.token, 'notes', 'write')).client, 'billing-app');
+    const unnamed = await tokens.create({ collections: ['notes'], scopes: ['write'] });
+    assert.equal((await tokens.authorize(unnamed.token, 'notes', 'write')).client, unnamed.id);
+  });
+
+  it('uses the token id as the client of a token stored before clients existed', async () => {
+    const { id, token } = await tokens.create({ collections: ['notes'], scopes: ['read'] });
+    await database.db.collection('tokens').updateOne({ _id: id as never }, { $unset: { client: '' } });
+    assert.equal((await tokens.authorize(token, 'notes', 'read')).client, id);
+  });
+
+  it('refuses client names that are malformed or shaped like a token id, creating nothing', async () => {
+    const before = await database.db.collection('tokens').countDocuments({});
+    for (const client of ['', '-lead', 'has space', 'a/b', 'x'.repeat(65), '0123456789abcdef', 'n\0ul']) {
+      await assert.rejects(tokens.create({ collections: ['notes'], scopes: ['read'], client }), apiError(400, 'bad_request'), JSON.stringify(client));
+    }
+    assert.equal(await database.db.collection('tokens').countDocuments({}), before);
+    assert.equal((await tokens.create({ collections: ['notes'], scopes: ['read'], client: 'A.b_c-9' })).client, 'A.b_c-9');
+  });
+
+  it('rotates a token into a new one with the same client, collections, scopes and label, leaving the old one valid', async () => {
+    const old = await tokens.create({ collections: ['notes', 'orders'], scopes: ['read', 'write'], client: 'rotating-app', label: 'ci', expiresAt: new Date(Date.now() + 60_000) });
+    const next = await tokens.rotate(old.id);
+    assert.ok(next);
+    assert.match(next.token, TOKEN_FORMAT);
+    assert.notEqual(next.id, old.id);
+    assert.deepEqual(await tokens.authorize(next.token, 'orders', 'write'), { id: next.id, client: 'rotating-app', collections: ['notes', 'orders'], scopes: ['read', 'write'] });
+    const doc = await database.db.collection('tokens').findOne({ _id: next.id as never });
+    assert.equal(doc?.label, 'ci');
+    assert.equal(doc?.expiresAt, undefined);
+    assert.equal((await tokens.authorize(old.token, 'notes', 'read')).client, 'rotating-app');
+  });
+
+  it('rotates a token without a client into one whose client is the old token id', async () => {
+    const old = await tokens.create({ collections: ['notes'], scopes: ['write'] });
+    await database.db.collection('tokens').updateOne({ _id: old.id as never }, { $unset: { client: '' } });
+    const next = await tokens.rotate(old.id);
+    assert.ok(next);
+    assert.equal(next.client, old.id);
+    assert.equal((await tokens.authorize(next.token, 'notes', 'write')).client, old.id);
+  });
+
+  it('does not rotate a revoked, unknown or malformed token id', async () => {
+    const { id } = await tokens.create({ collections: ['notes'], scopes: ['read'] });
+    assert.ok(await tokens.revoke(id));
+    const before = await database.db.collection('tokens').countDocuments({});
+    for (const bad of [id, '0000000000000000', '{"$ne":null}']) assert.equal(await tokens.rotate(bad), undefined, bad);
+    assert.equal(await database.db.collection('tokens').countDocuments({}), before);
   });
 
   it('lists tokens without their hashes', async () => {

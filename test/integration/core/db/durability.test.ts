@@ -35,7 +35,7 @@ class Writer {
       const id = randomUUID();
       const data = { writer: k, i, text: `record ${k}/${i}`, nested: { at: i * 7 } };
       try {
-        const stored = await this.store.insert({ _id: id, collection: 'notes', tokenId: '0123456789abcdef', bodySha256: RecordStore.bodyHash(JSON.stringify(data)), data });
+        const stored = await this.store.insert({ _id: id, collection: 'notes', client: 'writer', tokenId: '0123456789abcdef', bodySha256: RecordStore.bodyHash(data), data });
         assert.equal(stored, true);
         this.acked.set(id, data);
       } catch (err) {

@@ -2,6 +2,7 @@ import { gzipSync } from 'node:zlib';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { PemPair } from '../../../../services/common/pki/certificates';
+import { keyedRecordId } from '../../../../services/core/storage/record-id';
 import {
   coreRequest,
   createCorePki,
@@ -157,6 +158,85 @@ describe('core storage API over mTLS on FerretDB', function () {
       const res = await get('/v1/other');
       assert.equal(res.status, 404);
       assert.equal(errorCode(res), 'not_found');
+    });
+  });
+
+  describe('idempotency across key order, keys and token rotation', () => {
+    const records = () => database.db.collection('records');
+
+    it('answers a retry whose body has its keys in another order with 201 and the same id, storing one record', async () => {
+      const id = randomUUID();
+      const first = await post({ requestId: id, body: '{"title":"t","meta":{"b":2,"a":1},"tags":["x","y"]}' });
+      assert.equal(first.status, 201, first.text);
+      const again = await post({ requestId: id, body: '{"tags":["x","y"],"meta":{"a":1,"b":2},"title":"t"}' });
+      assert.equal(again.status, 201, again.text);
+      assert.deepEqual(again.json, { id });
+      assert.equal(await records().countDocuments({ _id: id as never }), 1);
+      // Array order is content: the same keys with the array reordered is another record.
+      await refusedWithoutEffect(() => post({ requestId: id, body: '{"tags":["y","x"],"meta":{"a":1,"b":2},"title":"t"}' }), 409, 'conflict');
+    });
+
+    it('stores a keyed write under the id derived from the client, collection and key, not the request id, and reads it back by that id', async () => {
+      const { token, client } = await core.tokens.create({ collections: ['notes'], scopes: ['read', 'write'], client: 'keyed-app' });
+      const requestId = randomUUID();
+      const res = await post({ requestId, token, body: '{"n":1}', headers: { 'idempotency-key': 'order-1' } });
+      assert.equal(res.status, 201, res.text);
+      const id = keyedRecordId(client, 'notes', 'order-1');
+      assert.deepEqual(res.json, { id });
+      assert.notEqual(id, requestId);
+      assert.equal(await records().countDocuments({ _id: requestId as never }), 0);
+      const back = await get(`/v1/records/notes/${id}`, token);
+      assert.equal(back.status, 200, back.text);
+      assert.deepEqual((back.json as { data: unknown }).data, { n: 1 });
+    });
+
+    it('answers a keyed retry with a new request id and reordered keys with the same id, and a different body under the key with 409', async () => {
+      const { token } = await core.tokens.create({ collections: ['notes'], scopes: ['write'], client: 'retrying-app' });
+      const first = await post({ token, body: '{"a":1,"b":{"c":2,"d":3}}', headers: { 'idempotency-key': 'same-key' } });
+      assert.equal(first.status, 201, first.text);
+      const { id } = first.json as { id: string };
+      const retry = await post({ token, body: '{"b":{"d":3,"c":2},"a":1}', headers: { 'idempotency-key': 'same-key' } });
+      assert.equal(retry.status, 201, retry.text);
+      assert.deepEqual(retry.json, { id });
+      await refusedWithoutEffect(() => post({ token, body: '{"a":2}', headers: { 'idempotency-key': 'same-key' } }), 409, 'conflict');
+      assert.equal(await records().countDocuments({ _id: id as never }), 1);
+      assert.deepEqual((await records().findOne({ _id: id as never }))?.data, { a: 1, b: { c: 2, d: 3 } });
+    });
+
+    it('converges a keyed retry sent with the rotated token on the one record the old token stored', async () => {
+      const a = await core.tokens.create({ collections: ['notes'], scopes: ['read', 'write'], client: 'rotating-app' });
+      const first = await post({ token: a.token, body: '{"paid":true}', headers: { 'idempotency-key': 'invoice-7' } });
+      assert.equal(first.status, 201, first.text);
+      const b = await core.tokens.rotate(a.id);
+      assert.ok(b);
+      assert.ok(await core.tokens.revoke(a.id));
+      const retry = await post({ token: b.token, body: '{"paid":true}', headers: { 'idempotency-key': 'invoice-7' } });
+      assert.equal(retry.status, 201, retry.text);
+      assert.deepEqual(retry.json, first.json);
+      const { id } = first.json as { id: string };
+      assert.equal(await records().countDocuments({ _id: id as never }), 1);
+      assert.equal(await records().countDocuments({ 'data.paid': true, client: 'rotating-app' }), 1);
+      // The old token is revoked: the retry went through the new one.
+      await refusedWithoutEffect(() => post({ token: a.token, body: '{"paid":true}', headers: { 'idempotency-key': 'invoice-8' } }), 401, 'unauthenticated');
+    });
+
+    it('keeps the same key of two different clients apart: two records, two ids', async () => {
+      const one = await core.tokens.create({ collections: ['notes'], scopes: ['write'], client: 'client-one' });
+      const two = await core.tokens.create({ collections: ['notes'], scopes: ['write'], client: 'client-two' });
+      const r1 = await post({ token: one.token, body: '{"v":1}', headers: { 'idempotency-key': 'shared' } });
+      const r2 = await post({ token: two.token, body: '{"v":2}', headers: { 'idempotency-key': 'shared' } });
+      assert.equal(r1.status, 201, r1.text);
+      assert.equal(r2.status, 201, r2.text);
+      assert.notDeepEqual(r1.json, r2.json);
+      for (const [res, v] of [[r1, 1], [r2, 2]] as const) {
+        assert.deepEqual((await records().findOne({ _id: (res.json as { id: string }).id as never }))?.data, { v });
+      }
+    });
+
+    it('refuses a malformed Idempotency-Key with 400', async () => {
+      for (const key of ['with space', 'k'.repeat(129), 'é']) {
+        await refusedWithoutEffect(() => post({ headers: { 'idempotency-key': key } }), 400, 'bad_request');
+      }
     });
   });
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { parseCollections, parseDuration, parseFlags, parseScopes, UsageError } from '../../../../services/core/admin/args';
+import { parseCollections, parseDuration, parseFlags, parseRotate, parseScopes, UsageError } from '../../../../services/core/admin/args';
 
 describe('parseFlags', () => {
   it('reads --name value pairs', () => {
@@ -62,5 +62,20 @@ describe('parseCollections', () => {
   it('gives no collections for a missing or blank flag, leaving the refusal to the token store', () => {
     assert.deepEqual(parseCollections(undefined), []);
     assert.deepEqual(parseCollections(' , '), []);
+  });
+});
+
+describe('parseRotate', () => {
+  it('reads the token id, --revoke-old anywhere after it, and --expires-in', () => {
+    assert.deepEqual(parseRotate(['0123456789abcdef']), { id: '0123456789abcdef', revokeOld: false });
+    assert.deepEqual(parseRotate(['0123456789abcdef', '--revoke-old']), { id: '0123456789abcdef', revokeOld: true });
+    assert.deepEqual(parseRotate(['0123456789abcdef', '--revoke-old', '--expires-in', '30d']), { id: '0123456789abcdef', revokeOld: true, expiresInMs: 30 * 86_400_000 });
+    assert.deepEqual(parseRotate(['0123456789abcdef', '--expires-in', '1h', '--revoke-old']), { id: '0123456789abcdef', revokeOld: true, expiresInMs: 3_600_000 });
+  });
+
+  it('refuses a missing id, a flag in its place, other flags and stray words with a UsageError', () => {
+    for (const args of [[], ['--revoke-old'], ['id', '--client', 'x'], ['id', '--label', 'x'], ['id', 'extra'], ['id', '--expires-in'], ['id', '--expires-in', 'soon']]) {
+      assert.throws(() => parseRotate(args), UsageError, JSON.stringify(args));
+    }
   });
 });
