@@ -36,8 +36,10 @@ if [ "$want_test_peers" = 1 ]; then
   # client), nmap (exposure scans), nftables and iproute2 (firewall and namespaces),
   # netcat-openbsd (raw TCP probes), tcpdump (filter compilation), shellcheck (the lint step), python3, make and g++
   # (node-gyp for ssh2's optional native binding), e2fsprogs and mount (mkfs.ext4, losetup:
-  # the power-cut disk under FerretDB in the durability test, test/support/flakey-disk.ts).
+  # the power-cut disk under FerretDB in the durability test, test/support/flakey-disk.ts),
+  # libfaketime (the Jepsen test's broker clock offset: its LD_PRELOAD library is
+  # bind-mounted into a broker container, test/security/jepsen/nemesis.ts).
   apt_install redis-server nginx openssh-client openssh-server knockd nmap nftables netcat-openbsd shellcheck \
-    iproute2 tcpdump python3 make g++ ca-certificates e2fsprogs mount
+    iproute2 tcpdump python3 make g++ ca-certificates e2fsprogs mount libfaketime
 fi
 log "bootstrap done"

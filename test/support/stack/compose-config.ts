@@ -20,6 +20,8 @@ export interface VolumeSpec {
   source: string;
   target: string;
   readOnly: boolean;
+  /** `source` is a host path to bind-mount, not a named volume (set by a test's adjust hook). */
+  bind?: boolean;
 }
 
 export interface ServiceSpec {

@@ -65,7 +65,8 @@ export class Stack {
       await this.docker.createNetwork({ Name: this.name(net), Driver: 'bridge', Internal: internal, Labels: { 'nonstop.test': this.project } });
     }
     for (const vol of this.spec.volumes) await this.docker.createVolume({ Name: this.name(vol), Labels: { 'nonstop.test': this.project } });
-    for (const svc of ORDER) {
+    // Services a test's adjust hook added (a second broker) come after the ones compose.yaml has.
+    for (const svc of [...ORDER, ...Object.keys(this.spec.services).filter((n) => !ORDER.includes(n))]) {
       const s = this.spec.services[svc];
       if (!s) throw new Error(`compose.yaml has no service ${svc}`);
       await this.waitForDependencies(s);
@@ -89,7 +90,7 @@ export class Stack {
       CapAdd: s.capAdd,
       SecurityOpt: s.securityOpt,
       Tmpfs: s.tmpfs,
-      Mounts: s.volumes.map((v) => ({ Type: 'volume' as const, Source: this.name(v.source), Target: v.target, ReadOnly: v.readOnly })),
+      Mounts: s.volumes.map((v) => ({ Type: v.bind ? ('bind' as const) : ('volume' as const), Source: v.bind ? v.source : this.name(v.source), Target: v.target, ReadOnly: v.readOnly })),
       Sysctls: s.sysctls,
       PortBindings: Object.fromEntries(s.ports.map((p) => [`${p.containerPort}/${p.protocol}`, [{ HostIp: p.hostIp, HostPort: p.hostPort === '0' ? '' : p.hostPort }]])),
       NetworkMode: s.networkMode ?? (first ? this.name(first) : 'none'),
