@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { TokenStore, type Scope, type TokenGrant } from '../../../../services/core/auth/tokens';
 import type { Deadline } from '../../../../services/core/storage/deadline';
 import { coreRequest, createCorePki, errorCode, startCoreServer, startScratchDatabase, type CorePki, type CoreResponse, type CoreServer, type TestDatabase } from '../../../support/core-fixtures';
+import { stopProcess } from '../../../support/process-stop';
 import { waitFor } from '../../../support/wait';
 
 /**
@@ -13,13 +14,13 @@ import { waitFor } from '../../../support/wait';
 
 /** A TokenStore that can stall the database right after a lookup succeeded, so the insert that follows is sent to a stalled engine. */
 class StallingTokenStore extends TokenStore {
-  stallAfterNextAuthorize: (() => void) | undefined;
+  stallAfterNextAuthorize: (() => Promise<void>) | undefined;
 
   override async authorize(token: string, collection: string, scope: Scope, opts: { deadline?: Deadline; now?: Date } = {}): Promise<TokenGrant> {
     const grant = await super.authorize(token, collection, scope, opts);
     const stall = this.stallAfterNextAuthorize;
     this.stallAfterNextAuthorize = undefined;
-    stall?.();
+    await stall?.();
     return grant;
   }
 }
@@ -50,9 +51,9 @@ describe('core request budgets against a stalled FerretDB', function () {
     return pid;
   }
 
-  function stall(): void {
-    process.kill(dbPid(), 'SIGSTOP');
+  async function stall(): Promise<void> {
     stalled = true;
+    await stopProcess(dbPid());
   }
 
   function resume(): void {
@@ -124,7 +125,7 @@ describe('core request budgets against a stalled FerretDB', function () {
 
   it('answers a write to a stalled database with 504 deadline_exceeded after its budget, not the default, and never stores it later', async () => {
     const id = randomUUID();
-    stall();
+    await stall();
     const started = performance.now();
     const res = await post({ requestId: id, budget: '300' });
     const tookMs = performance.now() - started;
@@ -162,7 +163,7 @@ describe('core request budgets against a stalled FerretDB', function () {
   it('ends every one of many requests queued behind a stalled database within its budget, storing none of them', async () => {
     const n = 120;
     const ids = Array.from({ length: n }, () => randomUUID());
-    stall();
+    await stall();
     const answers = await Promise.all(
       ids.map(async (requestId) => {
         const started = performance.now();

@@ -9,6 +9,7 @@ import { DB_NAME } from '../../../../services/core/db/engine';
 import { Deadline } from '../../../../services/core/storage/deadline';
 import { RecordStore, type NewRecord } from '../../../../services/core/storage/records';
 import { startScratchDatabase, startTestDatabase, type TestDatabase } from '../../../support/core-fixtures';
+import { stopProcess } from '../../../support/process-stop';
 import { waitFor } from '../../../support/wait';
 
 type ScratchDatabase = TestDatabase & { dataDir: string; cleanup: () => Promise<void> };
@@ -85,9 +86,9 @@ describe('core RecordStore deadlines and storage failures on FerretDB', function
     return { database, watched };
   }
 
-  function stall(db: TestDatabase): void {
+  async function stall(db: TestDatabase): Promise<void> {
     stoppedPid = pidOf(db);
-    process.kill(stoppedPid, 'SIGSTOP');
+    await stopProcess(stoppedPid);
   }
 
   function resume(): void {
@@ -117,7 +118,7 @@ describe('core RecordStore deadlines and storage failures on FerretDB', function
     // More than the pool's 64 connections, so most wait in the driver's queue.
     const docs = Array.from({ length: 150 }, () => newRecord());
     const openAtStall = w.open.size;
-    stall(db);
+    await stall(db);
     const results = await Promise.allSettled(docs.map((doc) => insertWithin(w.store, doc, 400)));
     assert.notEqual(stoppedPid, undefined, 'answered only after the database resumed');
     for (const r of results) assert.equal(apiErrorOf(r).code, 'deadline_exceeded');
@@ -162,7 +163,7 @@ describe('core RecordStore deadlines and storage failures on FerretDB', function
   it('answers 502 outcome_unknown when the connection fails after the insert was written to it', async () => {
     const { database: db, watched: w } = await setUp();
     const doc = newRecord({ title: 'cut after send' });
-    stall(db);
+    await stall(db);
     const pending = Promise.allSettled([insertWithin(w.store, doc, 30_000)]);
     await waitFor('the insert to be written to a connection', () => w.sent.has(doc._id), 10_000, 10);
     // Killing the stalled engine closes its sockets under the command it holds unread.
