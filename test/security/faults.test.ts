@@ -23,7 +23,12 @@ const statusesOf = (attempts: Attempt[]): Set<number> => new Set(attempts.map((a
 const between = (attempts: Attempt[], from: number, to: number): Attempt[] => attempts.filter((a) => a.start >= from && a.end <= to);
 
 /** The JSON error codes the public API documents for each 5xx a fault may cause. */
-const CODES: Record<number, string[]> = { 503: ['no_tunnel', 'unavailable', 'queue_full'], 504: ['deadline_exceeded'], 507: ['storage_full'] };
+const CODES: Record<number, string[]> = {
+  502: ['outcome_unknown'],
+  503: ['no_tunnel', 'unavailable', 'queue_full', 'overloaded', 'shutting_down'],
+  504: ['deadline_exceeded'],
+  507: ['storage_full'],
+};
 
 function assertDocumentedErrors(load: WriteLoad, attempts: Attempt[]): void {
   for (const a of attempts) {
@@ -249,7 +254,7 @@ describe('faults under load', function () {
       const inFlight = attempts.filter((a) => a.start < heldKillAt - 300 && a.end > heldKillAt);
       assert.ok(inFlight.length >= 1, 'no request was in flight at the crash');
       assert.deepEqual([...statusesOf(inFlight)].filter((s) => ![201, 504].includes(s)), [], JSON.stringify(l.summary(inFlight)));
-      const resent = jsonLines((await stack.logs('gateway')).slice(gatewayLogBefore)).filter((e) => e.message === 'queue connection lost; requests re-sent');
+      const resent = jsonLines((await stack.logs('gateway')).slice(gatewayLogBefore)).filter((e) => e.message === 'queue lane not ready; requests re-sent');
       assert.ok(resent.some((e) => typeof e.requests === 'number' && e.requests >= 1), JSON.stringify(resent));
       await settle(l, prefix);
     });
