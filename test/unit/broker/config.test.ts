@@ -46,6 +46,7 @@ describe('parseGatewaysFile', () => {
         id: 'gw-1',
         host: 'gateway.example',
         sshPort: 2222,
+        httpsPort: 443,
         hostKeyFingerprint: FINGERPRINT,
         queueUsername: 'gateway-gw-1',
         queuePasswordSha256: HASH,
