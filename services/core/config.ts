@@ -1,5 +1,6 @@
 import { env, parseEnv } from '../common/config/env';
 import { DEFAULT_JSON_LIMITS } from '../common/json/limits';
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
 
 /** The most time a caller may grant one request (x-request-budget-ms), in milliseconds. */
 export const MAX_REQUEST_BUDGET_MS = 600_000;
@@ -23,7 +24,7 @@ const coreEnv = {
   REQUEST_BUDGET_MS: env.int({ min: 1, max: MAX_REQUEST_BUDGET_MS, def: DEFAULT_REQUEST_BUDGET_MS }),
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
-  SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 20_000 }),
+  SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: DEFAULT_SHUTDOWN_TIMEOUT_MS }),
 };
 
 export type DbEngineName = 'mongodb' | 'ferretdb';
