@@ -15,7 +15,7 @@ import { waitFor } from '../support/wait';
 import { check, formatSummary } from './jepsen/checker';
 import { Clients, type Endpoint } from './jepsen/clients';
 import { canonicalJson, type History, type StoredDoc } from './jepsen/history';
-import { Nemesis, NemesisError, requireHostTools, type ClockControl } from './jepsen/nemesis';
+import { Nemesis, NemesisError, requireHostTools, unexplainedDeaths, type ClockControl } from './jepsen/nemesis';
 
 /**
  * A Jepsen-style test of the whole chain's promises (issue 12): concurrent clients, half
@@ -140,7 +140,8 @@ describe('Jepsen-style check: keyed and unkeyed writes through overlapping fault
 
   it('stores every acknowledged write once with its content, no definite failure, no keyed duplicate, and serves within 5 s of every heal', async () => {
     const s = stack!;
-    const history: History = { ops: [], faults: [], probes: [], brokers: ['broker', 'broker2'] };
+    const history: History = { ops: [], faults: [], probes: [], brokers: ['broker', 'broker2'], observations: [] };
+    const services = ['core', 'gateway', 'broker', 'broker2'];
     const clients = new Clients({ endpoint, token, history, canaryPrefix: CANARY_PREFIX, timeoutMs: 15_000 });
     const probes: Promise<unknown>[] = [];
     const nemesis = new Nemesis(s, history, (label, at) => probes.push(clients.probe(label, at)));
@@ -162,8 +163,13 @@ describe('Jepsen-style check: keyed and unkeyed writes through overlapping fault
       // C: broker2's clock a minute fast while the other broker is stopped gracefully: broker2 alone must serve.
       await nemesis.clockOffset(clock, 60, () => nemesis.stopContainer('broker', 'broker:broker', 8000, (at) => probes.push(clients.probe('broker stopped, broker2 at +60 s serving alone', at))));
       await sleep(CFG.calmMs);
-      // D: broker2's clock a minute slow while core is paused and a burst of ~1 MB writes fills the queues.
-      await nemesis.clockOffset(clock, -60, () => nemesis.pauseCore(12_000, () => clients.burst(CFG.burst, 'blobs', bigBody)));
+      // D: core paused while a burst of ~1 MB writes fills the queues, the other broker's tunnel
+      // blackholed and broker2's clock a minute slow: when core is back, broker2's full queue
+      // must drain and serve within 5 s.
+      await Promise.all([
+        nemesis.blackhole('broker', 18_000),
+        sleep(500).then(() => nemesis.clockOffset(clock, -60, () => nemesis.pauseCore(12_000, () => clients.burst(CFG.burst, 'blobs', bigBody)))),
+      ]);
       await sleep(CFG.calmMs);
       // E: the gateway stopped gracefully while broker2 crashes.
       await Promise.all([nemesis.stopContainer('gateway', 'chain', 3000), sleep(1000).then(() => nemesis.killContainer('broker2', 'broker:broker2'))]);
@@ -172,8 +178,9 @@ describe('Jepsen-style check: keyed and unkeyed writes through overlapping fault
 
     await Promise.all(probes);
     await clients.stop();
-    for (const svc of ['core', 'gateway', 'broker', 'broker2']) await s.waitHealthy(svc, 120_000);
+    for (const svc of services) await s.waitHealthy(svc, 120_000);
     const settled = await clients.settleKeyed(60_000);
+    history.observations.push(...(await unexplainedDeaths(s, services, began, nemesis.deaths)));
     const faultsMs = Date.now() - began;
 
     const stored = await storedDocs(s);
@@ -191,6 +198,8 @@ describe('Jepsen-style check: keyed and unkeyed writes through overlapping fault
     assert.ok(result.figures.keyedOps > 0 && result.figures.unkeyedOps > 0, 'keyed and unkeyed clients both wrote');
     assert.ok(result.figures.fail + result.figures.info > 0, 'no write failed or went indeterminate: the faults did not bite');
     assert.ok(result.figures.liveness.some((l) => l.judged), 'no heal was judged for liveness');
+    const burst = result.figures.answers.burst ?? {};
+    assert.ok((burst['503 queue_full'] ?? 0) + (burst['503 overloaded'] ?? 0) > 0, `the burst filled no queue and met no admission limit: ${JSON.stringify(burst)}`);
     assert.ok(result.valid, summary);
   });
 });

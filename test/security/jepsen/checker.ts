@@ -15,7 +15,8 @@ import { opOutcome, type History, type Op, type StoredDoc } from './history';
  *   `livenessMs`; heals overlapped by such a fault are reported, not judged;
  * - nothing is stored with a canary no op sent;
  * - what the nemesis saw of the system's own conduct holds (Fault.problems: a graceful stop
- *   that ran into Docker's kill, for one).
+ *   that ran into Docker's kill, for one; History.observations: a container that restarted
+ *   although no fault killed it).
  * Duplicates among unkeyed writes (a client retried after an indeterminate answer, with no
  * key to tie the copies together) are counted and reported, not a violation.
  */
@@ -53,8 +54,8 @@ export interface Figures {
   strays: number;
   reads: { found: number; missing: number; different: number; unverified: number };
   liveness: LivenessFigure[];
-  /** Every answer seen, "201", "503 no_tunnel", "0 ECONNRESET", with counts. */
-  answers: Record<string, number>;
+  /** Every answer seen, "201", "503 no_tunnel", "0 ECONNRESET", with counts, by op kind (load, burst...). */
+  answers: Record<string, Record<string, number>>;
 }
 
 export interface CheckResult {
@@ -130,7 +131,8 @@ export function check(history: History, stored: StoredDoc[], opts: CheckOptions)
     else f.unkeyedOps += 1;
     for (const a of op.attempts) {
       const k = a.status === 0 ? `0 ${a.network ?? ''}` : `${a.status}${a.code ? ` ${a.code}` : ''}`;
-      f.answers[k] = (f.answers[k] ?? 0) + 1;
+      const byKind = (f.answers[op.kind] ??= {});
+      byKind[k] = (byKind[k] ?? 0) + 1;
     }
     const docs = byCanary.get(op.canary) ?? [];
     const okIds = [...new Set(op.attempts.filter((a) => a.outcome === 'ok' && a.id !== undefined).map((a) => a.id!))];
@@ -179,6 +181,7 @@ export function check(history: History, stored: StoredDoc[], opts: CheckOptions)
   }
 
   for (const fault of history.faults) for (const problem of fault.problems) violations.push(`nemesis ${fault.name}: ${problem}`);
+  for (const o of history.observations) violations.push(`observed: ${o}`);
 
   for (const p of history.probes) {
     const overlappedBy = chainBrokenBy(history, p.healed);
@@ -206,7 +209,8 @@ export function formatSummary(result: CheckResult, extra: Record<string, string 
     `reads after 201: found ${f.reads.found}, missing ${f.reads.missing}, different ${f.reads.different}, unverified ${f.reads.unverified}`,
     'liveness (heal -> first 201):',
     ...f.liveness.map((l) => `  ${l.fault}: ${l.ms === undefined ? 'none' : `${l.ms} ms`}${l.judged ? '' : ` (not judged: chain still broken by ${l.overlappedBy.join(', ')})`}`),
-    `answers: ${Object.entries(f.answers).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} x${n}`).join('; ')}`,
+    'answers:',
+    ...Object.entries(f.answers).map(([kind, answers]) => `  ${kind}: ${Object.entries(answers).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} x${n}`).join('; ')}`),
     `verdict: ${result.valid ? 'VALID' : `INVALID, ${result.violations.length} violations`}`,
     ...result.violations.slice(0, maxViolations).map((v) => `  - ${v}`),
     ...(result.violations.length > maxViolations ? [`  ... and ${result.violations.length - maxViolations} more`] : []),

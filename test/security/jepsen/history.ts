@@ -100,6 +100,8 @@ export interface History {
   probes: LivenessProbe[];
   /** The broker services; with all of them out the chain is broken. */
   brokers: string[];
+  /** What went wrong outside any one fault (a container restarted that no fault killed, an OOM kill). */
+  observations: string[];
 }
 
 /** What core holds for one canary: a document's id, collection and content hash. */

@@ -37,6 +37,13 @@ export interface ClockControl {
  * the test starts a liveness probe.
  */
 export class Nemesis {
+  /** How many times the nemesis made each service's container die (kill, stop, power cut). */
+  readonly deaths = new Map<string, number>();
+
+  private died(service: string): void {
+    this.deaths.set(service, (this.deaths.get(service) ?? 0) + 1);
+  }
+
   constructor(
     private readonly stack: Stack,
     private readonly history: History,
@@ -80,6 +87,7 @@ export class Nemesis {
     const pid = before.State.Pid;
     if (!before.State.Running || !pid) throw new NemesisError(`${service} is not running (state ${before.State.Status})`);
     process.kill(pid, 'SIGKILL');
+    this.died(service);
     await this.waitRestarted(service, before.State.StartedAt);
     const after = await this.stack.inspect(service);
     f.notes.push(`pid ${pid} killed; restarted by the restart policy (count ${before.RestartCount} -> ${after.RestartCount})`);
@@ -97,6 +105,7 @@ export class Nemesis {
     // No timeout of our own: Docker's, i.e. the container's StopTimeout (compose's
     // stop_grace_period) or Docker's 10 s.
     await c.stop();
+    this.died(service);
     const info = await this.stack.inspect(service);
     const s = info.State;
     const grace = (info.Config as { StopTimeout?: number }).StopTimeout;
@@ -162,7 +171,11 @@ export class Nemesis {
    */
   async setClock(clock: ClockControl, offsetS: number): Promise<number> {
     writeFileSync(clock.offsetFile, `${offsetS >= 0 ? '+' : ''}${offsetS}s\n`);
-    // libfaketime re-reads the file once a second (FAKETIME_CACHE_DURATION=1).
+    // A running process re-reads the file once its cached copy is a second old
+    // (FAKETIME_CACHE_DURATION=1); a fresh one (the check below) reads it at once. Without
+    // this wait the broker's own process could still run on the old offset when the phase
+    // goes on.
+    await sleep(2500);
     return waitFor(`${clock.service}'s clock to read ${offsetS} s off`, async () => {
       const before = Date.now();
       const res = await this.stack.exec(clock.service, ['node', '-e', 'process.stdout.write(String(Date.now()))']);
@@ -220,6 +233,7 @@ export class Nemesis {
     const pids = await this.pids('core');
     if (pids.length === 0) throw new NemesisError('core has no processes to kill');
     for (const pid of pids) process.kill(pid, 'SIGKILL');
+    this.died('core');
     await c.unpause();
     await waitFor('core to die', async () => !(await this.stack.inspect('core')).State.Running, 30_000, 100);
     const counts = await waitFor('the disk to power-cycle', () => disk.powerCycle(), 30_000, 500);
@@ -236,6 +250,42 @@ export class Nemesis {
   async killCore(): Promise<void> {
     await this.killContainer('core', 'chain');
   }
+}
+
+/**
+ * Deaths no fault explains: each service's container `die` events in Docker's event log
+ * since `sinceMs` against the deaths the nemesis caused, and every `oom` event. Docker's
+ * RestartCount cannot tell: a manual start after a stop resets it.
+ */
+export async function unexplainedDeaths(stack: Stack, services: string[], sinceMs: number, caused: Map<string, number>): Promise<string[]> {
+  const byId = new Map(services.map((s) => [stack.container(s).id, s]));
+  const stream = await stack.docker.getEvents({
+    since: Math.floor(sinceMs / 1000),
+    until: Math.ceil(Date.now() / 1000),
+    filters: { type: ['container'], event: ['die', 'oom'] },
+  });
+  let text = '';
+  for await (const chunk of stream) text += chunk.toString();
+  const seen = new Map<string, { die: number; oom: number; exits: string[] }>();
+  for (const line of text.split('\n').filter(Boolean)) {
+    const e = JSON.parse(line) as { id?: string; Action?: string; Actor?: { Attributes?: Record<string, string> } };
+    const service = e.id ? byId.get(e.id) : undefined;
+    if (!service || (e.Action !== 'die' && e.Action !== 'oom')) continue;
+    const entry = seen.get(service) ?? { die: 0, oom: 0, exits: [] };
+    if (e.Action === 'die') {
+      entry.die += 1;
+      entry.exits.push(e.Actor?.Attributes?.exitCode ?? '?');
+    } else entry.oom += 1;
+    seen.set(service, entry);
+  }
+  const out: string[] = [];
+  for (const service of services) {
+    const { die, oom, exits } = seen.get(service) ?? { die: 0, oom: 0, exits: [] };
+    const expected = caused.get(service) ?? 0;
+    if (die !== expected) out.push(`${service} died ${die} times (exit codes ${exits.join(', ') || 'none'}), the nemesis caused ${expected}`);
+    if (oom > 0) out.push(`${service} ran out of memory ${oom} times`);
+  }
+  return out;
 }
 
 /** nft and nsenter on the host, for the blackhole (a missing tool fails the run, never skips a fault). */

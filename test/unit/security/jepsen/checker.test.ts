@@ -33,6 +33,7 @@ function goodRun(): { history: History; stored: StoredDoc[] } {
     faults: [{ name: 'core SIGKILL', scope: 'chain', start: 20_000, healed: 30_000, notes: [], problems: [] }],
     probes: [{ fault: 'core SIGKILL', healed: 30_000, firstOk: 31_010, attempts: 1, canaries: [probe.canary] }],
     brokers: ['broker', 'broker2'],
+    observations: [],
   };
   const stored = [
     doc(keyedOk, 'id-1'),
@@ -61,7 +62,7 @@ describe('Jepsen-style checker', () => {
     assert.deepEqual([r.figures.infoStored, r.figures.infoNotStored], [1, 0]);
     assert.deepEqual(r.figures.reads, { found: 2, missing: 0, different: 0, unverified: 1 });
     assert.deepEqual(r.figures.liveness, [{ fault: 'core SIGKILL', ms: 1010, judged: true, overlappedBy: [] }]);
-    assert.equal(r.figures.answers['504 deadline_exceeded'], 2);
+    assert.deepEqual(r.figures.answers, { load: { '201': 4, '503 no_tunnel': 1, '504 deadline_exceeded': 2, '0 client timeout': 1 }, probe: { '201': 1 } });
   });
 
   it('fails when an acknowledged write is missing from the database', () => {
@@ -135,10 +136,14 @@ describe('Jepsen-style checker', () => {
     assert.deepEqual(chainBrokenBy(h, 100), []);
   });
 
-  it('fails on a problem the nemesis saw in the system\'s own conduct', () => {
+  it('fails on a problem the nemesis saw in the system\'s own conduct and on a restart no fault caused', () => {
     const { history, stored } = goodRun();
     history.faults[0]!.problems.push('exit 137 after 10.1 s: killed at the end of the grace period, not drained');
-    assert.deepEqual(check(history, stored, OPTS).violations, ['nemesis core SIGKILL: exit 137 after 10.1 s: killed at the end of the grace period, not drained']);
+    history.observations.push('gateway died 2 times (exit codes 137, 137), the nemesis caused 1');
+    assert.deepEqual(check(history, stored, OPTS).violations, [
+      'nemesis core SIGKILL: exit 137 after 10.1 s: killed at the end of the grace period, not drained',
+      'observed: gateway died 2 times (exit codes 137, 137), the nemesis caused 1',
+    ]);
   });
 
   it('fails when a GET right after a 201 does not find the record, and on a stored canary nobody sent', () => {
