@@ -153,7 +153,11 @@ export class Nemesis {
     const nft = (args: string[], input?: string): Promise<string> =>
       new Promise((resolve, reject) => {
         const child = execFile('nsenter', ['-t', String(pid), '-n', 'nft', ...args], (err, stdout, stderr) => (err ? reject(new NemesisError(`nsenter -t ${pid} -n nft ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)));
-        child.stdin?.end(input ?? '');
+        // An nft that exits without reading its input (EPIPE here) fails with its own exit
+        // status and message in the callback above; the pipe's error adds nothing to that.
+        child.stdin?.on('error', () => undefined);
+        if (input === undefined) child.stdin?.end();
+        else child.stdin?.end(input);
       });
     await nft(['-f', '-'], rules);
     await sleep(holdMs);
