@@ -5,6 +5,7 @@ import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '../common/queue/timing';
 import type { LaneOptions } from './queue/lane';
+import type { FirewallScope } from './firewall/ruleset';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
 
 /**
@@ -59,6 +60,10 @@ const gatewayEnv = {
   KNOCK_CAPTURE_BUFFER_KIB: env.int({ min: 64, max: 1 << 20, def: 8192 }),
   KNOCK_TCPDUMP: env.absPath('/usr/bin/tcpdump'),
   FIREWALL: env.oneOf(['nftables', 'off'], 'nftables'),
+  // Explicit, not detected: a non-root container cannot read /proc/1/ns/net to tell the
+  // host's namespace from its own, and a wrong guess would either lock the host out or
+  // leave the container's other ports unfiltered. Host networking needs `ports`.
+  FIREWALL_SCOPE: env.oneOf(['namespace', 'ports'], 'namespace'),
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
   METRICS_ALLOW_CIDRS: env.list(strItem(/^[0-9a-fA-F:.]+\/\d{1,3}$/), { def: '', expected: 'CIDRs' }),
@@ -104,6 +109,7 @@ export interface GatewayConfig {
     tcpdump: string;
   };
   firewall: 'nftables' | 'off';
+  firewallScope: FirewallScope;
   metrics: { host: string; port: number; allowCidrs: string[] };
   shutdownTimeoutMs: number;
 }
@@ -135,6 +141,11 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
   if (publicPorts.includes(e.SSH_PORT)) problems.push(`SSH_PORT=${e.SSH_PORT}: collides with HTTP_PORT/HTTPS_PORT`);
   if (spec?.mode === 'static' && spec.ports.some((p) => p === e.SSH_PORT || publicPorts.includes(p))) {
     problems.push('KNOCK_SEQUENCE: a knock port collides with SSH_PORT, HTTP_PORT or HTTPS_PORT');
+  }
+  if (e.FIREWALL === 'nftables' && e.FIREWALL_SCOPE === 'ports' && e.METRICS_ALLOW_CIDRS.length === 0 && !/^(127(\.\d{1,3}){3}|::1|localhost)$/.test(e.METRICS_HOST)) {
+    // In `namespace` scope the policy drops the metrics port; in `ports` scope only the
+    // allowed CIDRs would make the gateway filter it, so without them it would be open.
+    problems.push(`METRICS_HOST=${JSON.stringify(e.METRICS_HOST)}: beyond loopback with FIREWALL_SCOPE=ports, METRICS_ALLOW_CIDRS must name who may scrape it`);
   }
   if (problems.length > 0 || !spec) throw new ConfigError(problems);
   return {
@@ -181,6 +192,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
       tcpdump: e.KNOCK_TCPDUMP,
     },
     firewall: e.FIREWALL,
+    firewallScope: e.FIREWALL_SCOPE,
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT, allowCidrs: e.METRICS_ALLOW_CIDRS },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };

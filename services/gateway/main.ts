@@ -13,6 +13,7 @@ import { writeIfAbsent } from '../common/pki/files';
 import { loadGatewayConfig, type GatewayConfig } from './config';
 import { readConfigFile } from '../common/config/env';
 import { Firewall } from './firewall/nftables';
+import { knockPortRanges } from './firewall/ruleset';
 import { createApp } from './http/app';
 import { KnockSniffer } from './knock/sniffer';
 import { KnockTracker } from './knock/tracker';
@@ -64,14 +65,16 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   // 1. Firewall first: until it is loaded the SSH port must not answer at all.
   const fwLog = componentLogger(log, 'firewall');
   const firewall = new Firewall({
+    scope: config.firewallScope,
     publicPorts: [config.http.httpPort, config.http.httpsPort],
     sshPort: config.ssh.port,
+    knockPorts: knockPortRanges(config.knock.spec),
     maxOpenWindows: 65_536,
     metrics: config.metrics.allowCidrs.length > 0 ? { port: config.metrics.port, allowCidrs: config.metrics.allowCidrs } : undefined,
   });
   if (config.firewall === 'nftables') {
     await firewall.load();
-    fwLog.info('nftables table loaded', { sshPort: config.ssh.port });
+    fwLog.info('nftables table loaded', { sshPort: config.ssh.port, scope: config.firewallScope });
     lifecycle.onClose('firewall', () => firewall.remove());
   } else {
     fwLog.warn('FIREWALL=off: the SSH port is guarded by the app only; filter it on the host');

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Firewall, FirewallError } from '../../../../services/gateway/firewall/nftables';
-import { SET_V4, SET_V6 } from '../../../../services/gateway/firewall/ruleset';
+import { SET_V4, SET_V6, type RulesetOptions } from '../../../../services/gateway/firewall/ruleset';
 import { TestNamespace } from '../../../support/netns';
 import { tempDir } from '../../../support/tmp';
 
@@ -17,7 +17,7 @@ describe('Firewall on real nftables in a test namespace', function () {
   let ns: TestNamespace;
   let tmp: ReturnType<typeof tempDir>;
   let nftWrapper: string;
-  const options = { publicPorts: [80, 443], sshPort: 2222, maxOpenWindows: 1024 };
+  const options: RulesetOptions = { scope: 'namespace', publicPorts: [80, 443], sshPort: 2222, knockPorts: [[40000, 40999]], maxOpenWindows: 1024 };
 
   const elements = (set: string): string[] => {
     const json = JSON.parse(ns.run(['nft', '-j', 'list', 'set', 'inet', 'nonstop_gateway', set]).stdout) as { nftables: { set?: { elem?: unknown[] } }[] };

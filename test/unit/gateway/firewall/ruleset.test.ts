@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import {
+  knockPortRanges,
   renderAllow,
   renderRemoveTable,
   renderRevoke,
@@ -10,10 +11,16 @@ import {
   type RulesetOptions,
 } from '../../../../services/gateway/firewall/ruleset';
 
-const base: RulesetOptions = { publicPorts: [80, 443], sshPort: 2222, maxOpenWindows: 4096 };
+const base: RulesetOptions = { scope: 'namespace', publicPorts: [80, 443], sshPort: 2222, knockPorts: [[40000, 40999]], maxOpenWindows: 4096 };
 const lines = (text: string): string[] => text.split('\n').map((l) => l.trim());
+/** The rules of the input chain: the lines between its hook line and its closing brace. */
+const rules = (text: string): string[] => {
+  const l = lines(text);
+  const hook = l.findIndex((x) => x.startsWith('type filter hook input'));
+  return l.slice(hook + 1, l.indexOf('}', hook));
+};
 
-describe('renderRuleset', () => {
+describe('renderRuleset in namespace scope', () => {
   const text = renderRuleset(base);
   const l = lines(text);
 
@@ -64,11 +71,92 @@ describe('renderRuleset', () => {
     assert.deepEqual(v6only.filter((x) => x.includes('9464')), ['tcp dport 9464 ip6 saddr { fd12::/16 } accept']);
   });
 
+  it('ignores the knock ports: the policy drops them with every other port', () => {
+    assert.doesNotMatch(text, /40000/);
+  });
+
   it('places every accept rule inside the input chain and closes table and chain', () => {
     const full = lines(renderRuleset({ ...base, metrics: { port: 9464, allowCidrs: ['10.0.0.0/8'] } }));
     const chainAt = full.indexOf('chain input {');
     assert.ok(full.every((x, i) => !x.endsWith('accept') || i > chainAt));
     assert.deepEqual(full.slice(-3), ['}', '}', '']);
+  });
+});
+
+describe('renderRuleset in ports scope (host networking)', () => {
+  const ports: RulesetOptions = { ...base, scope: 'ports' };
+  const text = renderRuleset(ports);
+  const l = lines(text);
+  const r = rules(text);
+  const ours = 'tcp dport { 2222, 40000-40999 }';
+
+  it('accepts by default, at a priority just before the standard filter chains', () => {
+    assert.ok(l.includes('type filter hook input priority filter - 10; policy accept;'));
+    assert.equal(text.match(/policy /g)?.length, 1);
+    assert.doesNotMatch(text, /policy drop/);
+  });
+
+  it('drops only packets addressed to the SSH port or the knock ports, and rejects nothing', () => {
+    const drops = r.filter((x) => /\bdrop\b/.test(x));
+    assert.deepEqual(drops, [`${ours} ct state invalid drop`, `${ours} drop`]);
+    assert.doesNotMatch(text, /reject/);
+  });
+
+  it('has no rule that is not about its own ports but the loopback accept, which only hands packets on', () => {
+    assert.deepEqual(r.filter((x) => !x.startsWith('tcp dport ')), ['iif "lo" accept']);
+    assert.deepEqual(
+      r.filter((x) => x.startsWith('tcp dport ')).filter((x) => !x.startsWith(`${ours} `) && !x.startsWith('tcp dport 2222 ')),
+      [],
+    );
+    assert.doesNotMatch(text, /\b(80|443)\b/, 'the public ports are the host operator\'s to govern');
+    assert.doesNotMatch(text, /l4proto/);
+  });
+
+  it('lets the SSH port through from the window sets and established sessions, before the final drop', () => {
+    assert.deepEqual(r, [
+      'iif "lo" accept',
+      `${ours} ct state invalid drop`,
+      `${ours} ct state established,related accept`,
+      `tcp dport 2222 ip saddr @${SET_V4} accept`,
+      `tcp dport 2222 ip6 saddr @${SET_V6} accept`,
+      `${ours} drop`,
+    ]);
+  });
+
+  it('names the static sequence ports, sorted, merged and without repeats', () => {
+    const text2 = renderRuleset({ ...ports, knockPorts: knockPortRanges({ mode: 'static', ports: [9000, 7000, 7001, 9000, 8000] }) });
+    assert.ok(rules(text2).includes('tcp dport { 2222, 7000-7001, 8000, 9000 } drop'));
+  });
+
+  it('merges an SSH port that lies inside the knock range into one interval (older nft refuses overlaps)', () => {
+    assert.ok(rules(renderRuleset({ ...ports, sshPort: 40500 })).includes('tcp dport { 40000-40999 } drop'));
+    assert.ok(rules(renderRuleset({ ...ports, sshPort: 39999 })).includes('tcp dport { 39999-40999 } drop'));
+  });
+
+  it('filters the metrics port too when metrics CIDRs are given, and leaves it alone otherwise', () => {
+    const withMetrics = rules(renderRuleset({ ...ports, metrics: { port: 9464, allowCidrs: ['10.0.0.0/8', 'fd00::/8'] } }));
+    const all = 'tcp dport { 2222, 9464, 40000-40999 }';
+    assert.deepEqual(withMetrics.slice(-3), ['tcp dport 9464 ip saddr { 10.0.0.0/8 } accept', 'tcp dport 9464 ip6 saddr { fd00::/8 } accept', `${all} drop`]);
+    assert.ok(withMetrics.includes(`${all} ct state established,related accept`));
+    assert.doesNotMatch(renderRuleset({ ...ports, metrics: { port: 9464, allowCidrs: [] } }), /9464/);
+  });
+});
+
+describe('renderRuleset in either scope', () => {
+  it('names no table but its own and flushes or deletes nothing else', () => {
+    for (const scope of ['namespace', 'ports'] as const) {
+      const text = renderRuleset({ ...base, scope });
+      const tableLines = lines(text).filter((x) => /\btable\b/.test(x));
+      assert.deepEqual(tableLines, [`table inet ${TABLE}`, `delete table inet ${TABLE}`, `table inet ${TABLE} {`], scope);
+      assert.doesNotMatch(text, /flush|ruleset|destroy/, scope);
+    }
+  });
+});
+
+describe('knockPortRanges', () => {
+  it('gives each port of a static sequence, or the whole time-based range', () => {
+    assert.deepEqual(knockPortRanges({ mode: 'static', ports: [7000, 8000, 9000] }), [[7000, 7000], [8000, 8000], [9000, 9000]]);
+    assert.deepEqual(knockPortRanges({ mode: 'time', secret: Buffer.alloc(16), length: 4, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 }), [[40000, 40999]]);
   });
 });
 
