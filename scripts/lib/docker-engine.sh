@@ -21,7 +21,10 @@ ensure_docker_engine() {
     [ -n "${DOCKER_HOST:-}" ] && args+=(-H "$DOCKER_HOST")
     # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
     [ -n "${NONSTOP_DOCKERD_ARGS:-}" ] && args+=($NONSTOP_DOCKERD_ARGS)
-    nohup dockerd "${args[@]}" >>"$NONSTOP_CACHE/dockerd.log" 2>&1 &
+    # Its own session: the engine must outlive the job that started it (a test run, a CI
+    # phase). In the caller's process group it died with that group, taking every
+    # container of every later run with it.
+    setsid nohup dockerd "${args[@]}" >>"$NONSTOP_CACHE/dockerd.log" 2>&1 </dev/null &
     for _ in $(seq 1 60); do
       docker_answers && break
       sleep 1
