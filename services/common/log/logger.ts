@@ -16,13 +16,26 @@ const redact = winston.format((info) => {
   return info;
 });
 
+const LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+
 export function createLogger(service: string, level = process.env.LOG_LEVEL ?? 'info'): Logger {
-  return winston.createLogger({
-    level: ['error', 'warn', 'info', 'debug'].includes(level) ? level : 'info',
+  const logger = winston.createLogger({
+    level: (LEVELS as readonly string[]).includes(level) ? level : 'info',
     defaultMeta: { service },
     format: winston.format.combine(redact(), winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.json()),
     transports: [new winston.transports.Console()],
   });
+  // winston builds the line (merges the fields, runs every format) before any transport
+  // drops it for its level: a suppressed debug call cost ~9 µs on the request path. Check
+  // the level first. Set on the root instance, so children (Object.create of it) inherit
+  // it and still run it as themselves, with their own fields.
+  for (const name of LEVELS) {
+    const write = logger[name] as (this: Logger, ...args: unknown[]) => Logger;
+    logger[name] = function (this: Logger, ...args: unknown[]): Logger {
+      return this.isLevelEnabled(name) ? write.apply(this, args) : this;
+    } as Logger[typeof name];
+  }
+  return logger;
 }
 
 export function componentLogger(parent: Logger, component: string): Logger {
