@@ -5,6 +5,7 @@ import { ConfigError } from '../common/errors/config-error';
 import { GATEWAY_ID } from '../common/ids/names';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
+import { DEFAULT_KNOCK_LENGTH, DEFAULT_KNOCK_PORT_RANGE } from '../common/knock/strength';
 import { DEFAULT_REQUEST_TIMEOUT_MS, MAX_BUDGET_MS } from '../common/queue/timing';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
 
@@ -79,8 +80,8 @@ const knockSchema = z.discriminatedUnion('mode', [
     .object({
       mode: z.literal('time'),
       secretFile: z.string().regex(/^\//),
-      length: z.number().int().min(2).max(32).default(4),
-      portRange: z.string().regex(/^\d{1,5}-\d{1,5}$/).default('40000-40999'),
+      length: z.number().int().min(2).max(32).default(DEFAULT_KNOCK_LENGTH),
+      portRange: z.string().regex(/^\d{1,5}-\d{1,5}$/).default(DEFAULT_KNOCK_PORT_RANGE),
       periodSeconds: z.number().int().min(5).max(3600).default(30),
     })
     .strict(),

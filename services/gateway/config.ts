@@ -3,6 +3,7 @@ import { env, intItem, parseEnv, readSecretFile, strItem } from '../common/confi
 import { GATEWAY_ID } from '../common/ids/names';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
+import { DEFAULT_KNOCK_LENGTH, DEFAULT_KNOCK_PORT_RANGE, guessFloorProblem } from '../common/knock/strength';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '../common/queue/timing';
 import type { LaneOptions } from './queue/lane';
 import type { FirewallScope } from './firewall/ruleset';
@@ -49,13 +50,18 @@ const gatewayEnv = {
   KNOCK_MODE: env.oneOf(['static', 'time'], 'static'),
   KNOCK_SEQUENCE: env.optional(env.list(intItem(1, 65535), { expected: 'comma-separated TCP ports', min: 2, max: 32 })),
   KNOCK_SECRET_FILE: env.optional(env.absPath()),
-  KNOCK_LENGTH: env.int({ min: 2, max: 32, def: 4 }),
-  KNOCK_PORT_RANGE: env.str({ def: '40000-40999', pattern: /^\d{1,5}-\d{1,5}$/, expected: 'START-END' }),
+  KNOCK_LENGTH: env.int({ min: 2, max: 32, def: DEFAULT_KNOCK_LENGTH }),
+  KNOCK_PORT_RANGE: env.str({ def: DEFAULT_KNOCK_PORT_RANGE, pattern: /^\d{1,5}-\d{1,5}$/, expected: 'START-END' }),
   KNOCK_PERIOD_SECONDS: env.int({ min: 5, max: 3600, def: 30 }),
   KNOCK_STEP_TIMEOUT_MS: env.int({ min: 100, max: 60_000, def: 5000 }),
   KNOCK_SEQUENCE_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: 15_000 }),
   KNOCK_WINDOW_SECONDS: env.int({ min: 1, max: 3600, def: 30 }),
   KNOCK_MAX_SOURCES: env.int({ min: 16, max: 10_000_000, def: 50_000 }),
+  // A broker that knocks right spends nothing (an attempt that opens is given back), so
+  // these only bind a source that keeps failing: 10 attempts, then one per 6 s.
+  KNOCK_SOURCE_BUDGET: env.int({ min: 1, max: 100_000, def: 10 }),
+  KNOCK_SOURCE_REFILL_SECONDS: env.int({ min: 1, max: 86_400, def: 6 }),
+  KNOCK_REPLAY_FILE: env.absPath('/var/lib/nonstop/knock/replay.json'),
   KNOCK_INTERFACE: env.str({ def: 'any', pattern: /^[A-Za-z0-9_.:@-]{1,32}$/, expected: 'a network interface name or any' }),
   KNOCK_CAPTURE_BUFFER_KIB: env.int({ min: 64, max: 1 << 20, def: 8192 }),
   KNOCK_TCPDUMP: env.absPath('/usr/bin/tcpdump'),
@@ -104,6 +110,8 @@ export interface GatewayConfig {
     sequenceTimeoutMs: number;
     windowMs: number;
     maxSources: number;
+    budget: { attempts: number; refillMs: number };
+    replayFile: string;
     device: string;
     bufferKiB: number;
     tcpdump: string;
@@ -117,6 +125,9 @@ export interface GatewayConfig {
 export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const e = parseEnv(gatewayEnv, source);
   const problems: string[] = [];
+  // Ports the gateway itself answers on: a knock there would also be a client's SYN.
+  const ownPorts = { HTTP_PORT: e.HTTP_PORT, HTTPS_PORT: e.HTTPS_PORT, SSH_PORT: e.SSH_PORT, APP_PORT: e.APP_PORT, METRICS_PORT: e.METRICS_PORT };
+  const ownIn = (inRange: (p: number) => boolean): string => Object.entries(ownPorts).filter(([, p]) => inRange(p)).map(([name, p]) => `${name} ${p}`).join(', ');
   let spec: KnockSpec | undefined;
   if (e.KNOCK_MODE === 'static') {
     if (!e.KNOCK_SEQUENCE) problems.push('KNOCK_SEQUENCE=(unset): required when KNOCK_MODE=static (e.g. 7000,8000,9000)');
@@ -129,19 +140,24 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
     const [start, end] = e.KNOCK_PORT_RANGE.split('-').map(Number) as [number, number];
     if (!(start >= 1 && end <= 65535 && end - start + 1 >= e.KNOCK_LENGTH * 2)) {
       problems.push(`KNOCK_PORT_RANGE=${JSON.stringify(e.KNOCK_PORT_RANGE)}: expected START-END within 1-65535 holding at least ${e.KNOCK_LENGTH * 2} ports`);
-    } else if (!e.KNOCK_SECRET_FILE) {
-      problems.push('KNOCK_SECRET_FILE=(unset): required when KNOCK_MODE=time');
     } else {
-      const secret = Buffer.from(readSecretFile('KNOCK_SECRET_FILE', e.KNOCK_SECRET_FILE), 'utf8');
-      if (secret.length < 16) problems.push(`KNOCK_SECRET_FILE=${JSON.stringify(e.KNOCK_SECRET_FILE)}: secret shorter than 16 bytes`);
-      spec = { mode: 'time', secret, length: e.KNOCK_LENGTH, rangeStart: start, rangeEnd: end, periodMs: e.KNOCK_PERIOD_SECONDS * 1000 };
+      const weak = guessFloorProblem(end - start + 1, e.KNOCK_LENGTH);
+      if (weak) problems.push(`KNOCK_LENGTH=${e.KNOCK_LENGTH} with KNOCK_PORT_RANGE=${JSON.stringify(e.KNOCK_PORT_RANGE)}: ${weak}`);
+      const own = ownIn((p) => p >= start && p <= end);
+      if (own) problems.push(`KNOCK_PORT_RANGE=${JSON.stringify(e.KNOCK_PORT_RANGE)}: overlaps the gateway's own ports (${own})`);
+      if (!e.KNOCK_SECRET_FILE) {
+        problems.push('KNOCK_SECRET_FILE=(unset): required when KNOCK_MODE=time');
+      } else {
+        const secret = Buffer.from(readSecretFile('KNOCK_SECRET_FILE', e.KNOCK_SECRET_FILE), 'utf8');
+        if (secret.length < 16) problems.push(`KNOCK_SECRET_FILE=${JSON.stringify(e.KNOCK_SECRET_FILE)}: secret shorter than 16 bytes`);
+        spec = { mode: 'time', secret, length: e.KNOCK_LENGTH, rangeStart: start, rangeEnd: end, periodMs: e.KNOCK_PERIOD_SECONDS * 1000 };
+      }
     }
   }
   const publicPorts = [e.HTTP_PORT, e.HTTPS_PORT];
   if (publicPorts.includes(e.SSH_PORT)) problems.push(`SSH_PORT=${e.SSH_PORT}: collides with HTTP_PORT/HTTPS_PORT`);
-  if (spec?.mode === 'static' && spec.ports.some((p) => p === e.SSH_PORT || publicPorts.includes(p))) {
-    problems.push('KNOCK_SEQUENCE: a knock port collides with SSH_PORT, HTTP_PORT or HTTPS_PORT');
-  }
+  const ownKnocked = spec?.mode === 'static' ? ownIn((p) => spec.ports.includes(p)) : '';
+  if (ownKnocked) problems.push(`KNOCK_SEQUENCE=${JSON.stringify(e.KNOCK_SEQUENCE?.join(','))}: holds the gateway's own ports (${ownKnocked})`);
   if (e.FIREWALL === 'nftables' && e.FIREWALL_SCOPE === 'ports' && e.METRICS_ALLOW_CIDRS.length === 0 && !/^(127(\.\d{1,3}){3}|::1|localhost)$/.test(e.METRICS_HOST)) {
     // In `namespace` scope the policy drops the metrics port; in `ports` scope only the
     // allowed CIDRs would make the gateway filter it, so without them it would be open.
@@ -187,6 +203,8 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
       sequenceTimeoutMs: e.KNOCK_SEQUENCE_TIMEOUT_MS,
       windowMs: e.KNOCK_WINDOW_SECONDS * 1000,
       maxSources: e.KNOCK_MAX_SOURCES,
+      budget: { attempts: e.KNOCK_SOURCE_BUDGET, refillMs: e.KNOCK_SOURCE_REFILL_SECONDS * 1000 },
+      replayFile: e.KNOCK_REPLAY_FILE,
       device: e.KNOCK_INTERFACE,
       bufferKiB: e.KNOCK_CAPTURE_BUFFER_KIB,
       tcpdump: e.KNOCK_TCPDUMP,

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { ConfigError } from '../common/errors/config-error';
 import { closeServer, runService } from '../common/lifecycle/entry';
-import { componentLogger, errorFields, type Logger } from '../common/log/logger';
+import { componentLogger, type Logger } from '../common/log/logger';
 import type { Lifecycle } from '../common/lifecycle/shutdown';
 import { ChildSupervisor } from '../common/lifecycle/supervisor';
 import { createRegistry, startMetricsServer } from '../common/metrics/server';
@@ -15,9 +15,8 @@ import { readConfigFile } from '../common/config/env';
 import { Firewall } from './firewall/nftables';
 import { knockPortRanges } from './firewall/ruleset';
 import { createApp } from './http/app';
-import { KnockSniffer } from './knock/sniffer';
-import { KnockTracker } from './knock/tracker';
-import { WindowGrants } from './knock/window-grants';
+import { NoFirewall } from './firewall/no-firewall';
+import { KnockDoor } from './knock/door';
 import { gatewayMetrics } from './metrics';
 import { renderNginxConf } from './nginx/config';
 import { checkPortsBindable, ipv6Enabled } from './nginx/host-checks';
@@ -80,37 +79,13 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     fwLog.warn('FIREWALL=off: the SSH port is guarded by the app only; filter it on the host');
   }
 
-  // 2. Knock sniffer → grants and firewall windows.
-  const grants = new WindowGrants(65_536);
-  const tracker = new KnockTracker({
-    spec: config.knock.spec,
-    stepTimeoutMs: config.knock.stepTimeoutMs,
-    sequenceTimeoutMs: config.knock.sequenceTimeoutMs,
-    maxSources: config.knock.maxSources,
-  });
-  const knockLog = componentLogger(log, 'knock');
-  const sniffer = new KnockSniffer(tracker, { tcpdump: config.knock.tcpdump, device: config.knock.device, bufferKiB: config.knock.bufferKiB, sweepIntervalMs: 1000 }, knockLog);
-  sniffer.on('outcome', (outcome, src) => {
-    metrics.knockSyns.inc({ outcome });
-    if (outcome === 'replay') knockLog.warn('replayed knock sequence refused', { src });
-    if (outcome !== 'opened') return;
-    grants.open(src, config.knock.windowMs);
-    metrics.windowsOpened.inc();
-    knockLog.info('knock accepted; ssh window open', { src, windowMs: config.knock.windowMs });
-    if (config.firewall === 'nftables') {
-      firewall.allow(src, config.knock.windowMs).catch((err) => fwLog.error('opening window failed', { src, ...errorFields(err) }));
-    }
-  });
-  lifecycle.onClose('sniffer', () => sniffer.stop());
-  await sniffer.start();
-  const gauges = setInterval(() => {
-    const s = tracker.stats();
-    metrics.knockTracked.set(s.tracked);
-    metrics.knockEvicted.set(s.evicted);
-    metrics.knockPackets.set(sniffer.packets);
-    grants.sweep();
-  }, 1000);
-  gauges.unref();
+  // 2. The door: knocks → a window for the knocking source, and the SSH server's admit rule.
+  const door = new KnockDoor(
+    { ...config.knock, capture: { tcpdump: config.knock.tcpdump, device: config.knock.device, bufferKiB: config.knock.bufferKiB }, maxOpenWindows: 65_536 },
+    { firewall: config.firewall === 'nftables' ? firewall : new NoFirewall(), metrics, log: componentLogger(log, 'knock') },
+  );
+  lifecycle.onClose('door', () => door.stop());
+  await door.start();
 
   // 3. Queue dispatch over tunnels, and the SSH server that creates them.
   const dispatcher = new Dispatcher(config.gatewayId, { username: config.queue.username, password: config.queue.password }, config.queue.lane, sameRequest, metrics, componentLogger(log, 'queue'));
@@ -120,12 +95,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
       hostKey,
       authorizedKeys,
       queuePort: config.queue.port,
-      admit: (address) => {
-        if (!grants.consume(address)) return false;
-        // One knock, one connection: close the firewall window as soon as it is used.
-        if (config.firewall === 'nftables') void firewall.revoke(address).catch((err) => fwLog.warn('closing window failed', { src: address, ...errorFields(err) }));
-        return true;
-      },
+      admit: (address) => door.admit(address),
       limiter: new FailureLimiter({ maxFailures: config.ssh.maxAuthFailures, windowMs: config.ssh.authFailureWindowMs, maxTracked: 100_000 }),
       keepaliveIntervalMs: config.ssh.keepaliveIntervalMs,
       keepaliveCountMax: config.ssh.keepaliveCountMax,
@@ -191,18 +161,21 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     port: config.metrics.port,
     registry,
     log,
-    health: () => ({
-      ok: nginx.running && sniffer.running && !lifecycle.isClosing,
-      checks: {
-        nginx: nginx.running ? 'running' : 'down',
-        nginxRestarts: nginx.restarts,
-        firewall: config.firewall,
-        sniffer: sniffer.running ? 'capturing' : 'down',
-        snifferRestarts: sniffer.restarts,
-        tunnelsOpen: dispatcher.openLanes,
-        tunnelsReady: dispatcher.readyLanes,
-      },
-    }),
+    health: () => {
+      const knock = door.stats();
+      return {
+        ok: nginx.running && knock.capturing && !lifecycle.isClosing,
+        checks: {
+          nginx: nginx.running ? 'running' : 'down',
+          nginxRestarts: nginx.restarts,
+          firewall: config.firewall,
+          sniffer: knock.capturing ? 'capturing' : 'down',
+          snifferRestarts: knock.captureRestarts,
+          tunnelsOpen: dispatcher.openLanes,
+          tunnelsReady: dispatcher.readyLanes,
+        },
+      };
+    },
   });
   lifecycle.onClose('metrics', () => closeServer(metricsServer));
   // Runs first on shutdown: stop taking work (new requests get 503 shutting_down, not

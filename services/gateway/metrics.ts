@@ -4,10 +4,11 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 export function gatewayMetrics(registry: Registry) {
   const registers = [registry];
   return {
-    knockSyns: new Counter({ name: 'nonstop_knock_syns_total', help: 'SYNs that touched knock progress, by outcome', labelNames: ['outcome'] as const, registers }),
+    knockSyns: new Counter({ name: 'nonstop_knock_syns_total', help: 'SYNs that touched knock progress, by outcome (throttled: a source over its knock budget; unrecorded: a correct knock whose use could not be recorded, so not opened)', labelNames: ['outcome'] as const, registers }),
     knockPackets: new Gauge({ name: 'nonstop_knock_packets_captured', help: 'Packets the sniffer has read since start', registers }),
     knockTracked: new Gauge({ name: 'nonstop_knock_sources_tracked', help: 'Sources with knock progress', registers }),
     knockEvicted: new Gauge({ name: 'nonstop_knock_sources_evicted', help: 'Progress records evicted by the source cap since start', registers }),
+    knockThrottled: new Gauge({ name: 'nonstop_knock_sources_throttled', help: 'Sources (IPv6: /64s) that spent their knock budget and start no knock until it refills', registers }),
     windowsOpened: new Counter({ name: 'nonstop_knock_windows_opened_total', help: 'Firewall windows opened after a correct knock', registers }),
     sshConnections: new Counter({ name: 'nonstop_ssh_connections_total', help: 'TCP connections to the SSH port, by admission', labelNames: ['result'] as const, registers }),
     sshAuthFailures: new Counter({ name: 'nonstop_ssh_auth_failures_total', help: 'Failed SSH authentications', labelNames: ['method'] as const, registers }),

@@ -4,6 +4,7 @@ import { env, intItem, parseEnv, strItem } from '../common/config/env';
 import { ConfigError } from '../common/errors/config-error';
 import { GATEWAY_ID } from '../common/ids/names';
 import { staticSequenceProblem } from '../common/knock/sequence';
+import { DEFAULT_KNOCK_LENGTH, DEFAULT_KNOCK_PORT_RANGE, guessFloorProblem } from '../common/knock/strength';
 import { createLogger } from '../common/log/logger';
 import { createCa, issueCertificate, type PemPair } from '../common/pki/certificates';
 import { writeIfAbsent } from '../common/pki/files';
@@ -23,8 +24,8 @@ const keygenEnv = {
   BROKER_SECRETS_DIR: env.absPath('/etc/nonstop/broker'),
   KNOCK_MODE: env.oneOf(['static', 'time'], 'time'),
   KNOCK_SEQUENCE: env.optional(env.list(intItem(1, 65535), { expected: 'comma-separated TCP ports', min: 2, max: 32 })),
-  KNOCK_LENGTH: env.int({ min: 2, max: 32, def: 4 }),
-  KNOCK_PORT_RANGE: env.str({ def: '40000-40999', pattern: /^\d{1,5}-\d{1,5}$/, expected: 'START-END' }),
+  KNOCK_LENGTH: env.int({ min: 2, max: 32, def: DEFAULT_KNOCK_LENGTH }),
+  KNOCK_PORT_RANGE: env.str({ def: DEFAULT_KNOCK_PORT_RANGE, pattern: /^\d{1,5}-\d{1,5}$/, expected: 'START-END' }),
   KNOCK_PERIOD_SECONDS: env.int({ min: 5, max: 3600, def: 30 }),
 };
 
@@ -40,6 +41,11 @@ async function main(): Promise<void> {
   if (e.KNOCK_MODE === 'static') {
     const why = e.KNOCK_SEQUENCE ? staticSequenceProblem(e.KNOCK_SEQUENCE) : 'required when KNOCK_MODE=static';
     if (why) throw new ConfigError([`KNOCK_SEQUENCE: ${why}`]);
+  } else {
+    // The gateway refuses these settings too; refusing here keeps a weak pair out of the broker's gateways.json.
+    const [start, end] = e.KNOCK_PORT_RANGE.split('-').map(Number) as [number, number];
+    const weak = end - start + 1 >= e.KNOCK_LENGTH * 2 ? guessFloorProblem(end - start + 1, e.KNOCK_LENGTH) : `the range must hold at least ${e.KNOCK_LENGTH * 2} ports`;
+    if (weak) throw new ConfigError([`KNOCK_LENGTH=${e.KNOCK_LENGTH} with KNOCK_PORT_RANGE=${JSON.stringify(e.KNOCK_PORT_RANGE)}: ${weak}`]);
   }
   const L = keyLayout(e.KEYGEN_OUT, e.KEYGEN_GATEWAY_SUBDIR);
   const created: string[] = [];

@@ -18,10 +18,10 @@ export type KnockSpec =
 
 export type TimeSpec = Extract<KnockSpec, { mode: 'time' }>;
 
-/** A sequence acceptable right now; `replayKey` names it for single use (time-based only). */
+/** A sequence acceptable right now; `replay` names it for single use (time-based only). */
 export interface Candidate {
   ports: readonly number[];
-  replayKey?: string;
+  replay?: { window: number; nonce: number };
 }
 
 export function windowOf(spec: { periodMs: number }, nowMs: number): number {
@@ -67,7 +67,7 @@ export function timeSequence(spec: TimeSpec, window: number, nonce: number): num
 export function timeCandidates(spec: TimeSpec, firstPort: number, nowMs: number): Candidate[] {
   const nonce = firstPort - spec.rangeStart;
   const n = windowOf(spec, nowMs);
-  return [n - 1, n, n + 1].map((w) => ({ ports: timeSequence(spec, w, nonce), replayKey: `w${w}:n${nonce}` }));
+  return [n - 1, n, n + 1].map((w) => ({ ports: timeSequence(spec, w, nonce), replay: { window: w, nonce } }));
 }
 
 /** Whether `port` can open a knock: a static first port, or any port of the time-based range. */

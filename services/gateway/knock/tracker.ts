@@ -1,4 +1,5 @@
-import { isFirstPort, timeCandidates, windowOf, type Candidate, type KnockSpec } from '../../common/knock/sequence';
+import { isFirstPort, timeCandidates, windowOf, type Candidate, type KnockSpec, type TimeSpec } from '../../common/knock/sequence';
+import { SourceBudget, type BudgetStats } from './budget';
 
 /** One TCP SYN as the sniffer saw it (SYN set; ACK, RST and FIN clear). */
 export interface Syn {
@@ -19,7 +20,18 @@ export type KnockOutcome =
   | 'reset'
   | 'opened'
   /** A complete time-based sequence that was already used. */
-  | 'replay';
+  | 'replay'
+  /** A first step from a source that has spent its knock budget: nothing started. */
+  | 'throttled'
+  /** A complete time-based sequence that could not be recorded as used (record full): opens nothing. */
+  | 'unrecorded';
+
+/** The (window, nonce) pairs already used, as kept across restarts (replay-store.ts). */
+export interface ReplayState {
+  burnt: { window: number; nonce: number; untilMs: number }[];
+  /** Every window up to `window` counts as used, until `untilMs` (set when a record was lost). */
+  refuseThrough?: { window: number; untilMs: number };
+}
 
 export interface TrackerOptions {
   spec: KnockSpec;
@@ -29,6 +41,12 @@ export interface TrackerOptions {
   sequenceTimeoutMs: number;
   /** Most sources tracked at once; the oldest is evicted beyond it (spoofed-source floods). */
   maxSources: number;
+  /** Per-source attempts (budget.ts); none for simulations of the bare sequence space. */
+  budget?: { attempts: number; refillMs: number };
+  /** Used sequences from before a restart. */
+  replay?: ReplayState;
+  /** Most used sequences remembered at once; a sequence that cannot be remembered opens nothing. */
+  maxBurnt?: number;
   now?: () => number;
 }
 
@@ -46,6 +64,7 @@ export interface TrackerStats {
   tracked: number;
   evicted: number;
   expired: number;
+  budget: BudgetStats;
 }
 
 /**
@@ -63,13 +82,22 @@ export interface TrackerStats {
  * - A SYN from a source without progress that is not a first port is ignored, and costs
  *   no memory. (For time-based knocks every port of the range is a first port: the first
  *   knock carries the nonce; the rest must follow from the HMAC of window and nonce.)
- * - A completed time-based sequence is burnt per (window, nonce): replaying it within its
- *   window opens nothing (static sequences behave as knockd's: reusable).
+ * - Starting an attempt costs the source one unit of its knock budget (budget.ts); an
+ *   attempt that opens gives it back. A source with nothing left is throttled: its first
+ *   steps start nothing until the budget refills. Steps of an attempt already started
+ *   are free, so a knock in progress is never cut by its own budget.
+ * - A completed time-based sequence is burnt per (window, nonce) for as long as it could
+ *   be accepted again: replaying it opens nothing (static sequences behave as knockd's:
+ *   reusable). `replayState()` gives the burnt set to keep across restarts.
  * - At most `maxSources` records; a new source evicts the least recently active one.
  */
 export class KnockTracker {
   private readonly progress = new Map<string, Progress>();
-  private readonly burnt = new Map<string, number>();
+  /** Burnt (window, nonce) pairs, keyed `window:nonce`, each with the time it may be forgotten. */
+  private readonly burnt = new Map<string, { window: number; nonce: number; untilMs: number }>();
+  private refuseThrough: { window: number; untilMs: number } | undefined;
+  private readonly budget: SourceBudget | undefined;
+  private readonly maxBurnt: number;
   private readonly now: () => number;
   private evicted = 0;
   private readonly timeCache = new Map<string, Candidate[]>();
@@ -77,6 +105,13 @@ export class KnockTracker {
 
   constructor(private readonly opts: TrackerOptions) {
     this.now = opts.now ?? Date.now;
+    this.maxBurnt = opts.maxBurnt ?? 65_536;
+    this.budget = opts.budget ? new SourceBudget({ ...opts.budget, maxSources: opts.maxSources }) : undefined;
+    const t = this.now();
+    for (const b of opts.replay?.burnt ?? []) {
+      if (b.untilMs > t && this.burnt.size < this.maxBurnt) this.burnt.set(`${b.window}:${b.nonce}`, { ...b });
+    }
+    if (opts.replay?.refuseThrough && opts.replay.refuseThrough.untilMs > t) this.refuseThrough = { ...opts.replay.refuseThrough };
   }
 
   onSyn(syn: Syn): KnockOutcome {
@@ -96,7 +131,7 @@ export class KnockTracker {
       if (next.length > 0) return this.advance(syn, state, next, t);
       this.progress.delete(syn.src);
       const restarted = this.start(syn, t);
-      return restarted === 'opened' || restarted === 'replay' ? restarted : 'reset';
+      return restarted === 'progress' || restarted === 'ignored' ? 'reset' : restarted;
     }
     return this.start(syn, t);
   }
@@ -104,6 +139,7 @@ export class KnockTracker {
   private start(syn: Syn, t: number): KnockOutcome {
     const spec = this.opts.spec;
     if (!isFirstPort(spec, syn.dport)) return 'ignored';
+    if (this.budget && !this.budget.take(syn.src, t)) return 'throttled';
     const state: Progress = {
       candidates: spec.mode === 'static' ? [{ ports: spec.ports }] : undefined,
       firstPort: syn.dport,
@@ -141,10 +177,11 @@ export class KnockTracker {
     const done = next?.find((c) => c.ports.length === state.matched);
     if (done) {
       this.progress.delete(syn.src);
-      if (done.replayKey !== undefined) {
-        if (this.burnt.has(done.replayKey)) return 'replay';
-        this.burnt.set(done.replayKey, t + this.burnPeriodMs());
+      if (done.replay) {
+        const outcome = this.burn(done.replay.window, done.replay.nonce, t);
+        if (outcome !== 'opened') return outcome;
       }
+      this.budget?.refund(syn.src, t);
       return 'opened';
     }
     // Re-insert so Map order is least-recently-active first (eviction order).
@@ -158,16 +195,34 @@ export class KnockTracker {
     return 'progress';
   }
 
+  /** Marks (window, nonce) used; anything but 'opened' means the sequence must not open. */
+  private burn(window: number, nonce: number, t: number): KnockOutcome {
+    const key = `${window}:${nonce}`;
+    if (this.burnt.has(key)) return 'replay';
+    if (this.refuseThrough && window <= this.refuseThrough.window) return 'replay';
+    if (this.burnt.size >= this.maxBurnt) this.forgetExpired(t);
+    if (this.burnt.size >= this.maxBurnt) return 'unrecorded';
+    this.burnt.set(key, { window, nonce, untilMs: acceptableUntil(this.opts.spec, this.opts.sequenceTimeoutMs, window) });
+    return 'opened';
+  }
+
+  /** The used sequences still worth remembering, for the replay store. */
+  replayState(): ReplayState {
+    const t = this.now();
+    const burnt = [...this.burnt.values()].filter((b) => b.untilMs > t).map((b) => ({ ...b }));
+    return this.refuseThrough && this.refuseThrough.untilMs > t ? { burnt, refuseThrough: { ...this.refuseThrough } } : { burnt };
+  }
+
   private isExpired(state: Progress, t: number): boolean {
     return t - state.lastAt > this.opts.stepTimeoutMs || t - state.startedAt > this.opts.sequenceTimeoutMs;
   }
 
-  private burnPeriodMs(): number {
-    // A burnt window can be accepted for up to three periods (previous, current, next).
-    return this.opts.spec.mode === 'time' ? this.opts.spec.periodMs * 3 : 0;
+  private forgetExpired(t: number): void {
+    for (const [key, b] of this.burnt) if (b.untilMs <= t) this.burnt.delete(key);
+    if (this.refuseThrough && this.refuseThrough.untilMs <= t) this.refuseThrough = undefined;
   }
 
-  /** Drops expired progress and burnt keys; returns how many progress records expired. */
+  /** Drops expired progress, burnt keys and refilled budgets; returns how many progress records expired. */
   sweep(): number {
     const t = this.now();
     let n = 0;
@@ -177,12 +232,33 @@ export class KnockTracker {
         n++;
       }
     }
-    for (const [key, until] of this.burnt) if (until <= t) this.burnt.delete(key);
+    this.forgetExpired(t);
+    this.budget?.sweep(t);
     this.expired += n;
     return n;
   }
 
   stats(): TrackerStats {
-    return { tracked: this.progress.size, evicted: this.evicted, expired: this.expired };
+    return { tracked: this.progress.size, evicted: this.evicted, expired: this.expired, budget: this.budget?.stats() ?? { tracked: 0, throttled: 0, evicted: 0 } };
   }
+}
+
+/**
+ * Until when a replay of `window`'s sequence could still complete: a start is given the
+ * candidates of its own window and both neighbours, so window w is offered to starts
+ * before (w + 2) periods, and such a start may finish up to a sequence timeout later.
+ */
+function acceptableUntil(spec: KnockSpec, sequenceTimeoutMs: number, window: number): number {
+  return spec.mode === 'time' ? (window + 2) * spec.periodMs + sequenceTimeoutMs : 0;
+}
+
+/**
+ * The replay state of a gateway that lost its record of used knocks (unreadable file):
+ * every window that may already have been used — up to the next one — counts as used, so
+ * no replay can open; knocks open again once the window after that comes round (at most
+ * two periods later).
+ */
+export function lostRecordState(spec: TimeSpec, sequenceTimeoutMs: number, nowMs: number): ReplayState {
+  const window = windowOf(spec, nowMs) + 1;
+  return { burnt: [], refuseThrough: { window, untilMs: acceptableUntil(spec, sequenceTimeoutMs, window) } };
 }

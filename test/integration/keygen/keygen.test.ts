@@ -68,4 +68,21 @@ describe('nonstop-keygen (the compose one-shot and the fleet tool)', function ()
     assert.equal(r.stderr.trim().split('\n').length, 1);
     assert.deepEqual(readdirSync(tmp.dir), []);
   });
+
+  it("writes the gateway's knock defaults for the broker, and refuses settings under the guessing floor with one line", () => {
+    assert.equal(keygen(tmp.dir, {}).status, 0);
+    const [gw] = parseGatewaysFile('gateways.json', readFileSync(join(tmp.dir, 'broker/gateways.json'), 'utf8'));
+    assert.ok(gw?.knock.mode === 'time');
+    assert.deepEqual([gw.knock.length, gw.knock.rangeStart, gw.knock.rangeEnd], [8, 40000, 40999]);
+    const other = tempDir();
+    try {
+      const r = keygen(other.dir, { KNOCK_LENGTH: '4' });
+      assert.equal(r.status, 2);
+      assert.match(r.stderr.trim(), /^keygen: config error: KNOCK_LENGTH=4 with KNOCK_PORT_RANGE="40000-40999": .*the floor is 2\^64/);
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+      assert.deepEqual(readdirSync(other.dir), []);
+    } finally {
+      other.cleanup();
+    }
+  });
 });

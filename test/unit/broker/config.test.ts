@@ -68,7 +68,7 @@ describe('parseGatewaysFile', () => {
 
   it('applies the time-knock defaults', () => {
     const [target] = parseGatewaysFile(PATH, file(gateway({ knock: { mode: 'time', secretFile } })));
-    assert.deepEqual(target?.knock, { mode: 'time', secret: Buffer.from('the-knock-secret'), length: 4, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 });
+    assert.deepEqual(target?.knock, { mode: 'time', secret: Buffer.from('the-knock-secret'), length: 8, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 });
   });
 
   it('reads several gateways in order', () => {

@@ -124,7 +124,7 @@ describe('timeCandidates', () => {
     const now = 1_700_000_012_345;
     const n = windowOf(timeSpec, now);
     const got = timeCandidates(timeSpec, 40123, now);
-    assert.deepEqual(got.map((c) => c.replayKey), [`w${n - 1}:n123`, `w${n}:n123`, `w${n + 1}:n123`]);
+    assert.deepEqual(got.map((c) => c.replay), [n - 1, n, n + 1].map((window) => ({ window, nonce: 123 })));
     assert.deepEqual(got[1]!.ports, timeSequence(timeSpec, n, 123));
     for (const c of got) assert.equal(c.ports[0], 40123);
   });

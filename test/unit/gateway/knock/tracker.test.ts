@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { timeSequence, type KnockSpec } from '../../../../services/common/knock/sequence';
-import { KnockTracker, type KnockOutcome, type Syn, type TrackerOptions } from '../../../../services/gateway/knock/tracker';
+import { timeSequence, type KnockSpec, type TimeSpec } from '../../../../services/common/knock/sequence';
+import { KnockTracker, lostRecordState, type KnockOutcome, type Syn, type TrackerOptions } from '../../../../services/gateway/knock/tracker';
 
 const SEQUENCE = [7000, 8000, 9000];
+/** The stats of a tracker built without a knock budget (the harness's default). */
+const NO_BUDGET = { tracked: 0, throttled: 0, evicted: 0 };
 const STEP_MS = 1000;
 const SEQUENCE_MS = 1500;
 
@@ -163,7 +165,7 @@ describe('KnockTracker (static sequence)', () => {
     h.knock('198.51.100.9', [7000]);
     h.clock.t += 2;
     assert.equal(h.tracker.sweep(), 2);
-    assert.deepEqual(h.tracker.stats(), { tracked: 1, evicted: 0, expired: 2 });
+    assert.deepEqual(h.tracker.stats(), { tracked: 1, evicted: 0, expired: 2, budget: NO_BUDGET });
     // The swept source has to start over.
     assert.equal(h.tracker.onSyn(h.syn('198.51.100.8', 9000)), 'ignored');
   });
@@ -197,7 +199,7 @@ describe('KnockTracker (static sequence)', () => {
       const src = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
       assert.equal(h.tracker.onSyn(h.syn(src, i % 2 === 0 ? 8000 : 9000)), 'ignored');
     }
-    assert.deepEqual(h.tracker.stats(), { tracked: 0, evicted: 0, expired: 0 });
+    assert.deepEqual(h.tracker.stats(), { tracked: 0, evicted: 0, expired: 0, budget: NO_BUDGET });
   });
 
   describe('under a flood of spoofed sources', () => {
@@ -210,7 +212,7 @@ describe('KnockTracker (static sequence)', () => {
         h.tracker.onSyn(h.syn(spoofed(i), 7000));
         assert.ok(h.tracker.stats().tracked <= cap);
       }
-      assert.deepEqual(h.tracker.stats(), { tracked: cap, evicted: 10_000 - cap, expired: 0 });
+      assert.deepEqual(h.tracker.stats(), { tracked: cap, evicted: 10_000 - cap, expired: 0, budget: NO_BUDGET });
     });
 
     it('evicts the least recently active source first', () => {
@@ -317,19 +319,33 @@ describe('KnockTracker (time-based sequence)', () => {
     assert.deepEqual(h.knock('198.51.100.8', ports(W + 1)), ['progress', 'progress', 'replay']);
   });
 
-  it('forgets burnt keys on sweep() three periods after use', () => {
+  it('keeps a burnt sequence until the last start it could be offered to has timed out', () => {
+    // Used at the very start of window W as the "next" window's sequence. Starts are offered
+    // W+1 until W+3 begins, and such a start may complete up to a sequence timeout later.
+    const h = timeHarness(0);
+    assert.equal(h.knock('198.51.100.7', ports(W + 1)).at(-1), 'opened');
+    const seq = ports(W + 1);
+    h.clock.t = (W + 3) * PERIOD - 1;
+    assert.equal(h.tracker.onSyn(h.syn('198.51.100.8', seq[0]!)), 'progress');
+    h.clock.t += 4900;
+    assert.equal(h.tracker.onSyn(h.syn('198.51.100.8', seq[1]!)), 'progress');
+    h.clock.t += 4900;
+    h.tracker.sweep();
+    assert.equal(h.tracker.onSyn(h.syn('198.51.100.8', seq[2]!)), 'replay', 'a replay started in the last moment W+1 was offered');
+  });
+
+  it('forgets a burnt sequence once no start can complete it, so the replay record stays bounded', () => {
     const h = timeHarness();
-    const usedAt = h.clock.t;
     assert.equal(h.knock('198.51.100.7', ports(W)).at(-1), 'opened');
-    // Just before three periods the key is still held (seen by stepping the clock back, as NTP may).
-    h.clock.t = usedAt + 3 * PERIOD - 1;
+    const until = (W + 2) * PERIOD + 15_000;
+    h.clock.t = until - 1;
     h.tracker.sweep();
-    h.clock.t = usedAt;
-    assert.equal(h.knock('198.51.100.7', ports(W)).at(-1), 'replay');
-    h.clock.t = usedAt + 3 * PERIOD;
+    assert.deepEqual(h.tracker.replayState(), { burnt: [{ window: W, nonce: NONCE, untilMs: until }] });
+    h.clock.t = until;
     h.tracker.sweep();
-    h.clock.t = usedAt;
-    assert.equal(h.knock('198.51.100.7', ports(W)).at(-1), 'opened');
+    assert.deepEqual(h.tracker.replayState(), { burnt: [] });
+    // Nothing the record forgot could open: from a fresh start now, W is no longer offered.
+    assert.notEqual(h.knock('198.51.100.9', ports(W)).at(-1), 'opened');
   });
 
   it('completes a sequence across a window rollover with the candidates of its start', () => {
@@ -351,5 +367,96 @@ describe('KnockTracker (time-based sequence)', () => {
     assert.ok(!h.knock('198.51.100.7', ports(W + 2)).includes('opened'));
     h.clock.t += PERIOD;
     assert.deepEqual(h.knock('198.51.100.7', ports(W + 2)), ['progress', 'progress', 'opened']);
+  });
+});
+
+describe('KnockTracker: used sequences across a restart', () => {
+  const PERIOD = 30_000;
+  const SEQUENCE_MS = 15_000;
+  const spec: TimeSpec = { mode: 'time', secret: Buffer.alloc(32, 7), length: 3, rangeStart: 20000, rangeEnd: 29999, periodMs: PERIOD };
+  const W = 57_000_000;
+  const at = (): Partial<TrackerOptions> => ({ spec, stepTimeoutMs: 5000, sequenceTimeoutMs: SEQUENCE_MS });
+  const start = W * PERIOD + 10_000;
+
+  it('refuses a knock burnt before the restart when given the saved state, and opens it without (the control)', () => {
+    const before = harness(at(), start);
+    assert.equal(before.knock('198.51.100.7', timeSequence(spec, W, 17)).at(-1), 'opened');
+    const saved = before.tracker.replayState();
+    assert.equal(saved.burnt.length, 1);
+    const restarted = harness({ ...at(), replay: saved }, start + 5000);
+    assert.deepEqual(restarted.knock('203.0.113.50', timeSequence(spec, W, 17)), ['progress', 'progress', 'replay']);
+    const forgetful = harness(at(), start + 5000);
+    assert.equal(forgetful.knock('203.0.113.50', timeSequence(spec, W, 17)).at(-1), 'opened');
+    // A fresh nonce still opens after the restart.
+    assert.equal(restarted.knock('198.51.100.7', timeSequence(spec, W, 18)).at(-1), 'opened');
+  });
+
+  it('drops saved entries that can no longer match when it starts', () => {
+    const h = harness({ ...at(), replay: { burnt: [{ window: W - 5, nonce: 1, untilMs: (W - 3) * PERIOD + SEQUENCE_MS }, { window: W, nonce: 2, untilMs: (W + 2) * PERIOD + SEQUENCE_MS }] } }, start);
+    assert.deepEqual(h.tracker.replayState().burnt.map((b) => b.nonce), [2]);
+  });
+
+  it('after a lost record refuses every window that may have been used, and opens again two windows on', () => {
+    const h = harness({ ...at(), replay: lostRecordState(spec, SEQUENCE_MS, start) }, start);
+    for (const w of [W - 1, W, W + 1]) assert.equal(h.knock('198.51.100.7', timeSequence(spec, w, 40)).at(-1), 'replay', `window ${w - W}`);
+    // W+2 could not have been accepted before the restart (only W-1..W+1 were offered then).
+    h.clock.t = (W + 1) * PERIOD + 1000;
+    assert.equal(h.knock('198.51.100.7', timeSequence(spec, W + 2, 40)).at(-1), 'opened');
+    h.clock.t = (W + 2) * PERIOD + 1000;
+    assert.equal(h.knock('198.51.100.7', timeSequence(spec, W + 2, 41)).at(-1), 'opened');
+  });
+
+  it('opens nothing for a correct knock it cannot remember as used (record full), and opens again once room is made', () => {
+    const h = harness({ ...at(), maxBurnt: 2 }, start);
+    assert.equal(h.knock('198.51.100.7', timeSequence(spec, W, 1)).at(-1), 'opened');
+    assert.equal(h.knock('198.51.100.7', timeSequence(spec, W, 2)).at(-1), 'opened');
+    assert.equal(h.knock('198.51.100.7', timeSequence(spec, W, 3)).at(-1), 'unrecorded');
+    h.clock.t = (W + 2) * PERIOD + SEQUENCE_MS;
+    assert.equal(h.knock('198.51.100.7', timeSequence(spec, W + 2, 3)).at(-1), 'opened');
+  });
+});
+
+describe('KnockTracker: per-source knock budget', () => {
+  const budget = { attempts: 3, refillMs: 10_000 };
+
+  it('throttles a source after its budget of failed attempts, while another source still opens', () => {
+    const h = harness({ budget });
+    for (let i = 0; i < 3; i++) assert.deepEqual(h.knock('198.51.100.7', [7000, 1234]), ['progress', 'reset']);
+    assert.equal(h.tracker.onSyn(h.syn('198.51.100.7', 7000)), 'throttled');
+    assert.deepEqual(h.knock('198.51.100.7', SEQUENCE), ['throttled', 'ignored', 'ignored'], 'its correct knock while throttled');
+    assert.deepEqual(h.knock('203.0.113.9', SEQUENCE), ['progress', 'progress', 'opened']);
+    h.tracker.sweep();
+    assert.equal(h.tracker.stats().budget.throttled, 1);
+  });
+
+  it('gives a throttled source one attempt back per refill period', () => {
+    const h = harness({ budget });
+    for (let i = 0; i < 3; i++) h.knock('198.51.100.7', [7000, 1234]);
+    h.clock.t += 9_999;
+    assert.equal(h.tracker.onSyn(h.syn('198.51.100.7', 7000)), 'throttled');
+    h.clock.t += 1;
+    assert.deepEqual(h.knock('198.51.100.7', SEQUENCE), ['progress', 'progress', 'opened']);
+  });
+
+  it('charges nothing for knocks that open: a broker knocking right is never throttled', () => {
+    const h = harness({ budget });
+    for (let i = 0; i < 50; i++) assert.deepEqual(h.knock('198.51.100.7', SEQUENCE), ['progress', 'progress', 'opened']);
+    h.tracker.sweep();
+    assert.deepEqual(h.tracker.stats().budget, { tracked: 0, throttled: 0, evicted: 0 });
+  });
+
+  it('does not cut a knock in progress: only starting an attempt costs', () => {
+    const h = harness({ budget });
+    h.knock('198.51.100.7', [7000, 1234]);
+    h.knock('198.51.100.7', [7000, 1234]);
+    // Its last attempt: the steps after the first are free.
+    assert.deepEqual(h.knock('198.51.100.7', SEQUENCE), ['progress', 'progress', 'opened']);
+  });
+
+  it('charges one budget per IPv6 /64, so a host cannot spread its guesses over its prefix', () => {
+    const h = harness({ budget });
+    for (let i = 1; i <= 3; i++) assert.equal(h.knock(`2001:db8:0:1::${i.toString(16)}`, [7000, 1234])[0], 'progress');
+    assert.equal(h.tracker.onSyn(h.syn('2001:db8:0:1:ffff::9', 7000)), 'throttled');
+    assert.equal(h.tracker.onSyn(h.syn('2001:db8:0:2::1', 7000)), 'progress', 'the next /64 has its own budget');
   });
 });
