@@ -23,6 +23,9 @@ describe('configuration errors in the images', function () {
   const cases: [tier: 'gateway' | 'broker' | 'core', env: Record<string, string>, variable: string][] = [
     ['gateway', { SSH_PORT: 'abc' }, 'SSH_PORT'],
     ['gateway', { KNOCK_MODE: 'static', KNOCK_SEQUENCE: '7000,7000,8000' }, 'KNOCK_SEQUENCE'],
+    // Below the guessing floor, and a range over the gateway's own ports (any file of 16+ bytes stands in for the secret).
+    ['gateway', { KNOCK_MODE: 'time', KNOCK_SECRET_FILE: '/etc/os-release', KNOCK_LENGTH: '4' }, 'KNOCK_LENGTH'],
+    ['gateway', { KNOCK_MODE: 'time', KNOCK_SECRET_FILE: '/etc/os-release', KNOCK_PORT_RANGE: '1-20000' }, 'KNOCK_PORT_RANGE'],
     ['broker', { WORKER_CONCURRENCY: '0' }, 'WORKER_CONCURRENCY'],
     ['broker', { CORE_URL: 'http://core:8443' }, 'CORE_URL'],
     ['core', { DB_ENGINE: 'postgres' }, 'DB_ENGINE'],

@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { randomInt } from 'node:crypto';
+import type Docker from 'dockerode';
+import { sequenceToSend, timeCandidates, type TimeSpec } from '../../../services/common/knock/sequence';
+import { upStack } from '../../support/stack/fixture';
+import { execIn, type Stack } from '../../support/stack/stack';
+import { waitFor } from '../../support/wait';
+
+/**
+ * The time-based door with the demo's default settings, from the attacker's side: a guesser
+ * sending random SYNs into the knock range from one address, and an eavesdropper replaying
+ * a broker-style knock after the gateway restarted. Knocks are sent with knockd's `knock`
+ * client from probe containers on the edge network; the right sequences are computed from
+ * the gateway's own secret and settings, as a broker computes them.
+ */
+describe('the knock door with its default settings, against a guesser and a replayer', function () {
+  this.timeout(600_000);
+  let stack: Stack;
+  let gw: string;
+  let spec: TimeSpec;
+
+  const run = (c: Docker.Container, cmd: string[], timeoutMs = 60_000) => execIn(stack.docker, c, cmd, { timeoutMs });
+  const knockArgs = (ports: readonly number[], delayMs: number): string[] => ['knock', '-d', String(delayMs), gw, ...ports.map(String)];
+  /** The SSH banner through a plain TCP connection; empty when the port stays silent. */
+  const banner = async (c: Docker.Container): Promise<string> => (await run(c, ['sh', '-c', `nc -w 2 ${gw} 2222 </dev/null | head -c 64`])).stdout;
+  const metrics = async (): Promise<string> => (await stack.exec('gateway', ['node', '-e', "fetch('http://127.0.0.1:9464/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"])).stdout;
+  const value = (text: string, name: string, labels = ''): number =>
+    [...text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\d+(?:\\.\\d+)?)$`, 'gm'))].filter((m) => (m[1] ?? '').includes(labels)).reduce((a, m) => a + Number(m[2]), 0);
+  const env = async (): Promise<Record<string, string>> =>
+    Object.fromEntries(((await stack.inspect('gateway')).Config.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+
+  before(async () => {
+    stack = await upStack();
+    gw = await stack.ip('gateway', 'edge');
+    // The settings the gateway runs with, and its secret, as the broker has them.
+    const e = await env();
+    const [rangeStart, rangeEnd] = e.KNOCK_PORT_RANGE!.split('-').map(Number) as [number, number];
+    const secret = Buffer.from((await stack.exec('gateway', ['cat', e.KNOCK_SECRET_FILE!])).stdout.trim(), 'utf8');
+    spec = { mode: 'time', secret, length: Number(e.KNOCK_LENGTH), rangeStart, rangeEnd, periodMs: Number(e.KNOCK_PERIOD_SECONDS) * 1000 };
+    assert.deepEqual([spec.length, rangeStart, rangeEnd], [8, 40000, 40999], 'the demo no longer runs the defaults this test is about');
+  });
+
+  after(async () => {
+    await stack?.down();
+  });
+
+  it('throttles one address sending random SYNs into the range: counted, logged once, its correct knock refused while the same knock opens from another address', async () => {
+    const alice = await stack.probe('edge');
+    const bob = await stack.probe('edge');
+    const before = await metrics();
+    const guesses = Array.from({ length: 150 }, () => spec.rangeStart + randomInt(spec.rangeEnd - spec.rangeStart + 1));
+    const right = sequenceToSend(spec, Date.now());
+    // The guesses, then at once the right knock, from the same address.
+    const sent = await run(alice, ['sh', '-c', `${knockArgs(guesses, 1).join(' ')} && ${knockArgs(right, 10).join(' ')}`]);
+    assert.equal(sent.exitCode, 0, sent.stderr);
+    // Read at once: the gauge shows sources over budget now, and alice's first attempt comes back 6 s on.
+    const after = await waitFor('the throttled-sources gauge', async () => {
+      const m = await metrics();
+      return value(m, 'nonstop_knock_sources_throttled') >= 1 ? m : undefined;
+    });
+    const throttled = value(after, 'nonstop_knock_syns_total', 'outcome="throttled"') - value(before, 'nonstop_knock_syns_total', 'outcome="throttled"');
+    // 158 SYNs, of which the budget (10) started attempts, and a few more may have continued one.
+    assert.ok(throttled >= 158 - 10 - 10, `only ${throttled} SYNs counted as throttled`);
+    const aliceIp = (await alice.inspect()).NetworkSettings.Networks[stack.name('edge')]!.IPAddress;
+    const lines = (await stack.logs('gateway')).split('\n').filter((l) => l.includes('knock budget spent') && l.includes(`"src":"${aliceIp}"`));
+    assert.ok(lines.length >= 1 && lines.length <= 2, `${lines.length} throttle log lines for ${throttled} throttled SYNs`);
+
+    assert.equal(await banner(alice), '', 'the throttled address got in with the right knock');
+    // The same knock, unused (it opened nothing), from another address: it was right.
+    assert.equal((await run(bob, knockArgs(right, 10))).exitCode, 0);
+    assert.match(await banner(bob), /^SSH-2\.0-nonstop/);
+
+    // Throttled, not banned: one attempt comes back every KNOCK_SOURCE_REFILL_SECONDS (6 s).
+    // A knock while still throttled costs nothing, so trying again until it works is fair.
+    await waitFor(
+      'the throttled address to get in once its budget refilled',
+      async () => {
+        await run(alice, knockArgs(sequenceToSend(spec, Date.now()), 10));
+        return /^SSH-2\.0-/.test(await banner(alice));
+      },
+      60_000,
+      1000,
+    );
+  });
+
+  it('refuses a recorded broker-style knock replayed from another address after the gateway was killed and restarted; a fresh knock still opens', async () => {
+    const broker = await stack.probe('edge');
+    const eve = await stack.probe('edge');
+    // A knock as the broker makes it (a fresh nonce, the current window, its 10 ms gap); it opens.
+    const recorded = sequenceToSend(spec, Date.now());
+    assert.equal((await run(broker, knockArgs(recorded, 10))).exitCode, 0);
+    assert.match(await banner(broker), /^SSH-2\.0-nonstop/, 'the recorded knock was not a working one');
+
+    // SIGKILL: nothing is flushed on the way down; what was recorded had to be on disk already.
+    await stack.container('gateway').kill();
+    await stack.container('gateway').start();
+    await stack.waitHealthy('gateway');
+    gw = await stack.ip('gateway', 'edge');
+    // The replay is in time: the gateway would take this sequence now, were it not used.
+    const offered = timeCandidates(spec, recorded[0]!, Date.now()).map((c) => c.ports.join(','));
+    assert.ok(offered.includes(recorded.join(',')), 'the restart took so long that the recorded window passed; the replay would prove nothing');
+
+    const before = value(await metrics(), 'nonstop_knock_syns_total', 'outcome="replay"');
+    assert.equal((await run(eve, knockArgs(recorded, 10))).exitCode, 0);
+    assert.equal(await banner(eve), '', 'the replayed knock opened the SSH port after the restart');
+    // The gateway saw the whole sequence and refused it as used (not merely missed it).
+    await waitFor('the replay to be counted', async () => value(await metrics(), 'nonstop_knock_syns_total', 'outcome="replay"') === before + 1, 10_000, 200);
+
+    assert.equal((await run(eve, knockArgs(sequenceToSend(spec, Date.now()), 10))).exitCode, 0);
+    assert.match(await banner(eve), /^SSH-2\.0-nonstop/, 'a fresh knock did not open after the restart');
+  });
+});
