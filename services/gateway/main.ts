@@ -101,6 +101,8 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
       keepaliveCountMax: config.ssh.keepaliveCountMax,
       setupTimeoutMs: config.ssh.setupTimeoutMs,
       maxConnections: config.ssh.maxConnections,
+      maxStartups: config.ssh.maxStartups,
+      maxStartupsPerSource: config.ssh.maxStartupsPerSource,
     },
     metrics,
     componentLogger(log, 'ssh'),

@@ -307,6 +307,9 @@ export interface GatewayFixtureOptions {
   setupTimeoutMs?: number;
   maxFailures?: number;
   admit?: (address: string) => boolean;
+  maxConnections?: number;
+  maxStartups?: number;
+  maxStartupsPerSource?: number;
 }
 
 export async function startGateway(o: GatewayFixtureOptions): Promise<GatewayFixture> {
@@ -338,7 +341,9 @@ export async function startGateway(o: GatewayFixtureOptions): Promise<GatewayFix
       keepaliveIntervalMs: 2000,
       keepaliveCountMax: 3,
       setupTimeoutMs: o.setupTimeoutMs ?? 8000,
-      maxConnections: 32,
+      maxConnections: o.maxConnections ?? 32,
+      maxStartups: o.maxStartups ?? 16,
+      maxStartupsPerSource: o.maxStartupsPerSource ?? 4,
     },
     metrics,
     o.log ?? silentLogger(),

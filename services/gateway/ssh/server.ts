@@ -6,9 +6,12 @@ import type { Logger } from '../../common/log/logger';
 import { fingerprintOfBlob } from '../../common/pki/ssh-keys';
 import type { GatewayMetrics } from '../metrics';
 import { Tunnel } from '../tunnel/tunnel';
+import { SSH_SERVER_ALGORITHMS } from './algorithms';
 import { findAuthorizedKey, type AuthorizedKey } from './authorized-keys';
 import type { FailureLimiter } from './failure-limiter';
 import { forwardRefusal } from './forward-policy';
+import { keyRefusal, listenRefusal } from './key-options';
+import { StartupSlots } from './startup-slots';
 
 export interface SshServerOptions {
   hostKey: string;
@@ -20,9 +23,22 @@ export interface SshServerOptions {
   limiter: FailureLimiter;
   keepaliveIntervalMs: number;
   keepaliveCountMax: number;
-  /** A connection that has not set up its forward within this time is closed. */
+  /** A connection that has not set up its forward within this time (from its TCP accept) is closed. */
   setupTimeoutMs: number;
   maxConnections: number;
+  /** Connections not yet authenticated, in all and from one address (startup-slots.ts). */
+  maxStartups: number;
+  maxStartupsPerSource: number;
+  /** The clock key expiry-time is judged by. */
+  now?: () => number;
+}
+
+/** One admitted TCP connection, from accept to close. */
+interface Admitted {
+  socket: Socket;
+  setupTimer: NodeJS.Timeout;
+  client?: Connection;
+  authenticated: boolean;
 }
 
 /**
@@ -36,6 +52,9 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
   private readonly ssh: Server;
   private readonly tcp: NetServer;
   private readonly connections = new Set<Socket>();
+  /** Admitted connections by "remote address|remote port", for ssh2's client to find its socket. */
+  private readonly admitted = new Map<string, Admitted>();
+  private readonly startups: StartupSlots<Socket>;
 
   constructor(
     private readonly opts: SshServerOptions,
@@ -50,12 +69,14 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
         keepaliveCountMax: opts.keepaliveCountMax,
         // ssh2 prefixes "SSH-2.0-" itself.
         ident: 'nonstop',
+        algorithms: SSH_SERVER_ALGORITHMS,
       },
-      (client, info) => this.onClient(client, info.ip),
+      (client, info) => this.onClient(client, info.ip, info.port),
     );
     // Admission happens on the raw TCP socket, before a byte of SSH is spoken.
     this.tcp = createServer((socket) => this.onSocket(socket));
     this.tcp.maxConnections = opts.maxConnections;
+    this.startups = new StartupSlots({ max: opts.maxStartups, perSource: opts.maxStartupsPerSource });
   }
 
   listen(port: number, host: string): Promise<void> {
@@ -87,28 +108,61 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
       this.log.warn('ssh connection refused: no open knock window', { src: address });
       return void socket.destroy();
     }
+    // After the knock check: only a connection the door let in may take another's slot.
+    const claim = this.startups.claim(address, socket);
+    if (!claim.ok) {
+      this.metrics.sshConnections.inc({ result: `startups_${claim.reason}` });
+      this.log.warn('ssh connection refused: no unauthenticated slot free', { src: address, why: claim.reason });
+      return void socket.destroy();
+    }
+    if (claim.evicted) {
+      this.metrics.sshConnections.inc({ result: 'evicted' });
+      this.log.warn('ssh connection closed: unauthenticated, its slot went to a newcomer', { src: normalizeAddress(claim.evicted.remoteAddress ?? ''), newcomer: address });
+      claim.evicted.destroy();
+    }
     this.metrics.sshConnections.inc({ result: 'admitted' });
     this.connections.add(socket);
-    socket.on('close', () => this.connections.delete(socket));
+    const key = `${socket.remoteAddress}|${socket.remotePort}`;
+    // From the TCP accept, not from the client's banner: a client that never sends one
+    // would otherwise hold its slot for ever.
+    const conn: Admitted = {
+      socket,
+      authenticated: false,
+      setupTimer: setTimeout(() => {
+        this.log.warn('ssh connection closed: no forward requested in time', { src: address, authenticated: conn.authenticated });
+        if (conn.client) conn.client.end();
+        else socket.destroy();
+      }, this.opts.setupTimeoutMs),
+    };
+    this.admitted.set(key, conn);
+    socket.on('close', () => {
+      clearTimeout(conn.setupTimer);
+      this.startups.release(socket);
+      this.connections.delete(socket);
+      this.admitted.delete(key);
+    });
     // Small request/reply messages cross this connection: without TCP_NODELAY, Nagle's
     // algorithm and the peer's delayed ACKs hold them back by tens of milliseconds.
     socket.setNoDelay(true);
     this.ssh.injectSocket(socket);
   }
 
-  private onClient(client: Connection, rawAddress: string): void {
+  private onClient(client: Connection, rawAddress: string, rawPort: number): void {
     const address = normalizeAddress(rawAddress);
     const log = this.log.child({ src: address, conn: randomUUID().slice(0, 8) });
+    const conn = this.admitted.get(`${rawAddress}|${rawPort}`);
+    if (!conn) {
+      // Gone between its banner and here (evicted, timed out): nothing to serve.
+      client.end();
+      return;
+    }
+    conn.client = client;
     let broker: AuthorizedKey | undefined;
     let tunnel: Tunnel | undefined;
-    const setupTimer = setTimeout(() => {
-      log.warn('ssh connection closed: no forward requested in time');
-      client.end();
-    }, this.opts.setupTimeoutMs);
 
     client.on('error', (err) => log.info('ssh connection error', { err: err.message }));
     client.on('close', () => {
-      clearTimeout(setupTimer);
+      clearTimeout(conn.setupTimer);
       tunnel?.close();
     });
 
@@ -130,6 +184,13 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
         this.failAuth(address, 'publickey', log, fingerprintOfBlob(ctx.key.data));
         return ctx.reject(['publickey']);
       }
+      // The key's own restrictions, checked before its signature as sshd does: a key used
+      // from outside its from= or after its expiry-time is refused like an unknown one.
+      const refusal = keyRefusal(match.options, address, (this.opts.now ?? Date.now)());
+      if (refusal !== undefined) {
+        this.failAuth(address, 'publickey', log, fingerprintOfBlob(ctx.key.data), { broker: match.comment, why: refusal, ...(refusal === 'source_not_permitted' ? { from: match.options.from?.text } : {}) });
+        return ctx.reject(['publickey']);
+      }
       // Without a signature this is the client asking whether the key would do.
       if (!ctx.signature) return ctx.accept();
       if (!ctx.blob || match.key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) {
@@ -137,6 +198,9 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
         return ctx.reject(['publickey']);
       }
       broker = match;
+      conn.authenticated = true;
+      // Authenticated: its startup slot is free for the next one.
+      this.startups.release(conn.socket);
       log.info('broker authenticated', { broker: match.comment, user: ctx.username });
       ctx.accept();
     });
@@ -160,7 +224,7 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
       });
       client.on('request', (accept, reject, name, info) => {
         if (name === 'tcpip-forward') {
-          const why = forwardRefusal(info, this.opts.queuePort, tunnel !== undefined);
+          const why = forwardRefusal(info, this.opts.queuePort, tunnel !== undefined) ?? (broker ? listenRefusal(broker.options, info) : 'not authenticated');
           if (why !== undefined) {
             refuse('tcpip-forward', { bindAddr: info.bindAddr, bindPort: info.bindPort, why });
             return reject?.();
@@ -169,7 +233,7 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
           tunnel = t;
           t.open().then(
             () => {
-              clearTimeout(setupTimer);
+              clearTimeout(conn.setupTimer);
               accept?.();
               log.info('tunnel open', { tunnel: t.id, broker: broker?.comment, localPort: t.localPort });
               this.emit('tunnel', t);
@@ -193,10 +257,10 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
     });
   }
 
-  private failAuth(address: string, method: string, log: Logger, fingerprint?: string): void {
+  private failAuth(address: string, method: string, log: Logger, fingerprint?: string, detail: Record<string, unknown> = {}): void {
     this.opts.limiter.recordFailure(address);
     this.metrics.sshAuthFailures.inc({ method });
-    log.warn('ssh authentication failed', { method, fingerprint });
+    log.warn('ssh authentication failed', { method, fingerprint, ...detail });
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Client, type KeyboardInteractiveAuthMethod, type PasswordAuthMethod } from 'ssh2';
 import { WindowGrants } from '../../../../services/gateway/knock/window-grants';
@@ -391,6 +391,144 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       await assert.rejects(redisCommand(a.tunnel.localPort, ['PING']));
       assert.equal(await redisCommand(b.tunnel.localPort, ['PING']), '+PONG');
       assert.ok(b.ssh.running);
+    });
+  });
+
+  describe("a key's authorized_keys options", () => {
+    const line = (options: string, key: KeyFiles): string => `${options} ${key.publicKey}`;
+
+    it('refuses a key used from an address its from= excludes, and accepts it from one the list allows', async () => {
+      const g = await gateway({ authorizedKeys: `${line('from="127.0.0.0/8,!127.0.0.1"', brokerA)}\n` });
+      const outside = startSsh(procs, brokerA, g.port, ['-b', '127.0.0.1', '-N', '-o', 'ExitOnForwardFailure=yes', '-R', validForward(), '127.0.0.1']);
+      assert.equal((await outside.waitExit()).code, 255);
+      assert.match(outside.output, /Permission denied \(publickey\)/);
+      assert.equal(g.tunnels.length, 0);
+      assert.equal(await counterValue(g.metrics.sshAuthFailures, { method: 'publickey' }), 1);
+      const failure = logs.lines.find((l) => l.message === 'ssh authentication failed');
+      assert.deepEqual([failure?.src, failure?.why, failure?.broker, failure?.fingerprint], ['127.0.0.1', 'source_not_permitted', 'broker-a', brokerA.fingerprint]);
+
+      const { tunnel } = await openTunnel(g, brokerA, ['-b', '127.0.0.2']);
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.ok(logs.lines.some((l) => l.message === 'broker authenticated' && l.src === '127.0.0.2'));
+    });
+
+    it('refuses a key past its expiry-time, and accepts a key whose expiry-time is ahead', async () => {
+      const g = await gateway({ authorizedKeys: [line('expiry-time="20200101Z"', brokerA), line('expiry-time="20991231235959Z"', brokerB)].join('\n') });
+      const expired = startSsh(procs, brokerA, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', validForward(), '127.0.0.1']);
+      assert.equal((await expired.waitExit()).code, 255);
+      assert.match(expired.output, /Permission denied \(publickey\)/);
+      assert.equal(logs.lines.find((l) => l.message === 'ssh authentication failed')?.why, 'expired');
+      assert.equal(g.tunnels.length, 0);
+
+      const { tunnel } = await openTunnel(g, brokerB);
+      assert.equal(tunnel.peer.name, 'broker-b');
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+    });
+
+    it('refuses a -R its permitlisten does not list (OpenSSH sends "localhost" for a bare port), and opens the listed one', async () => {
+      const g = await gateway({ authorizedKeys: `${line(`restrict,port-forwarding,permitlisten="127.0.0.1:${queuePort}"`, brokerA)}\n` });
+      // Loopback and the queue port, so the gateway's own forward policy would allow it.
+      const bare = startSsh(procs, brokerA, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', `${queuePort}:127.0.0.1:${redis.port}`, '127.0.0.1']);
+      assert.notEqual((await bare.waitExit()).code, 0);
+      assert.match(bare.output, /remote port forwarding failed/);
+      assert.equal(g.tunnels.length, 0);
+      assert.match(String(refusals('tcpip-forward')[0]?.why), /not in the key's permitlisten/);
+
+      const { tunnel } = await openTunnel(g, brokerA);
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+    });
+
+    it('refuses every -R of a key with restrict and no port-forwarding after it', async () => {
+      const g = await gateway({ authorizedKeys: `${line('restrict', brokerA)}\n${brokerB.publicKey}\n` });
+      const ssh = startSsh(procs, brokerA, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', validForward(), '127.0.0.1']);
+      assert.notEqual((await ssh.waitExit()).code, 0);
+      assert.equal(g.tunnels.length, 0);
+      assert.equal(refusals('tcpip-forward')[0]?.why, 'port forwarding is off for this key');
+      // The same request from an unrestricted key gets its tunnel.
+      const { tunnel } = await openTunnel(g, brokerB);
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+    });
+  });
+
+  describe('unauthenticated connections (MaxStartups)', () => {
+    // Per test: a socket of an earlier test may report its close late.
+    let idle: Socket[];
+    let closedIdle: number;
+
+    beforeEach(() => {
+      idle = [];
+      closedIdle = 0;
+    });
+
+    afterEach(() => {
+      for (const s of idle) s.destroy();
+    });
+
+    /** Opens `count` TCP connections from `source` that never send a byte, like a knocked idle client. */
+    async function holdIdle(g: GatewayFixture, source: string, count: number): Promise<void> {
+      const mine = idle;
+      await Promise.all(
+        Array.from({ length: count }, () => {
+          const s = connect({ host: '127.0.0.1', port: g.port, localAddress: source });
+          s.on('error', () => undefined);
+          // Reads (and drops) the banner, so the socket sees the gateway's close.
+          s.resume();
+          s.on('close', () => {
+            if (idle === mine) closedIdle++;
+          });
+          mine.push(s);
+          return once(s, 'connect');
+        }),
+      );
+    }
+
+    /** Waits until the gateway has decided on every idle client: no more of them closing. */
+    async function settled(): Promise<void> {
+      let last = -1;
+      let since = Date.now();
+      await waitFor('the idle clients to settle', () => {
+        if (closedIdle !== last) {
+          last = closedIdle;
+          since = Date.now();
+        }
+        return Date.now() - since >= 500;
+      });
+    }
+
+    // The gateway's defaults: 64 connections, 16 unauthenticated, 4 from one address.
+    const limits = { maxConnections: 64, maxStartups: 16, maxStartupsPerSource: 4, setupTimeoutMs: 30_000 };
+
+    it('keeps idle clients from one address to their per-source share, and the broker gets in', async () => {
+      const g = await gateway(limits);
+      await holdIdle(g, '127.0.0.2', 64);
+      await settled();
+
+      const { tunnel } = await openTunnel(g, brokerA);
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await counterValue(g.metrics.sshConnections, { result: 'startups_per_source' }), 60);
+      assert.equal(idle.length - closedIdle, 4, 'the four admitted idle clients still hold their slots');
+    });
+
+    it('lets the broker in while idle clients from many addresses hold every unauthenticated slot, evicting the oldest of the busiest', async () => {
+      const g = await gateway(limits);
+      // 20 addresses × 4, more than the 64 connections: idle clients take every
+      // unauthenticated slot (and, as they arrive, one another's).
+      for (let i = 0; i < 20; i++) await holdIdle(g, `127.0.1.${i + 1}`, 4);
+      await settled();
+      const evictedBefore = await counterValue(g.metrics.sshConnections, { result: 'evicted' });
+
+      const { tunnel } = await openTunnel(g, brokerA);
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await counterValue(g.metrics.sshConnections, { result: 'evicted' }), evictedBefore + 1);
+      await waitFor('16 slots: 15 idle clients and the broker, now authenticated', () => idle.length - closedIdle === 15);
+      assert.ok(logs.lines.some((l) => l.message === 'ssh connection closed: unauthenticated, its slot went to a newcomer' && l.newcomer === '127.0.0.1'));
+    });
+
+    it('closes a client that never sends its banner when the setup time runs out', async () => {
+      const g = await gateway({ setupTimeoutMs: 1000 });
+      await holdIdle(g, '127.0.0.2', 1);
+      await waitFor('the idle client closed', () => closedIdle === 1, 5000);
+      assert.ok(logs.lines.some((l) => l.message === 'ssh connection closed: no forward requested in time' && l.authenticated === false));
     });
   });
 

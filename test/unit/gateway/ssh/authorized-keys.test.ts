@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { utils } from 'ssh2';
-import { findAuthorizedKey, parseAuthorizedKeys } from '../../../../services/gateway/ssh/authorized-keys';
+import { AuthorizedKeysError, findAuthorizedKey, parseAuthorizedKeys } from '../../../../services/gateway/ssh/authorized-keys';
+import { NO_KEY_OPTIONS } from '../../../../services/gateway/ssh/key-options';
 
 function publicLine(type: 'ed25519' | 'ecdsa', comment: string): string {
   const pair = type === 'ed25519' ? utils.generateKeyPairSync('ed25519', { comment }) : utils.generateKeyPairSync('ecdsa', { bits: 256, comment });
@@ -42,18 +43,38 @@ describe('parseAuthorizedKeys', () => {
     assert.deepEqual(parseAuthorizedKeys('# nothing here\n\n'), []);
   });
 
-  it('refuses a line with options before the key type, naming the line', () => {
-    const withOptions = [
-      `restrict,command="x" ${broker2}`,
-      `from="10.0.0.0/8" ${broker2}`,
-      `no-port-forwarding ${broker2}`,
-      `command="ssh-ed25519 x" ${broker2}`,
-    ];
-    for (const line of withOptions) {
-      assert.throws(() => parseAuthorizedKeys(`# header\n${broker1}\n${line}\n`), {
-        message: 'line 3: options before the key type are not supported',
-      });
+  it('reads the options before the key type, and a line without any gets none', () => {
+    const text = [`restrict,port-forwarding,permitlisten="127.0.0.1:6379",from="10.0.0.0/8,!10.0.0.1",expiry-time="20991231Z" ${broker1}`, broker2].join('\n');
+    const [restricted, plain] = parseAuthorizedKeys(text);
+    assert.equal(restricted!.comment, 'broker-1');
+    assert.ok(restricted!.key.getPublicSSH().equals(blobOf(broker1)));
+    assert.equal(restricted!.options.portForwarding, true);
+    assert.equal(restricted!.options.pty, false);
+    assert.equal(restricted!.options.from?.text, '10.0.0.0/8,!10.0.0.1');
+    assert.equal(restricted!.options.expiresAt, Date.UTC(2099, 11, 31) / 1000);
+    assert.deepEqual(restricted!.options.permitListen, [{ host: '127.0.0.1', port: 6379 }]);
+    assert.deepEqual(plain!.options, NO_KEY_OPTIONS);
+  });
+
+  it('reads a quoted option value holding spaces and a key type, up to the key', () => {
+    const [k] = parseAuthorizedKeys(`from="10.0.0.1, ssh-ed25519 *" ${broker1}`);
+    assert.equal(k!.options.from?.text, '10.0.0.1, ssh-ed25519 *');
+    assert.equal(k!.comment, 'broker-1');
+  });
+
+  it('refuses options it cannot honour, naming the line', () => {
+    for (const line of [`restrict,command="x" ${broker2}`, `permitopen="127.0.0.1:22" ${broker2}`, `cert-authority ${broker2}`, `frm="10.0.0.1" ${broker2}`]) {
+      assert.throws(
+        () => parseAuthorizedKeys(`# header\n${broker1}\n${line}\n`),
+        (err: unknown) => err instanceof AuthorizedKeysError && err.line === 3 && err.message.startsWith('line 3: '),
+        line,
+      );
     }
+  });
+
+  it('refuses options with no key after them', () => {
+    assert.throws(() => parseAuthorizedKeys('restrict'), (err: unknown) => err instanceof AuthorizedKeysError && err.line === 1);
+    assert.throws(() => parseAuthorizedKeys('restrict notakey AAAA'), (err: unknown) => err instanceof AuthorizedKeysError && err.line === 1);
   });
 
   it('refuses garbage, naming the line', () => {
@@ -69,7 +90,7 @@ describe('parseAuthorizedKeys', () => {
 
   it('refuses a key whose stated type contradicts its blob', () => {
     const lying = `ssh-rsa ${broker1.split(' ')[1]} liar`;
-    assert.throws(() => parseAuthorizedKeys(lying), /^Error: line 1: /);
+    assert.throws(() => parseAuthorizedKeys(lying), (err: unknown) => err instanceof AuthorizedKeysError && err.line === 1);
   });
 });
 
