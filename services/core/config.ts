@@ -20,6 +20,8 @@ const coreEnv = {
   MONGOD_BINARY: env.absPath('/usr/bin/mongod'),
   FERRETDB_BINARY: env.absPath('/usr/local/bin/ferretdb'),
   DB_START_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: 60_000 }),
+  // The container's tmpfs, shared by the service and nonstop-admin: the token generation file.
+  RUN_DIR: env.absPath('/run/nonstop'),
   MAX_BODY_BYTES: env.int({ min: 1024, max: 16 * 1024 * 1024, def: DEFAULT_JSON_LIMITS.maxBytes + 4096 }),
   REQUEST_BUDGET_MS: env.int({ min: 1, max: MAX_REQUEST_BUDGET_MS, def: DEFAULT_REQUEST_BUDGET_MS }),
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
@@ -42,6 +44,8 @@ export interface CoreConfig {
   logLevel: string;
   http: { host: string; port: number; certFile: string; keyFile: string; clientCaFile: string; maxBodyBytes: number; defaultBudgetMs: number };
   db: DbConfig;
+  /** Where the token generation file lives (auth/token-generation.ts). */
+  runDir: string;
   metrics: { host: string; port: number };
   shutdownTimeoutMs: number;
 }
@@ -54,12 +58,18 @@ export function loadDbConfig(source: NodeJS.ProcessEnv = process.env): DbConfig 
   return { engine: e.DB_ENGINE, port: e.DB_PORT, dataDir: e.DATA_DIR, mongodBinary: e.MONGOD_BINARY, ferretdbBinary: e.FERRETDB_BINARY, startTimeoutMs: e.DB_START_TIMEOUT_MS };
 }
 
+/** RUN_DIR alone: what nonstop-admin needs besides the database to tell the service of a change. */
+export function loadRunDir(source: NodeJS.ProcessEnv = process.env): string {
+  return parseEnv({ RUN_DIR: coreEnv.RUN_DIR }, source).RUN_DIR;
+}
+
 export function loadCoreConfig(source: NodeJS.ProcessEnv = process.env): CoreConfig {
   const e = parseEnv(coreEnv, source);
   return {
     logLevel: e.LOG_LEVEL,
     http: { host: e.CORE_HOST, port: e.CORE_PORT, certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.CLIENT_CA_FILE, maxBodyBytes: e.MAX_BODY_BYTES, defaultBudgetMs: e.REQUEST_BUDGET_MS },
     db: loadDbConfig(source),
+    runDir: e.RUN_DIR,
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };

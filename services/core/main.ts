@@ -1,9 +1,11 @@
 import { createServer } from 'node:https';
+import type { Db } from 'mongodb';
 import { readConfigFile } from '../common/config/env';
 import { closeServer, runService } from '../common/lifecycle/entry';
 import { componentLogger, type Logger } from '../common/log/logger';
 import type { Lifecycle } from '../common/lifecycle/shutdown';
 import { createRegistry, startMetricsServer } from '../common/metrics/server';
+import { TokenGeneration, tokenGenerationPath } from './auth/token-generation';
 import { TokenStore } from './auth/tokens';
 import { loadCoreConfig, type CoreConfig } from './config';
 import { startDatabase } from './db/database';
@@ -12,6 +14,23 @@ import { createCoreApp } from './http/app';
 import { RecordStore } from './storage/records';
 
 const HEALTH_PING_TIMEOUT_MS = 2000;
+
+/**
+ * The service's token store, with its grant cache when the generation file can be made:
+ * without it nonstop-admin could not reach the cache, so a token would be read on every
+ * request instead (correct, one database round trip slower).
+ */
+function tokenStore(config: CoreConfig, log: Logger, db: Db): TokenStore {
+  const generation = new TokenGeneration(tokenGenerationPath(config.runDir));
+  try {
+    generation.create();
+  } catch (err) {
+    log.warn('token grant cache off: the generation file cannot be created, every request reads its token from the database', { path: generation.path, err: (err as Error).message });
+    return new TokenStore(db);
+  }
+  log.info('token grant cache on', { path: generation.path });
+  return new TokenStore(db, { generation });
+}
 
 async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Promise<void> {
   const tls = {
@@ -26,7 +45,7 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
   const db = client.db(DB_NAME);
   const records = new RecordStore(db);
   await records.init();
-  const app = createCoreApp({ records, tokens: new TokenStore(db), maxBodyBytes: config.http.maxBodyBytes, defaultBudgetMs: config.http.defaultBudgetMs, log: componentLogger(log, 'http') });
+  const app = createCoreApp({ records, tokens: tokenStore(config, log, db), maxBodyBytes: config.http.maxBodyBytes, defaultBudgetMs: config.http.defaultBudgetMs, log: componentLogger(log, 'http') });
 
   // Only clients with a certificate from the deployment CA complete the handshake.
   const server = createServer({ ...tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, app);

@@ -1,23 +1,34 @@
 import { ConfigError } from '../../common/errors/config-error';
 import { isNonstopError } from '../../common/errors/nonstop-error';
-import { TokenStore } from '../auth/tokens';
-import { loadDbConfig } from '../config';
+import { TokenChangeNotSignalledError } from '../auth/change-not-signalled-error';
+import { TokenGeneration, tokenGenerationPath } from '../auth/token-generation';
+import { DEFAULT_GRANT_CACHE, TokenStore } from '../auth/tokens';
+import { loadDbConfig, loadRunDir } from '../config';
 import { connectClient, ensureDbPassword } from '../db/database';
 import { DB_NAME } from '../db/engine';
 import { parseCollections, parseDuration, parseFlags, parseRotate, parseScopes, USAGE, UsageError } from './args';
 
 /**
+ * Exit status when a revocation is stored but the running service could not be told: it
+ * takes effect within the grant cache's maximum age instead of on the next request.
+ */
+const EXIT_NOT_SIGNALLED = 3;
+
+/**
  * The operator's tool inside the core image (`docker compose exec core nonstop-admin ...`).
  * `token create` and `token rotate` print the token alone on stdout — the only time it is
  * ever shown — so it can be captured with `$(...)`; everything else goes to stderr.
+ * A revocation is signalled to the service through the generation file in RUN_DIR, which
+ * this process shares with it inside the container, so it holds from the next request on.
  */
 async function main(argv: string[]): Promise<number> {
   const [noun, verb, ...rest] = argv;
   if (noun !== 'token' || verb === undefined) throw new UsageError('expected a command');
   const cfg = loadDbConfig();
+  const generation = new TokenGeneration(tokenGenerationPath(loadRunDir()));
   const client = connectClient(cfg, ensureDbPassword(cfg));
   try {
-    const tokens = new TokenStore(client.db(DB_NAME));
+    const tokens = new TokenStore(client.db(DB_NAME), { generation });
     if (verb === 'create') {
       const flags = parseFlags(rest);
       const collections = parseCollections(flags.get('collections'));
@@ -77,6 +88,13 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
+    if (err instanceof TokenChangeNotSignalledError) {
+      process.stderr.write(
+        `nonstop-admin: ${err.message}: a core service running with its grant cache may accept the token for up to ${DEFAULT_GRANT_CACHE.maxAgeMs / 1000} s more. ` +
+          `Run nonstop-admin inside the core container (docker compose exec core ...), where RUN_DIR is the service's.\n`,
+      );
+      process.exit(EXIT_NOT_SIGNALLED);
+    }
     if (err instanceof UsageError) process.stderr.write(`nonstop-admin: ${err.message}\n${USAGE}\n`);
     else if (err instanceof ConfigError) process.stderr.write(`nonstop-admin: config error: ${err.problems.join('; ')}\n`);
     else if (isNonstopError(err)) process.stderr.write(`nonstop-admin: ${err.message}\n`);

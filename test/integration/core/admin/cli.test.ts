@@ -1,48 +1,31 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { ApiError } from '../../../../services/common/errors/api-error';
+import { TokenGeneration, tokenGenerationPath } from '../../../../services/core/auth/token-generation';
 import { TokenStore } from '../../../../services/core/auth/tokens';
+import { runAdminCli as runCli, type AdminRun as Run } from '../../../support/admin-cli';
 import { startScratchDatabase, type TestDatabase } from '../../../support/core-fixtures';
-
-const CLI = join(__dirname, '../../../../services/core/admin/cli.js');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCli(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+import { tempDir } from '../../../support/tmp';
 
 describe('nonstop-admin token commands against FerretDB', function () {
   this.timeout(30_000);
   let database: TestDatabase & { dataDir: string; cleanup: () => Promise<void> };
   let env: Record<string, string>;
   let tokens: TokenStore;
+  let runDir: { dir: string; cleanup: () => void };
 
   before(async () => {
     database = await startScratchDatabase();
-    env = { DB_ENGINE: 'ferretdb', DB_PORT: String(database.cfg.port), DATA_DIR: database.dataDir };
+    // RUN_DIR with the generation file in it, as the service leaves it at start.
+    runDir = tempDir('nonstop-run-');
+    new TokenGeneration(tokenGenerationPath(runDir.dir)).create();
+    env = { DB_ENGINE: 'ferretdb', DB_PORT: String(database.cfg.port), DATA_DIR: database.dataDir, RUN_DIR: runDir.dir };
     tokens = new TokenStore(database.db);
   });
 
   after(async () => {
     await database?.cleanup();
+    runDir?.cleanup();
   });
 
   const tokenCount = (): Promise<number> => database.db.collection('tokens').countDocuments({});
@@ -163,6 +146,40 @@ describe('nonstop-admin token commands against FerretDB', function () {
     const second = await runCli(['token', 'revoke', id], env);
     assert.equal(second.code, 1);
     assert.ok(second.stderr.includes(id));
+  });
+
+  it('tells the service of a revocation by one more byte in RUN_DIR/token-generation, and of nothing else', async () => {
+    const file = tokenGenerationPath(runDir.dir);
+    const length = (): number => readFileSync(file).length;
+    const before = length();
+    const { id } = await create();
+    assert.equal(length(), before, 'creating a token takes nothing away: no signal');
+    assert.equal((await runCli(['token', 'revoke', id], env)).code, 0);
+    assert.equal(length(), before + 1);
+    assert.equal((await runCli(['token', 'revoke', id], env)).code, 1);
+    assert.equal(length(), before + 1, 'nothing revoked: no signal');
+    const old = await create();
+    assert.equal((await runCli(['token', 'rotate', old.id], env)).code, 0);
+    assert.equal(length(), before + 1, 'a rotation that keeps the old token: no signal');
+    assert.equal((await runCli(['token', 'rotate', old.id, '--revoke-old'], env)).code, 0);
+    assert.equal(length(), before + 2);
+  });
+
+  it('exits 3 when no service shares its RUN_DIR: the revocation is stored, and the message says the service was not told', async () => {
+    const elsewhere = tempDir('nonstop-run-elsewhere-');
+    try {
+      const { token, id } = await create();
+      const run = await runCli(['token', 'revoke', id], { ...env, RUN_DIR: elsewhere.dir });
+      assert.equal(run.code, 3, run.stderr);
+      assert.ok(run.stderr.includes('not told') && run.stderr.includes(tokenGenerationPath(elsewhere.dir)), run.stderr);
+      assert.equal(existsSync(tokenGenerationPath(elsewhere.dir)), false, 'the tool must not create the file no service reads');
+      await assert.rejects(tokens.authorize(token, 'notes', 'read'), (err: unknown) => err instanceof ApiError && err.status === 401);
+      // Positive control: the same command with the service's RUN_DIR exits 0.
+      const other = await create();
+      assert.equal((await runCli(['token', 'revoke', other.id], env)).code, 0);
+    } finally {
+      elsewhere.cleanup();
+    }
   });
 
   it('exits 1 when revoking an id that does not exist', async () => {
