@@ -1,6 +1,6 @@
 import type { ParsedKey } from 'ssh2';
 import { parseOneKey } from '../../common/pki/ssh-parse';
-import { KeyOptionsError, NO_KEY_OPTIONS, parseKeyOptions, type KeyOptions } from './key-options';
+import { KeyOptionsError, NO_KEY_OPTIONS, parseKeyOptions, type KeyOptions } from '../../common/ssh/key-options';
 
 export interface AuthorizedKey {
   key: ParsedKey;

@@ -10,7 +10,7 @@ import { SSH_SERVER_ALGORITHMS } from './algorithms';
 import { findAuthorizedKey, type AuthorizedKey } from './authorized-keys';
 import type { FailureLimiter } from './failure-limiter';
 import { forwardRefusal } from './forward-policy';
-import { keyRefusal, listenRefusal } from './key-options';
+import { keyRefusal, listenRefusal } from '../../common/ssh/key-options';
 import { StartupSlots } from './startup-slots';
 
 export interface SshServerOptions {

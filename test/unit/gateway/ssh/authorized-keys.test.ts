@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { utils } from 'ssh2';
 import { AuthorizedKeysError, findAuthorizedKey, parseAuthorizedKeys } from '../../../../services/gateway/ssh/authorized-keys';
-import { NO_KEY_OPTIONS } from '../../../../services/gateway/ssh/key-options';
+import { NO_KEY_OPTIONS } from '../../../../services/common/ssh/key-options';
 
 function publicLine(type: 'ed25519' | 'ecdsa', comment: string): string {
   const pair = type === 'ed25519' ? utils.generateKeyPairSync('ed25519', { comment }) : utils.generateKeyPairSync('ecdsa', { bits: 256, comment });

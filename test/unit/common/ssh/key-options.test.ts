@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { KeyOptionsError, keyRefusal, listenRefusal, parseExpiryTime, parseKeyOptions } from '../../../../services/gateway/ssh/key-options';
+import { KeyOptionsError, keyRefusal, listenRefusal, parseExpiryTime, parseKeyOptions } from '../../../../services/common/ssh/key-options';
 
 describe('authorized_keys options (OpenSSH sshauthopt_parse)', () => {
   it('reads restrict, then flags in order: port-forwarding turns -R back on', () => {

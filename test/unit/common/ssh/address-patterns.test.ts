@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { AddressPatternError, addressPermitted, matchWildcard, parseAddressPatternList } from '../../../../services/gateway/ssh/address-patterns';
+import { AddressPatternError, addressPermitted, matchWildcard, parseAddressPatternList } from '../../../../services/common/ssh/address-patterns';
 
 const permitted = (list: string, address: string): boolean => addressPermitted(parseAddressPatternList(list), address);
 
