@@ -51,6 +51,23 @@ ensure_ssh_audit() {
   "$NONSTOP_SCANNERS_VENV/bin/pip" install --quiet --disable-pip-version-check "ssh-audit==$SSH_AUDIT_VERSION" || die "pip install ssh-audit failed"
 }
 
+# sslyze (nabla-c0d3/sslyze) from PyPI: scans the gateway's TLS endpoint against Mozilla's
+# "intermediate" profile (test/security/tls-scan.test.ts). A virtualenv of its own: it pins
+# cryptography, pydantic and nassl (a wheel with its own OpenSSL), which must not meet the
+# other scanners' pins. The version is pinned (its bundled guidelines, 5.7, are what the
+# suite checks against) and checked so a cached other one is replaced.
+SSLYZE_VERSION="${SSLYZE_VERSION:-6.3.1}"
+SSLYZE_VENV="$NONSTOP_SCANNERS/sslyze-venv"
+ensure_sslyze() {
+  local have=""
+  [ -x "$SSLYZE_VENV/bin/sslyze" ] && have=$("$SSLYZE_VENV/bin/pip" show sslyze 2>/dev/null | sed -n 's/^Version: //p')
+  [ "$have" = "$SSLYZE_VERSION" ] && return 0
+  mkdir -p "$NONSTOP_SCANNERS"
+  [ -x "$SSLYZE_VENV/bin/pip" ] || python3 -m venv "$SSLYZE_VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  log "installing sslyze $SSLYZE_VERSION from PyPI"
+  "$SSLYZE_VENV/bin/pip" install --quiet --disable-pip-version-check "sslyze==$SSLYZE_VERSION" || die "pip install sslyze failed"
+}
+
 # actionlint from the Go module proxy (its PyPI package downloads a binary at install).
 ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
 ACTIONLINT_BIN="$NONSTOP_SCANNERS/actionlint-$ACTIONLINT_VERSION"
@@ -71,9 +88,11 @@ ensure_scanners() {
   ensure_trivy
   ensure_hadolint
   ensure_ssh_audit
+  ensure_sslyze
   ensure_actionlint
   export NONSTOP_TRIVY="$TRIVY_BIN"
   export NONSTOP_HADOLINT="$NONSTOP_SCANNERS_VENV/bin/hadolint"
   export NONSTOP_SSH_AUDIT="$NONSTOP_SCANNERS_VENV/bin/ssh-audit"
+  export NONSTOP_SSLYZE="$SSLYZE_VENV/bin/sslyze"
   export NONSTOP_ACTIONLINT="$ACTIONLINT_BIN"
 }

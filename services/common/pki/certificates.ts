@@ -31,9 +31,10 @@ async function privateKeyPem(key: CryptoKey): Promise<string> {
 }
 
 function serial(): string {
-  // Positive 128-bit serial (leading nibble < 8 keeps the DER integer positive).
+  // Positive 128-bit serial: a first byte of 0x01-0x7f keeps the DER integer positive and
+  // minimal (a leading 0x00 would be a non-minimal encoding, which strict parsers refuse).
   const bytes = webcrypto.getRandomValues(new Uint8Array(16));
-  bytes[0] = bytes[0]! & 0x7f;
+  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
   return Buffer.from(bytes).toString('hex');
 }
 
@@ -109,8 +110,22 @@ export async function issueCertificate(ca: PemPair, opts: LeafOptions): Promise<
   return { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey) };
 }
 
-/** A self-signed server certificate for the public endpoint when none is provided. */
-export async function selfSignedServerCertificate(commonName: string, altNames: string[], days = 825): Promise<PemPair> {
+/**
+ * Longest life of the public endpoint's generated certificate. Mozilla's TLS guidelines
+ * (5.7) cap a server certificate at 366 days and scanners check it (sslyze's
+ * maximum_certificate_lifespan); the gateway generates it once into its state volume, so
+ * an operator who keeps the self-signed one replaces it within a year.
+ */
+export const SERVER_CERT_DAYS = 365;
+
+/**
+ * A self-signed server certificate for the public endpoint when none is provided. It
+ * carries what RFC 5280 path validators (the WebPKI rules in Go, rustls/webpki, Python's
+ * cryptography) require of a server certificate trusted directly: subject and authority
+ * key identifiers (the AKI names its own key), key usage digitalSignature, serverAuth, a
+ * subjectAltName for every name, CA false.
+ */
+export async function selfSignedServerCertificate(commonName: string, altNames: string[], days = SERVER_CERT_DAYS): Promise<PemPair> {
   const keys = await keyPair();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
@@ -120,7 +135,10 @@ export async function selfSignedServerCertificate(commonName: string, altNames: 
     keys,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey),
       altNameExtension(altNames),
     ],
   });

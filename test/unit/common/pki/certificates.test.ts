@@ -6,6 +6,7 @@ import {
   createCa,
   issueCertificate,
   selfSignedServerCertificate,
+  SERVER_CERT_DAYS,
   type PemPair,
 } from '../../../../services/common/pki/certificates';
 
@@ -144,6 +145,20 @@ describe('selfSignedServerCertificate', () => {
     assert.equal(cert.checkHost('localhost'), 'localhost');
     assert.equal(cert.checkIP('127.0.0.1'), '127.0.0.1');
     assert.ok(cert.checkPrivateKey(createPrivateKey(pair.keyPem)));
+  });
+
+  it('lives 365 days and names its own key in the AKI, as path validators require', async () => {
+    const pem = (await selfSignedServerCertificate('gateway', ['localhost'])).certPem;
+    const cert = new X509Certificate(pem);
+    assert.equal(Math.round((cert.validToDate.getTime() - cert.validFromDate.getTime()) / DAY_MS), SERVER_CERT_DAYS);
+    assert.ok(SERVER_CERT_DAYS <= 365);
+    const parsed = new x509.X509Certificate(pem);
+    const ski = parsed.getExtension(x509.SubjectKeyIdentifierExtension);
+    const aki = parsed.getExtension(x509.AuthorityKeyIdentifierExtension);
+    assert.ok(ski && aki, 'both key identifiers present');
+    assert.equal(aki.keyId, ski.keyId);
+    const usage = parsed.getExtension(x509.KeyUsagesExtension);
+    assert.ok(usage && usage.usages & x509.KeyUsageFlags.digitalSignature);
   });
 });
 
