@@ -70,6 +70,11 @@ const gatewayEnv = {
   KNOCK_CAPTURE_BUFFER_KIB: env.int({ min: 64, max: 1 << 20, def: 8192 }),
   KNOCK_TCPDUMP: env.absPath('/usr/bin/tcpdump'),
   FIREWALL: env.oneOf(['nftables', 'off'], 'nftables'),
+  // FIREWALL=off must be confirmed: without our table the kernel answers every source's SYN
+  // on the SSH port (the app then closes unknocked connections before the banner), so the
+  // port shows as open unless the host filters it. A lone FIREWALL=off, a typo or a copied
+  // example, would otherwise drop that guarantee with only a log line.
+  FIREWALL_OFF_ACKNOWLEDGED: env.bool(false),
   // Explicit, not detected: a non-root container cannot read /proc/1/ns/net to tell the
   // host's namespace from its own, and a wrong guess would either lock the host out or
   // leave the container's other ports unfiltered. Host networking needs `ports`.
@@ -166,6 +171,9 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
   if (ownKnocked) problems.push(`KNOCK_SEQUENCE=${JSON.stringify(e.KNOCK_SEQUENCE?.join(','))}: holds the gateway's own ports (${ownKnocked})`);
   if (e.SSH_MAX_STARTUPS >= e.SSH_MAX_CONNECTIONS) {
     problems.push(`SSH_MAX_STARTUPS=${e.SSH_MAX_STARTUPS}: must be below SSH_MAX_CONNECTIONS (${e.SSH_MAX_CONNECTIONS}), or unauthenticated clients could hold every connection`);
+  }
+  if (e.FIREWALL === 'off' && !e.FIREWALL_OFF_ACKNOWLEDGED) {
+    problems.push(`FIREWALL=off: refused unless FIREWALL_OFF_ACKNOWLEDGED=true confirms the host filters SSH_PORT ${e.SSH_PORT} (without nftables every source gets a SYN-ACK there)`);
   }
   if (e.FIREWALL === 'nftables' && e.FIREWALL_SCOPE === 'ports' && e.METRICS_ALLOW_CIDRS.length === 0 && !/^(127(\.\d{1,3}){3}|::1|localhost)$/.test(e.METRICS_HOST)) {
     // In `namespace` scope the policy drops the metrics port; in `ports` scope only the
