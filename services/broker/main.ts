@@ -8,6 +8,7 @@ import { CoreClient } from './core-client/client';
 import { brokerMetrics } from './metrics';
 import { createPipeline } from './pipeline';
 import { QueueConsumer } from './queue/consumer';
+import { redisLimits } from './redis/config';
 import { startRedis } from './redis/server';
 import { TunnelKeeper } from './tunnel/keeper';
 import { SchemaRegistry } from './validate/schemas';
@@ -30,6 +31,12 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
       port: config.redis.port,
       maxMemoryBytes: config.redis.maxMemoryBytes,
       gateways: config.gateways.map((g) => ({ id: g.id, username: g.queueUsername, passwordSha256: g.queuePasswordSha256 })),
+      limits: redisLimits({
+        gateways: config.gateways.length,
+        maxMemoryBytes: config.redis.maxMemoryBytes,
+        maxBudgetMs: config.queue.maxBudgetMs,
+        claimIntervalMs: config.queue.claimIntervalMs,
+      }),
     },
     brokerPassword,
     log: componentLogger(log, 'redis'),

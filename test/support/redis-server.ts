@@ -3,7 +3,8 @@ import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
-import { renderRedisConf } from '../../services/broker/redis/config';
+import { DEFAULT_CLAIM_INTERVAL_MS, DEFAULT_MAX_BUDGET_MS } from '../../services/broker/config';
+import { redisLimits, renderRedisConf, type RedisLimits } from '../../services/broker/redis/config';
 import type { Logger } from '../../services/common/log/logger';
 import { ChildSupervisor } from '../../services/common/lifecycle/supervisor';
 import { sha256Hex } from '../../services/common/pki/digest';
@@ -32,6 +33,8 @@ export interface TestGateway {
 export interface TestRedisOptions {
   gateways?: string[];
   maxMemoryBytes?: number;
+  /** Replaces some of the client limits the broker would derive (e.g. a shorter idle timeout). */
+  limits?: Partial<RedisLimits>;
   inspector?: boolean;
   /** Fixed port (default: a free one). */
   port?: number;
@@ -52,6 +55,8 @@ export class TestRedis {
     readonly brokerPassword: string,
     readonly inspectorPassword: string | undefined,
     readonly gateways: TestGateway[],
+    /** The client limits its redis.conf was rendered with. */
+    readonly limits: RedisLimits,
     readonly supervisor: ChildSupervisor,
     private readonly cleanupDir: () => void,
   ) {}
@@ -66,9 +71,15 @@ export class TestRedis {
     const brokerPassword = like?.brokerPassword ?? secret();
     const gateways = (opts.gateways ?? ['gw-a']).map((id) => ({ id, username: `gateway-${id}`, password: like?.gateways.find((g) => g.id === id)?.password ?? secret() }));
     const inspectorPassword = opts.inspector ? secret() : undefined;
+    const maxMemoryBytes = opts.maxMemoryBytes ?? 64 * 1024 * 1024;
+    const limits = {
+      ...redisLimits({ gateways: gateways.length, maxMemoryBytes, maxBudgetMs: DEFAULT_MAX_BUDGET_MS, claimIntervalMs: DEFAULT_CLAIM_INTERVAL_MS }),
+      ...opts.limits,
+    };
     let conf = renderRedisConf({
       port,
-      maxMemoryBytes: opts.maxMemoryBytes ?? 64 * 1024 * 1024,
+      maxMemoryBytes,
+      limits,
       dir,
       brokerPasswordSha256: sha256Hex(brokerPassword),
       gateways: gateways.map((g) => ({ id: g.id, username: g.username, passwordSha256: sha256Hex(g.password) })),
@@ -81,7 +92,7 @@ export class TestRedis {
       opts.log ?? silentLogger(),
     );
     supervisor.start();
-    const r = new TestRedis(port, dir, brokerPassword, inspectorPassword, gateways, supervisor, tmp.cleanup);
+    const r = new TestRedis(port, dir, brokerPassword, inspectorPassword, gateways, limits, supervisor, tmp.cleanup);
     try {
       await r.waitUntilAnswering();
     } catch (err) {

@@ -20,7 +20,8 @@ export interface CoreResponse {
   body: unknown;
 }
 
-const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+/** The largest response body read from core; a reply to a gateway carries at most this. */
+export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 const RETRYABLE_STATUS = new Set([502, 503]);
 
 /**

@@ -6,6 +6,7 @@ import { decodeRequest, encodeReply, PoisonMessageError, type ReplyEnvelope, typ
 import { entryTimeMs, queueKeys } from '../../common/queue/keys';
 import { redisErrorCode } from '../../common/queue/redis-errors';
 import type { BrokerMetrics } from '../metrics';
+import { MAX_ENTRIES_PER_READ } from '../redis/config';
 
 export interface ConsumerOptions {
   redis: RedisOptions;
@@ -90,7 +91,18 @@ export class QueueConsumer {
     };
     this.reader = new Redis(base);
     this.writer = new Redis({ ...base, commandTimeout: 5000 });
-    for (const c of [this.reader, this.writer]) c.on('error', (err: Error) => log.debug('redis connection error', { err: err.message }));
+    for (const c of [this.reader, this.writer]) {
+      c.on('error', (err: Error) => log.debug('redis connection error', { err: err.message }));
+      // Redis disconnects the clients holding the most memory once all clients together
+      // reach maxmemory-clients (redis/config.ts). A batch of envelopes read here is
+      // legitimately large: a gateway that queued large ones must not get these
+      // connections cut, again and again, by the limit that exists to cut its own. (Their
+      // buffers still count toward the limit, which is why a read takes at most
+      // MAX_ENTRIES_PER_READ entries.)
+      c.on('ready', () => {
+        c.call('CLIENT', 'NO-EVICT', 'ON').catch((err: Error) => log.warn('redis refused CLIENT NO-EVICT', { err: err.message }));
+      });
+    }
     this.streams = opts.gatewayIds.map((id) => queueKeys.requests(id));
     opts.gatewayIds.forEach((id, i) => this.gatewayOfStream.set(this.streams[i]!, id));
     for (const stream of this.streams) this.inProgress.set(stream, new Set());
@@ -150,7 +162,7 @@ export class QueueConsumer {
       await this.waitForSlot();
       if (!this.running) break;
       try {
-        const free = this.opts.concurrency - this.inflight;
+        const free = Math.min(this.opts.concurrency - this.inflight, MAX_ENTRIES_PER_READ);
         const res = (await this.reader.xreadgroup(
           'GROUP', queueKeys.group, this.opts.consumerName,
           'COUNT', free, 'BLOCK', 1000,
@@ -254,27 +266,36 @@ export class QueueConsumer {
     }
   }
 
-  /** Claims requests whose consumer has been silent for claimIdleMs. */
+  /**
+   * Claims requests whose consumer has been silent for claimIdleMs, MAX_ENTRIES_PER_READ
+   * at a time, walking each stream's pending entries until they are all looked at or no
+   * worker is free.
+   */
   private async claim(): Promise<void> {
     if (!this.running) return;
     for (const stream of this.streams) {
-      const free = this.opts.concurrency - this.inflight;
-      if (free <= 0) return;
-      try {
-        const [, entries] = (await this.writer.xautoclaim(stream, queueKeys.group, this.opts.consumerName, this.opts.claimIdleMs, '0-0', 'COUNT', free)) as [string, StreamEntry[], string[]];
-        if (entries.length === 0) continue;
-        const clock = await this.clock();
-        for (const entry of entries) {
-          // XAUTOCLAIM also hands back our own entries if a heartbeat was late (a stalled
-          // event loop, a slow Redis); they are still being processed here, not abandoned.
-          if (this.inProgress.get(stream)!.has(entry[0])) continue;
-          this.metrics.claimed.inc();
-          this.log.warn('claimed a request from a silent consumer', { entry: entry[0] });
-          this.dispatch(stream, entry, clock);
+      let cursor = '0-0';
+      do {
+        const free = Math.min(this.opts.concurrency - this.inflight, MAX_ENTRIES_PER_READ);
+        if (free <= 0) return;
+        try {
+          const [next, entries] = (await this.writer.xautoclaim(stream, queueKeys.group, this.opts.consumerName, this.opts.claimIdleMs, cursor, 'COUNT', free)) as [string, StreamEntry[], string[]];
+          cursor = next;
+          if (entries.length === 0) continue;
+          const clock = await this.clock();
+          for (const entry of entries) {
+            // XAUTOCLAIM also hands back our own entries if a heartbeat was late (a stalled
+            // event loop, a slow Redis); they are still being processed here, not abandoned.
+            if (this.inProgress.get(stream)!.has(entry[0])) continue;
+            this.metrics.claimed.inc();
+            this.log.warn('claimed a request from a silent consumer', { entry: entry[0] });
+            this.dispatch(stream, entry, clock);
+          }
+        } catch (err) {
+          this.log.debug('claim failed', { err: (err as Error).message });
+          break;
         }
-      } catch (err) {
-        this.log.debug('claim failed', { err: (err as Error).message });
-      }
+      } while (cursor !== '0-0' && this.running);
     }
   }
 

@@ -4,13 +4,15 @@ import { Redis } from 'ioredis';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/log/logger';
 import { ChildSupervisor } from '../../common/lifecycle/supervisor';
+import { ConfigError } from '../../common/errors/config-error';
 import { sha256Hex } from '../../common/pki/digest';
-import { renderRedisConf, type RedisConfOptions } from './config';
+import { redisMemoryProblem, renderRedisConf, type RedisConfOptions } from './config';
 
 /**
  * The broker's own redis-server: config written to tmpfs (0600, holding only password
  * hashes), supervised (restarted with backoff if it dies — empty, by design), stopped
- * with SIGTERM (with `save ""` it writes nothing on the way out).
+ * with SIGTERM (with `save ""` it writes nothing on the way out). Refuses (ConfigError)
+ * a maxmemory too small for the gateways' connections.
  */
 export async function startRedis(opts: {
   binary: string;
@@ -19,6 +21,16 @@ export async function startRedis(opts: {
   brokerPassword: string;
   log: Logger;
 }): Promise<ChildSupervisor> {
+  const tooSmall = redisMemoryProblem({ gateways: opts.conf.gateways.length, maxMemoryBytes: opts.conf.maxMemoryBytes });
+  if (tooSmall) throw new ConfigError([tooSmall]);
+  const { maxmemoryClients, clientMemoryWanted } = opts.conf.limits;
+  if (maxmemoryClients < clientMemoryWanted) {
+    opts.log.warn('REDIS_MAXMEMORY_BYTES leaves client buffers less than a burst of large replies needs; a subscriber receiving one may be disconnected (its requests move to another broker)', {
+      maxmemoryClients,
+      wanted: clientMemoryWanted,
+      maxMemoryBytesForFullRoom: 2 * clientMemoryWanted,
+    });
+  }
   const dir = join(opts.runDir, 'redis');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const confPath = join(dir, 'redis.conf');

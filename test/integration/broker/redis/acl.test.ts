@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { redisLimits } from '../../../../services/broker/redis/config';
 import { startRedis } from '../../../../services/broker/redis/server';
 import { queueKeys } from '../../../../services/common/queue/keys';
 import { sha256Hex } from '../../../../services/common/pki/digest';
@@ -300,7 +301,12 @@ describe('broker redis ACL (real redis-server)', function () {
       child = await startRedis({
         binary: requireBinary('redis-server', '/usr/bin/redis-server', '/usr/local/bin/redis-server'),
         runDir: runDir.dir,
-        conf: { port, maxMemoryBytes: 16 * 1024 * 1024, gateways: [{ id: GW, username: `gateway-${GW}`, passwordSha256: sha256Hex(gwPassword) }] },
+        conf: {
+          port,
+          maxMemoryBytes: 16 * 1024 * 1024,
+          gateways: [{ id: GW, username: `gateway-${GW}`, passwordSha256: sha256Hex(gwPassword) }],
+          limits: redisLimits({ gateways: 1, maxMemoryBytes: 16 * 1024 * 1024, maxBudgetMs: 30_000, claimIntervalMs: 1000 }),
+        },
         brokerPassword,
         log: silentLogger(),
       });
