@@ -10,6 +10,7 @@ import { fingerprintOfBlob } from '../../common/pki/ssh-keys';
 import type { GatewayTarget } from '../config';
 import { sendKnock } from '../knock/client';
 import { gatewayClockOffset } from '../knock/gateway-clock';
+import { MAX_QUEUE_CHANNELS_PER_GATEWAY } from '../redis/config';
 
 export type TunnelState = 'idle' | 'knocking' | 'connecting' | 'up' | 'backoff' | 'stopped';
 
@@ -44,6 +45,11 @@ class HostKeyMismatchError extends Error {
  * the reverse forward of the queue port, carry each forwarded connection to the local
  * redis-server — and on any failure start over after a capped, jittered backoff. A host
  * key mismatch is logged as an error every time (someone may be impersonating the gateway).
+ *
+ * Each forwarded channel is a connection to our Redis, which every gateway's queue shares.
+ * The gateway is not trusted with that: it gets at most MAX_QUEUE_CHANNELS_PER_GATEWAY
+ * open at once (its lane uses two), and further channels are refused, so a compromised
+ * gateway cannot use up Redis's client slots or memory by opening connections.
  */
 export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
   state: TunnelState = 'idle';
@@ -54,6 +60,8 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
   private clockOffsetMs: number | undefined;
   private wake: (() => void) | undefined;
   connects = 0;
+  /** Forwarded channels refused because the gateway already had the most it may open. */
+  refusedChannels = 0;
 
   constructor(
     readonly gateway: GatewayTarget,
@@ -153,6 +161,8 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
       this.client = client;
       let up = false;
       let mismatch: HostKeyMismatchError | undefined;
+      let openChannels = 0;
+      let warnedAboutChannels = false;
       client.on('ready', () => {
         client.forwardIn('127.0.0.1', this.opts.queuePort, (err) => {
           if (err) {
@@ -167,7 +177,16 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
       });
       client.on('tcp connection', (info, accept, rejectConn) => {
         if (info.destPort !== this.opts.queuePort) return rejectConn();
+        if (openChannels >= MAX_QUEUE_CHANNELS_PER_GATEWAY) {
+          this.refusedChannels++;
+          // Once per SSH connection: a gateway that keeps asking must not flood the log.
+          if (!warnedAboutChannels) this.log.warn('gateway opened more queue connections than it may; refusing the extra ones', { gateway: this.gateway.id, max: MAX_QUEUE_CHANNELS_PER_GATEWAY });
+          warnedAboutChannels = true;
+          return rejectConn();
+        }
+        openChannels++;
         const channel = accept();
+        channel.once('close', () => openChannels--);
         const redis = netConnect(this.opts.redisPort, '127.0.0.1');
         redis.setNoDelay(true);
         redis.on('error', () => channel.close());

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GatewayTarget } from '../../../../services/broker/config';
+import { MAX_QUEUE_CHANNELS_PER_GATEWAY } from '../../../../services/broker/redis/config';
 import { TunnelKeeper, type TunnelState } from '../../../../services/broker/tunnel/keeper';
 import { timeSequence, windowOf, type TimeSpec } from '../../../../services/common/knock/sequence';
 import { createCorePki } from '../../../support/core-fixtures';
@@ -120,6 +121,69 @@ describe('TunnelKeeper against real SSH servers', function () {
 
   const count = (s: TunnelState): number => states.filter((x) => x === s).length;
 
+  /**
+   * A connection to the gateway's end of the tunnel that stays open: resolves with it once
+   * a PING through it came back from redis, or with 'closed' if it was closed unanswered.
+   */
+  function queueConnection(port: number): Promise<Socket | 'closed'> {
+    return new Promise((resolve, reject) => {
+      const sock = connect(port, '127.0.0.1');
+      let got = '';
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new Error(`no answer through 127.0.0.1:${port}`));
+      }, 10_000);
+      sock.on('connect', () => sock.write('*1\r\n$4\r\nPING\r\n'));
+      sock.on('data', (b: Buffer) => {
+        got += b.toString('latin1');
+        if (got === '+PONG\r\n') {
+          clearTimeout(timer);
+          resolve(sock);
+        }
+      });
+      sock.on('error', () => undefined);
+      sock.on('close', () => {
+        clearTimeout(timer);
+        resolve('closed');
+      });
+    });
+  }
+
+  /**
+   * The gateway opens queue connections through the tunnel until one is refused: the
+   * keeper carries MAX_QUEUE_CHANNELS_PER_GATEWAY to redis (each answers), refuses the next
+   * (closed unanswered, logged once however many are refused), and takes a new one once
+   * one of them has closed.
+   */
+  async function assertChannelCap(port: number, k: TunnelKeeper): Promise<void> {
+    const held: Socket[] = [];
+    try {
+      for (let i = 0; i < MAX_QUEUE_CHANNELS_PER_GATEWAY; i++) {
+        const c = await queueConnection(port);
+        assert.notEqual(c, 'closed', `connection ${i + 1} was refused`);
+        held.push(c as Socket);
+      }
+      for (let i = 0; i < 3; i++) {
+        const extra = await queueConnection(port);
+        if (extra !== 'closed') held.push(extra);
+        assert.ok(extra === 'closed', `connection ${MAX_QUEUE_CHANNELS_PER_GATEWAY + i + 1} reached redis`);
+      }
+      assert.equal(k.refusedChannels, 3);
+      assert.equal(logs.lines.filter((l) => l.message === 'gateway opened more queue connections than it may; refusing the extra ones').length, 1);
+      // The ones held still work.
+      assert.equal(await redisCommand(redis.port, ['PING']), '+PONG');
+      held.shift()!.destroy();
+      const again = await waitFor('a connection to be taken again after one closed', async () => {
+        const c = await queueConnection(port);
+        return c === 'closed' ? undefined : c;
+      }, 10_000, 100);
+      held.push(again);
+      assert.equal(k.state, 'up');
+    } finally {
+      for (const c of held) c.destroy();
+    }
+  }
+
   describe('with the gateway SSH server', () => {
     it('comes up with the pinned host key and carries the gateway’s connections to the local redis', async () => {
       const queuePort = await freePort();
@@ -132,6 +196,16 @@ describe('TunnelKeeper against real SSH servers', function () {
       assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
       assert.equal(k.connects, 1);
       assert.ok(logs.lines.some((l) => l.message === 'tunnel up' && l.gateway === 'gw-test'));
+    });
+
+    it("carries at most MAX_QUEUE_CHANNELS_PER_GATEWAY of the gateway's queue connections at once and refuses more, a new one again once one closed", async () => {
+      const queuePort = await freePort();
+      const g = await gateway(queuePort);
+      const k = startKeeper(target(g.port, hostKey.fingerprint), queuePort);
+      const tunnel = await waitFor('the tunnel', () => g.tunnels[0]);
+      await waitFor('the keeper to be up', () => k.state === 'up');
+      await assertChannelCap(tunnel.localPort, k);
+      assert.equal(k.connects, 1);
     });
 
     it('never comes up when the host key differs from the pin, logs the presented key as an error and keeps retrying', async () => {
@@ -254,6 +328,16 @@ describe('TunnelKeeper against real SSH servers', function () {
       sshd = await startSshd(procs, sshdOptions);
       await waitFor(`the keeper to be up again (sshd: ${sshd.output})`, () => k.state === 'up' && k.connects === 2);
       assert.equal(await redisCommand(queuePort, ['PING']), '+PONG');
+    });
+
+    it("refuses sshd's queue connections beyond MAX_QUEUE_CHANNELS_PER_GATEWAY at once, and takes a new one once one closed", async () => {
+      const sshdPort = await freePort();
+      const queuePort = await freePort();
+      const sshdHostKey = writeKeyPair(sshdDir.dir, 'ssh_host_ed25519_key', 'sshd-host');
+      const sshd = await startSshd(procs, { dir: sshdDir.dir, port: sshdPort, hostKey: sshdHostKey, authorizedKeys: brokerKey.publicKey, permitListen: `127.0.0.1:${queuePort}` });
+      const k = startKeeper(target(sshdPort, sshdHostKey.fingerprint), queuePort, 'root');
+      await waitFor(`the keeper to be up (sshd: ${sshd.output})`, () => k.state === 'up');
+      await assertChannelCap(queuePort, k);
     });
   });
 
