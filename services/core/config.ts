@@ -14,6 +14,9 @@ const coreEnv = {
   TLS_CERT_FILE: env.absPath('/etc/nonstop/core/server.crt'),
   TLS_KEY_FILE: env.absPath('/etc/nonstop/core/server.key'),
   CLIENT_CA_FILE: env.absPath('/etc/nonstop/core/ca.crt'),
+  // The CA's revocation list and the brokers core knows; keygen writes both, core re-reads them on change.
+  CLIENT_CRL_FILE: env.absPath('/etc/nonstop/core/ca.crl'),
+  CLIENT_NAMES_FILE: env.absPath('/etc/nonstop/core/brokers'),
   DB_ENGINE: env.oneOf(['mongodb', 'ferretdb'], (process.env.NONSTOP_DEFAULT_DB_ENGINE as 'mongodb' | 'ferretdb' | undefined) ?? 'mongodb'),
   DB_PORT: env.port(27017),
   DATA_DIR: env.absPath('/var/lib/nonstop/data'),
@@ -42,7 +45,7 @@ export interface DbConfig {
 
 export interface CoreConfig {
   logLevel: string;
-  http: { host: string; port: number; certFile: string; keyFile: string; clientCaFile: string; maxBodyBytes: number; defaultBudgetMs: number };
+  http: { host: string; port: number; certFile: string; keyFile: string; clientCaFile: string; clientCrlFile: string; clientNamesFile: string; maxBodyBytes: number; defaultBudgetMs: number };
   db: DbConfig;
   /** Where the token generation file lives (auth/token-generation.ts). */
   runDir: string;
@@ -67,7 +70,7 @@ export function loadCoreConfig(source: NodeJS.ProcessEnv = process.env): CoreCon
   const e = parseEnv(coreEnv, source);
   return {
     logLevel: e.LOG_LEVEL,
-    http: { host: e.CORE_HOST, port: e.CORE_PORT, certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.CLIENT_CA_FILE, maxBodyBytes: e.MAX_BODY_BYTES, defaultBudgetMs: e.REQUEST_BUDGET_MS },
+    http: { host: e.CORE_HOST, port: e.CORE_PORT, certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.CLIENT_CA_FILE, clientCrlFile: e.CLIENT_CRL_FILE, clientNamesFile: e.CLIENT_NAMES_FILE, maxBodyBytes: e.MAX_BODY_BYTES, defaultBudgetMs: e.REQUEST_BUDGET_MS },
     db: loadDbConfig(source),
     runDir: e.RUN_DIR,
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },

@@ -1,4 +1,3 @@
-import { createServer } from 'node:https';
 import type { Db } from 'mongodb';
 import { readConfigFile } from '../common/config/env';
 import { closeServer, runService } from '../common/lifecycle/entry';
@@ -11,6 +10,8 @@ import { loadCoreConfig, type CoreConfig } from './config';
 import { startDatabase } from './db/database';
 import { DB_NAME } from './db/engine';
 import { createCoreApp } from './http/app';
+import { ClientIdentity } from './http/client-identity';
+import { createCoreHttpsServer } from './http/server';
 import { RecordStore } from './storage/records';
 
 const HEALTH_PING_TIMEOUT_MS = 2000;
@@ -36,8 +37,8 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
   const tls = {
     cert: readConfigFile('TLS_CERT_FILE', config.http.certFile),
     key: readConfigFile('TLS_KEY_FILE', config.http.keyFile),
-    ca: readConfigFile('CLIENT_CA_FILE', config.http.clientCaFile),
   };
+  const clients = await ClientIdentity.load({ caFile: config.http.clientCaFile, crlFile: config.http.clientCrlFile, namesFile: config.http.clientNamesFile }, componentLogger(log, 'clients'));
   const registry = createRegistry('core');
   const { child, client } = await startDatabase(config.db, componentLogger(log, 'db'));
   lifecycle.onClose('database', () => child.stop());
@@ -45,11 +46,11 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
   const db = client.db(DB_NAME);
   const records = new RecordStore(db);
   await records.init();
-  const app = createCoreApp({ records, tokens: tokenStore(config, log, db), maxBodyBytes: config.http.maxBodyBytes, defaultBudgetMs: config.http.defaultBudgetMs, log: componentLogger(log, 'http') });
+  const app = createCoreApp({ clients, records, tokens: tokenStore(config, log, db), maxBodyBytes: config.http.maxBodyBytes, defaultBudgetMs: config.http.defaultBudgetMs, log: componentLogger(log, 'http') });
 
-  // Only clients with a certificate from the deployment CA complete the handshake.
-  const server = createServer({ ...tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, app);
-  server.on('tlsClientError', (err) => log.info('tls handshake refused', { err: err.message }));
+  // Only clients with a certificate from the deployment CA, not revoked, complete the handshake.
+  const { server, stopWatching } = createCoreHttpsServer(tls, clients, app, log);
+  lifecycle.onClose('client-identity', () => stopWatching());
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

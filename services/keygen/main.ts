@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { env, intItem, parseEnv, strItem } from '../common/config/env';
 import { ConfigError } from '../common/errors/config-error';
-import { GATEWAY_ID } from '../common/ids/names';
+import { BROKER_NAME, GATEWAY_ID } from '../common/ids/names';
 import { staticSequenceProblem } from '../common/knock/sequence';
 import { DEFAULT_KNOCK_LENGTH, DEFAULT_KNOCK_PORT_RANGE, guessFloorProblem } from '../common/knock/strength';
 import { createLogger } from '../common/log/logger';
@@ -10,6 +10,8 @@ import { createCa, issueCertificate, type PemPair } from '../common/pki/certific
 import { writeIfAbsent } from '../common/pki/files';
 import { fingerprintOfKey, generateSshKeyPair, publicKeyLine } from '../common/pki/ssh-keys';
 import { sha256Hex } from '../common/pki/digest';
+import { certificateCommonName, certificateSerial } from '../common/pki/crl';
+import { brokerRestrictionProblems, loadBrokers, saveBrokers, writeIdentityFiles, type BrokerRecord } from './brokers';
 import { keyLayout, type KeyLayout } from './layout';
 
 const keygenEnv = {
@@ -20,7 +22,15 @@ const keygenEnv = {
   GATEWAY_HOST: env.str({ def: 'gateway', pattern: /^[A-Za-z0-9.:-]{1,253}$/, expected: 'a host name or address' }),
   SSH_PORT: env.port(2222),
   CORE_NAMES: env.list(strItem(/^[A-Za-z0-9.:-]{1,253}$/), { def: 'core', expected: 'DNS names for core', min: 1 }),
-  BROKER_NAME: env.str({ def: 'broker', pattern: /^[A-Za-z0-9.-]{1,64}$/, expected: 'a name' }),
+  /** The broker this run issues (or keeps) a key pair and client certificate for. */
+  BROKER_NAME: env.str({ def: 'broker', pattern: BROKER_NAME, expected: 'a broker name (letters, digits, . and -, at most 64)' }),
+  /** Where that broker's files go under KEYGEN_OUT: one directory per broker. */
+  KEYGEN_BROKER_SUBDIR: env.str({ def: 'broker', pattern: /^[a-z0-9][a-z0-9-]{0,63}$/, expected: 'a directory name' }),
+  /** Restrictions on that broker's key in every gateway's authorized_keys (OpenSSH from= and expiry-time=). */
+  BROKER_FROM: env.optional(env.str({ expected: 'an OpenSSH pattern-list' })),
+  BROKER_KEY_EXPIRY: env.optional(env.str({ expected: 'YYYYMMDD[HHMM[SS]][Z]' })),
+  /** The gateway's QUEUE_PORT: the one port a broker key may ask to have forwarded. */
+  QUEUE_PORT: env.port(6379),
   BROKER_SECRETS_DIR: env.absPath('/etc/nonstop/broker'),
   KNOCK_MODE: env.oneOf(['static', 'time'], 'time'),
   KNOCK_SEQUENCE: env.optional(env.list(intItem(1, 65535), { expected: 'comma-separated TCP ports', min: 2, max: 32 })),
@@ -33,11 +43,21 @@ const keygenEnv = {
  * The one-shot service of the compose demo: creates every key, certificate and password
  * the three tiers need, on first `up`, into per-tier volumes. Idempotent: anything that
  * exists is kept (a key is never replaced behind a running deployment's back); only the
- * broker's gateways.json, which is derived from the rest, is rewritten.
+ * files derived from the rest are rewritten: the broker's gateways.json, the gateway's
+ * authorized_keys, core's list of brokers and the CA's revocation list.
+ *
+ *   nonstop-keygen                       issue what is missing for GATEWAY_ID and BROKER_NAME
+ *   nonstop-keygen revoke-broker NAME    revoke a broker: its certificate on the CRL, its name
+ *                                        off core's list, its key out of authorized_keys
  */
 async function main(): Promise<void> {
   const log = createLogger('keygen');
   const e = parseEnv(keygenEnv);
+  const [command, ...args] = process.argv.slice(2);
+  if (command === 'revoke-broker') return revokeBroker(e, args, log);
+  if (command !== undefined) throw new ConfigError([`arguments: expected none or "revoke-broker NAME", got ${JSON.stringify(process.argv.slice(2).join(' '))}`]);
+  const restrictionProblems = brokerRestrictionProblems(e.BROKER_FROM, e.BROKER_KEY_EXPIRY);
+  if (restrictionProblems.length > 0) throw new ConfigError(restrictionProblems);
   if (e.KNOCK_MODE === 'static') {
     const why = e.KNOCK_SEQUENCE ? staticSequenceProblem(e.KNOCK_SEQUENCE) : 'required when KNOCK_MODE=static';
     if (why) throw new ConfigError([`KNOCK_SEQUENCE: ${why}`]);
@@ -47,7 +67,7 @@ async function main(): Promise<void> {
     const weak = end - start + 1 >= e.KNOCK_LENGTH * 2 ? guessFloorProblem(end - start + 1, e.KNOCK_LENGTH) : `the range must hold at least ${e.KNOCK_LENGTH * 2} ports`;
     if (weak) throw new ConfigError([`KNOCK_LENGTH=${e.KNOCK_LENGTH} with KNOCK_PORT_RANGE=${JSON.stringify(e.KNOCK_PORT_RANGE)}: ${weak}`]);
   }
-  const L = keyLayout(e.KEYGEN_OUT, e.KEYGEN_GATEWAY_SUBDIR);
+  const L = keyLayout(e.KEYGEN_OUT, e.KEYGEN_GATEWAY_SUBDIR, e.KEYGEN_BROKER_SUBDIR);
   const created: string[] = [];
   const put = (path: string, text: string, mode = 0o600): void => {
     if (writeIfAbsent(path, text, mode)) created.push(path);
@@ -69,7 +89,14 @@ async function main(): Promise<void> {
     put(L.core.serverKey, server.keyPem);
     put(L.core.serverCert, server.certPem, 0o644);
   }
-  if (!existsSync(L.broker.clientCert)) {
+  // This broker's identity, its own: a client certificate naming it, an SSH key pair.
+  const brokers = loadBrokers(L.pki.brokers);
+  const known = brokers.find((b) => b.name === e.BROKER_NAME);
+  if (known?.revokedAt) throw new ConfigError([`BROKER_NAME=${e.BROKER_NAME}: revoked at ${known.revokedAt}; a broker coming back needs a new name (and a new KEYGEN_BROKER_SUBDIR)`]);
+  if (existsSync(L.broker.clientCert)) {
+    const holder = certificateCommonName(readFileSync(L.broker.clientCert, 'utf8'));
+    if (holder !== e.BROKER_NAME) throw new ConfigError([`KEYGEN_BROKER_SUBDIR=${e.KEYGEN_BROKER_SUBDIR}: holds the identity of broker ${JSON.stringify(holder)}, not of BROKER_NAME=${e.BROKER_NAME}; each broker needs a directory of its own`]);
+  } else {
     const client = await issueCertificate(ca, { commonName: e.BROKER_NAME, usage: 'client' });
     put(L.broker.clientKey, client.keyPem);
     put(L.broker.clientCert, client.certPem, 0o644);
@@ -78,9 +105,20 @@ async function main(): Promise<void> {
   // SSH: the gateway's host key (pinned by the broker), the broker's key (authorized by the gateway).
   if (!existsSync(L.gateway.hostKey)) put(L.gateway.hostKey, generateSshKeyPair(`gateway-${e.GATEWAY_ID}`).privateKey);
   if (!existsSync(L.broker.sshKey)) put(L.broker.sshKey, generateSshKeyPair(e.BROKER_NAME).privateKey);
-  // Derived from the broker key that exists, so a second gateway set up later (another
-  // gateway directory, the same broker) authorizes the same broker.
-  put(L.gateway.authorizedKeys, `${publicKeyLine(readFileSync(L.broker.sshKey, 'utf8'), e.BROKER_NAME)}\n`, 0o644);
+  const record: BrokerRecord = {
+    name: e.BROKER_NAME,
+    sshPublicKey: publicKeyLine(readFileSync(L.broker.sshKey, 'utf8'), e.BROKER_NAME),
+    certSerial: certificateSerial(readFileSync(L.broker.clientCert, 'utf8')),
+    ...(e.BROKER_FROM !== undefined ? { from: e.BROKER_FROM } : {}),
+    ...(e.BROKER_KEY_EXPIRY !== undefined ? { expiryTime: e.BROKER_KEY_EXPIRY } : {}),
+  };
+  const keyOwner = brokers.find((b) => b.name !== record.name && b.sshPublicKey.split(' ')[1] === record.sshPublicKey.split(' ')[1]);
+  if (keyOwner) throw new ConfigError([`KEYGEN_BROKER_SUBDIR=${e.KEYGEN_BROKER_SUBDIR}: its SSH key is broker ${keyOwner.name}'s; each broker needs a directory of its own`]);
+  const others = brokers.filter((b) => b.name !== record.name);
+  const updated = known ? brokers.map((b) => (b.name === record.name ? record : b)) : [...others, record];
+  saveBrokers(L.pki.brokers, updated);
+  // Derived from every broker issued, so a gateway set up later authorizes them all.
+  await writeIdentityFiles(L, updated, ca, e.QUEUE_PORT);
 
   // The gateway's queue password; the broker only ever sees its SHA-256.
   put(L.gateway.queuePassword, randomBytes(32).toString('base64url'));
@@ -91,7 +129,28 @@ async function main(): Promise<void> {
   }
 
   writeGatewaysFile(L, e);
-  log.info('keys ready', { created: created.length, gatewayHostKey: fingerprintOfKey(readFileSync(L.gateway.hostKey, 'utf8')) });
+  log.info('keys ready', { created: created.length, gatewayHostKey: fingerprintOfKey(readFileSync(L.gateway.hostKey, 'utf8')), broker: e.BROKER_NAME, brokers: updated.filter((b) => !b.revokedAt).map((b) => b.name) });
+}
+
+/**
+ * Revokes a broker: its certificate goes on the CA's revocation list (core refuses it within
+ * seconds, open connections included), its name off core's list, its key out of this
+ * gateway's authorized_keys (a gateway reads it at start: restart it). Other gateways of a
+ * fleet get the new authorized_keys when keygen next runs for them.
+ */
+async function revokeBroker(e: ReturnType<typeof parseEnv<typeof keygenEnv>>, args: string[], log: ReturnType<typeof createLogger>): Promise<void> {
+  const [name, ...extra] = args;
+  if (name === undefined || extra.length > 0 || !BROKER_NAME.test(name)) throw new ConfigError([`revoke-broker: expected one broker name, got ${JSON.stringify(args.join(' '))}`]);
+  const L = keyLayout(e.KEYGEN_OUT, e.KEYGEN_GATEWAY_SUBDIR, e.KEYGEN_BROKER_SUBDIR);
+  if (!existsSync(L.pki.caCert) || !existsSync(L.pki.caKey)) throw new ConfigError([`KEYGEN_OUT=${e.KEYGEN_OUT}: no CA in ${L.pki.dir}`]);
+  const ca = { certPem: readFileSync(L.pki.caCert, 'utf8'), keyPem: readFileSync(L.pki.caKey, 'utf8') };
+  const brokers = loadBrokers(L.pki.brokers);
+  const target = brokers.find((b) => b.name === name);
+  if (!target) throw new ConfigError([`revoke-broker: no broker named ${JSON.stringify(name)} in ${L.pki.brokers} (known: ${brokers.map((b) => b.name).join(', ') || 'none'})`]);
+  const updated = brokers.map((b) => (b.name === name && !b.revokedAt ? { ...b, revokedAt: new Date().toISOString() } : b));
+  saveBrokers(L.pki.brokers, updated);
+  await writeIdentityFiles(L, updated, ca, e.QUEUE_PORT);
+  log.info('broker revoked', { broker: name, certSerial: target.certSerial, brokers: updated.filter((b) => !b.revokedAt).map((b) => b.name) });
 }
 
 function writeGatewaysFile(L: KeyLayout, e: ReturnType<typeof parseEnv<typeof keygenEnv>>): void {

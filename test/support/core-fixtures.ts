@@ -1,7 +1,9 @@
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
-import { request as httpsRequest, createServer, type Server } from 'node:https';
+import { writeFileSync } from 'node:fs';
+import { request as httpsRequest, type Server } from 'node:https';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import type { Db, MongoClient } from 'mongodb';
@@ -15,6 +17,9 @@ import type { DbConfig } from '../../services/core/config';
 import { startDatabase } from '../../services/core/db/database';
 import { DB_NAME } from '../../services/core/db/engine';
 import { createCoreApp } from '../../services/core/http/app';
+import { ClientIdentity } from '../../services/core/http/client-identity';
+import { createCoreHttpsServer } from '../../services/core/http/server';
+import { createCrl } from '../../services/common/pki/crl';
 import { RecordStore } from '../../services/core/storage/records';
 import { freePort } from './ports';
 import { silentLogger } from './logger';
@@ -117,6 +122,9 @@ export interface CorePki {
    * for any purpose, so only the app's own check can refuse it.
    */
   noEku: PemPair;
+  /** The CA's revocation list (revoking nothing) and the broker names core knows. */
+  crl: string;
+  brokerNames: string[];
 }
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -156,7 +164,7 @@ export async function createCorePki(): Promise<CorePki> {
     issueCertificate(ca, { commonName: 'broker-1', usage: 'server' }),
     issueWithoutEku(ca, 'broker-1'),
   ]);
-  return { ca, server, broker, foreignClient, expiredClient, serverAuthOnly, noEku };
+  return { ca, server, broker, foreignClient, expiredClient, serverAuthOnly, noEku, crl: await createCrl(ca, []), brokerNames: ['broker-1'] };
 }
 
 export interface CoreServer {
@@ -166,6 +174,9 @@ export interface CoreServer {
   tokens: TokenStore;
   /** Messages of refused TLS handshakes, as the server saw them. */
   tlsErrors: string[];
+  /** Who may connect, read from files in `identityDir` (rewrite them to revoke). */
+  clients: ClientIdentity;
+  identityFiles: { caFile: string; crlFile: string; namesFile: string };
   close: () => Promise<void>;
 }
 
@@ -178,15 +189,22 @@ export async function startCoreServer(opts: { pki: CorePki; db: Db; maxBodyBytes
   const records = new RecordStore(opts.db);
   await records.init();
   const tokens = opts.tokens ?? new TokenStore(opts.db);
+  const log = opts.log ?? silentLogger();
+  const dir = tempDir('nonstop-core-identity-');
+  const identityFiles = { caFile: join(dir.dir, 'ca.crt'), crlFile: join(dir.dir, 'ca.crl'), namesFile: join(dir.dir, 'brokers') };
+  writeFileSync(identityFiles.caFile, opts.pki.ca.certPem);
+  writeFileSync(identityFiles.crlFile, opts.pki.crl);
+  writeFileSync(identityFiles.namesFile, `${opts.pki.brokerNames.join('\n')}\n`);
+  const clients = await ClientIdentity.load(identityFiles, log);
   const app = createCoreApp({
+    clients,
     records,
     tokens,
     maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_JSON_LIMITS.maxBytes + 4096,
     ...(opts.defaultBudgetMs !== undefined ? { defaultBudgetMs: opts.defaultBudgetMs } : {}),
-    log: opts.log ?? silentLogger(),
+    log,
   });
-  const tls = { cert: opts.pki.server.certPem, key: opts.pki.server.keyPem, ca: opts.pki.ca.certPem };
-  const server = createServer({ ...tls, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, app);
+  const { server, stopWatching } = createCoreHttpsServer({ cert: opts.pki.server.certPem, key: opts.pki.server.keyPem }, clients, app, log);
   const tlsErrors: string[] = [];
   server.on('tlsClientError', (err) => tlsErrors.push(err.message));
   server.keepAliveTimeout = 65_000;
@@ -201,11 +219,16 @@ export async function startCoreServer(opts: { pki: CorePki; db: Db; maxBodyBytes
     records,
     tokens,
     tlsErrors,
-    close: () =>
-      new Promise<void>((resolve) => {
+    clients,
+    identityFiles,
+    close: async () => {
+      stopWatching();
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+      dir.cleanup();
+    },
   };
 }
 

@@ -3,6 +3,8 @@
  * Each is checked against an allow-list pattern wherever it enters a tier.
  */
 export const GATEWAY_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
+/** A broker's name: its client certificate's CN, its authorized_keys comment, a line of core's known-broker list. */
+export const BROKER_NAME = /^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/;
 /** Collection names: lowercase, start with a letter; no `$`, `.`, or `system.` prefix possible. */
 const COLLECTION_NAME = /^[a-z][a-z0-9_]{0,62}$/;
 /** Request ids (and record ids, which are request ids): a UUID in canonical lowercase form. */

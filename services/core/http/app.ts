@@ -6,15 +6,16 @@ import { DEFAULT_JSON_LIMITS, decodeUtf8, parseJsonRecord } from '../../common/j
 import type { Logger } from '../../common/log/logger';
 import { describeClientError } from '../../common/http/client-error';
 import type { TokenStore } from '../auth/tokens';
+import type { ClientIdentity } from './client-identity';
 import { DEFAULT_REQUEST_BUDGET_MS } from '../config';
 import { Deadline } from '../storage/deadline';
 import { keyedRecordId } from '../storage/record-id';
 import { RecordStore } from '../storage/records';
 import { idempotencyKey, requestBudgetMs } from './headers';
 
-const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
-
 export interface CoreAppDeps {
+  /** Which client certificates may use core (client-identity.ts). */
+  clients: Pick<ClientIdentity, 'generation' | 'refusal'>;
   records: RecordStore;
   tokens: TokenStore;
   maxBodyBytes: number;
@@ -42,7 +43,8 @@ function collectionOf(req: Request): string {
 /**
  * Core's storage API. TLS with a client certificate from the deployment CA is enforced by
  * the server (a client without one never gets here); this app additionally requires the
- * certificate to be meant for client authentication. It re-checks names and the body
+ * certificate to be meant for client authentication, to name a broker core knows and not
+ * to be revoked (client-identity.ts). It re-checks names and the body
  * (no tier trusts the one before it), authenticates the token, authorizes the collection
  * and scope, and stores idempotently: under x-request-id, or under an id derived from the
  * token's client and the Idempotency-Key when the client sent one, so a retry with a
@@ -56,18 +58,18 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
   app.disable('x-powered-by');
   app.disable('etag');
 
-  // Decided once per TLS connection: getPeerCertificate() builds a fresh object on every
-  // call, and per request it was the largest single cost in core's profile.
-  const clientAuthChecked = new WeakMap<object, boolean>();
+  // Decided once per TLS connection, and again after the identity files changed (a broker
+  // revoked while its keep-alive connection stays open): getPeerCertificate() builds a
+  // fresh object on every call, and per request it was the largest single cost in core's profile.
+  const clientChecked = new WeakMap<object, { generation: number; refusal: string | undefined }>();
   app.use((req, _res, next) => {
     const socket = req.socket as TLSSocket;
-    let ok = clientAuthChecked.get(socket);
-    if (ok === undefined) {
-      const cert = socket.getPeerCertificate?.();
-      ok = Boolean(cert && socket.authorized && cert.ext_key_usage?.includes(CLIENT_AUTH_OID));
-      clientAuthChecked.set(socket, ok);
+    let checked = clientChecked.get(socket);
+    if (checked?.generation !== deps.clients.generation) {
+      checked = { generation: deps.clients.generation, refusal: deps.clients.refusal(socket) };
+      clientChecked.set(socket, checked);
     }
-    if (!ok) return next(new ApiError('forbidden', 'a client certificate for client authentication is required'));
+    if (checked.refusal !== undefined) return next(new ApiError('forbidden', checked.refusal));
     next();
   });
 
