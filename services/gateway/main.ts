@@ -23,6 +23,7 @@ import { checkPortsBindable, ipv6Enabled } from './nginx/host-checks';
 import { Dispatcher } from './queue/dispatcher';
 import { sameRequest } from './queue/same-request';
 import { parseAuthorizedKeys } from './ssh/authorized-keys';
+import { followAuthorizedKeys } from './ssh/authorized-keys-file';
 import { FailureLimiter } from './ssh/failure-limiter';
 import { GatewaySshServer } from './ssh/server';
 import { ensureServerCertificate } from './tls/certificate';
@@ -110,6 +111,8 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   ssh.on('tunnel', (t) => dispatcher.addTunnel(t));
   await ssh.listen(config.ssh.port, ipv6Enabled() ? '::' : '0.0.0.0');
   lifecycle.onClose('ssh', () => ssh.close());
+  // Followed while running: a broker keygen adds or revokes is let in or cut off without a restart.
+  lifecycle.onClose('authorized-keys', followAuthorizedKeys(config.ssh.authorizedKeysFile, (keys) => ssh.setAuthorizedKeys(keys), componentLogger(log, 'ssh')));
 
   // 4. The API app on loopback, behind nginx.
   const app = createApp({

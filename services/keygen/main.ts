@@ -133,10 +133,11 @@ async function main(): Promise<void> {
 }
 
 /**
- * Revokes a broker: its certificate goes on the CA's revocation list (core refuses it within
- * seconds, open connections included), its name off core's list, its key out of this
- * gateway's authorized_keys (a gateway reads it at start: restart it). Other gateways of a
- * fleet get the new authorized_keys when keygen next runs for them.
+ * Revokes a broker: its certificate goes on the CA's revocation list, its name off core's
+ * list, its key out of this gateway's authorized_keys. Core and the gateway follow their
+ * files, so within seconds core refuses the certificate (open connections included) and
+ * the gateway closes the broker's tunnel. Other gateways of a fleet get the new
+ * authorized_keys when keygen next runs for them (or when it is copied to them).
  */
 async function revokeBroker(e: ReturnType<typeof parseEnv<typeof keygenEnv>>, args: string[], log: ReturnType<typeof createLogger>): Promise<void> {
   const [name, ...extra] = args;

@@ -52,6 +52,9 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
   private readonly ssh: Server;
   private readonly tcp: NetServer;
   private readonly connections = new Set<Socket>();
+  private authorizedKeys: readonly AuthorizedKey[];
+  /** Authenticated connections: the key each used and the address it came from. */
+  private readonly authenticated = new Map<Connection, { key: AuthorizedKey; address: string; log: Logger }>();
   /** Admitted connections by "remote address|remote port", for ssh2's client to find its socket. */
   private readonly admitted = new Map<string, Admitted>();
   private readonly startups: StartupSlots<Socket>;
@@ -77,6 +80,26 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
     this.tcp = createServer((socket) => this.onSocket(socket));
     this.tcp.maxConnections = opts.maxConnections;
     this.startups = new StartupSlots({ max: opts.maxStartups, perSource: opts.maxStartupsPerSource });
+    this.authorizedKeys = opts.authorizedKeys;
+  }
+
+  /**
+   * Replaces the authorized keys (authorized_keys changed): new connections are checked
+   * against the new list at once, and a connection whose key is no longer listed, or whose
+   * new options refuse its address, is closed with its tunnel, as a revoked broker's must be.
+   */
+  setAuthorizedKeys(keys: readonly AuthorizedKey[]): void {
+    this.authorizedKeys = keys;
+    const now = (this.opts.now ?? Date.now)();
+    for (const [client, { key, address, log }] of this.authenticated) {
+      const still = findAuthorizedKey(keys, key.key.type, key.key.getPublicSSH());
+      const why = !still ? 'key_removed' : keyRefusal(still.options, address, now);
+      if (why === undefined) continue;
+      this.metrics.sshRefused.inc({ kind: 'key_withdrawn' });
+      log.warn('ssh connection closed: its key is no longer authorized', { broker: key.comment, why });
+      this.authenticated.delete(client);
+      client.end();
+    }
   }
 
   listen(port: number, host: string): Promise<void> {
@@ -163,6 +186,7 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
     client.on('error', (err) => log.info('ssh connection error', { err: err.message }));
     client.on('close', () => {
       clearTimeout(conn.setupTimer);
+      this.authenticated.delete(client);
       tunnel?.close();
     });
 
@@ -179,7 +203,7 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
         this.failAuth(address, ctx.method, log);
         return ctx.reject(['publickey']);
       }
-      const match = findAuthorizedKey(this.opts.authorizedKeys, ctx.key.algo, ctx.key.data);
+      const match = findAuthorizedKey(this.authorizedKeys, ctx.key.algo, ctx.key.data);
       if (!match) {
         this.failAuth(address, 'publickey', log, fingerprintOfBlob(ctx.key.data));
         return ctx.reject(['publickey']);
@@ -199,6 +223,7 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
       }
       broker = match;
       conn.authenticated = true;
+      this.authenticated.set(client, { key: match, address, log });
       // Authenticated: its startup slot is free for the next one.
       this.startups.release(conn.socket);
       log.info('broker authenticated', { broker: match.comment, user: ctx.username });

@@ -4,6 +4,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Client, type KeyboardInteractiveAuthMethod, type PasswordAuthMethod } from 'ssh2';
 import { WindowGrants } from '../../../../services/gateway/knock/window-grants';
+import { parseAuthorizedKeys } from '../../../../services/gateway/ssh/authorized-keys';
 import { memoryLogger } from '../../../support/logger';
 import { freePort } from '../../../support/ports';
 import {
@@ -446,6 +447,37 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       assert.equal(refusals('tcpip-forward')[0]?.why, 'port forwarding is off for this key');
       // The same request from an unrestricted key gets its tunnel.
       const { tunnel } = await openTunnel(g, brokerB);
+      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+    });
+  });
+
+  describe('authorized_keys changing while the gateway runs', () => {
+    it('cuts off a broker whose key leaves the list, closing its tunnel, refuses it afterwards, and keeps the other broker', async () => {
+      const g = await gateway();
+      const a = await openTunnel(g, brokerA);
+      const b = await openTunnel(g, brokerB);
+      const closed = once(a.tunnel, 'closed');
+      g.server.setAuthorizedKeys(parseAuthorizedKeys(`${brokerB.publicKey}\n`));
+      await closed;
+      await a.ssh.waitExit();
+      await assert.rejects(redisCommand(a.tunnel.localPort, ['PING']));
+      assert.equal(await redisCommand(b.tunnel.localPort, ['PING']), '+PONG');
+      assert.ok(logs.lines.some((l) => l.message === 'ssh connection closed: its key is no longer authorized' && l.broker === 'broker-a' && l.why === 'key_removed'));
+
+      const again = startSsh(procs, brokerA, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', validForward(), '127.0.0.1']);
+      assert.equal((await again.waitExit()).code, 255);
+      assert.match(again.output, /Permission denied \(publickey\)/);
+    });
+
+    it("cuts off a broker whose key's new from= excludes the address it came from", async () => {
+      const g = await gateway();
+      const a = await openTunnel(g, brokerA);
+      const closed = once(a.tunnel, 'closed');
+      g.server.setAuthorizedKeys(parseAuthorizedKeys(`from="127.0.0.2" ${brokerA.publicKey}\n${brokerB.publicKey}\n`));
+      await closed;
+      assert.ok(logs.lines.some((l) => l.message === 'ssh connection closed: its key is no longer authorized' && l.why === 'source_not_permitted'));
+      // From the address the new list allows, the same key gets in.
+      const { tunnel } = await openTunnel(g, brokerA, ['-b', '127.0.0.2']);
       assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
     });
   });
