@@ -5,8 +5,9 @@
  *
  * Limits live here so a hostile client is turned away before Node.js sees a byte:
  * body size (413), header size (400/494 → JSON), slow headers and bodies (timeouts),
- * requests and connections per address (429). Every error nginx produces itself is JSON
- * in the same shape as the app's.
+ * requests and connections per address (429). How many requests and body bytes may be
+ * pending at once is the app's admission control (503 overloaded): bodies stream to it.
+ * Every error nginx produces itself is JSON in the same shape as the app's.
  */
 import { apiErrorBody } from '../../common/errors/api-error';
 import type { ErrorCodeName } from '../../common/errors/codes';
@@ -27,6 +28,27 @@ export interface NginxOptions {
   connectionsPerAddress: number;
   requestTimeoutMs: number;
 }
+
+/**
+ * Connections nginx holds at once, clients' and the app's together. A client's TLS
+ * connection costs nginx 18 KiB idle and ~47 KiB while a burst of them is in handshake
+ * (OpenSSL 3; measured: 1,000 at once, 47 MiB), so this bound is what keeps nginx under
+ * ~95 MiB beside the app inside the container's 256 MiB (4096 could take 190 MiB on its
+ * own). When it is reached nginx first closes idle connections (keep-alive, waiting,
+ * lingering), else a new one before its TLS handshake.
+ */
+export const WORKER_CONNECTIONS = 2048;
+
+/**
+ * Requests passed to the app at once, from every address together; more get 429 at once,
+ * their bodies never read. Each passed request holds a client connection and one to the
+ * app, so bounding them keeps room in WORKER_CONNECTIONS for its upstream connection and
+ * for new clients: without it, 4,096 clients filled the table and requests got 500
+ * ("worker_connections are not enough while connecting to upstream"). It also bounds the
+ * sockets and in-flight bodies the app must hold. The app's own admission (pending
+ * requests and bytes, 503 overloaded) refuses below it.
+ */
+export const PROXIED_REQUESTS = 256;
 
 /** nginx's own error statuses, each answered with the shared code and a fixed message. */
 const JSON_ERRORS: Record<number, [ErrorCodeName, string]> = {
@@ -81,7 +103,8 @@ daemon off;
 error_log stderr warn;
 
 events {
-  worker_connections 4096;
+  # WORKER_CONNECTIONS in nginx/config.ts says why this many.
+  worker_connections ${WORKER_CONNECTIONS};
 }
 
 http {
@@ -99,10 +122,15 @@ http {
   uwsgi_temp_path ${o.runDir}/uwsgi;
   scgi_temp_path ${o.runDir}/scgi;
 
-  # Bodies stay in memory up to the limit: nothing a client sends is written to disk.
+  # Bodies are streamed to the app (proxy_request_buffering off below), never gathered here:
+  # the app's admission control refuses a request from its headers (Content-Length) before a
+  # byte of its body is read, and a body it takes passes through one fixed 16k buffer per
+  # request. Gathering each body (a 1 MiB buffer per connection, as before) let N concurrent
+  # uploads take N MiB of nginx's memory, and a body larger than the buffer would go to
+  # client_body_temp_path: a tmpfs, which is memory too (and only 16 MiB). Nothing a client
+  # sends is written to disk.
   client_max_body_size ${o.maxBodyBytes};
-  client_body_buffer_size ${o.maxBodyBytes};
-  client_body_in_single_buffer on;
+  client_body_buffer_size 16k;
   client_header_buffer_size 1k;
   large_client_header_buffers 4 8k;
   # Slowloris: a client that trickles headers or body is cut off.
@@ -115,6 +143,8 @@ http {
 
   limit_req_zone $binary_remote_addr zone=per_address:10m rate=${o.ratePerSecond}r/s;
   limit_conn_zone $binary_remote_addr zone=conn_per_address:10m;
+  # One key for every request: the total passed to the app (PROXIED_REQUESTS says why).
+  limit_conn_zone $server_port zone=conn_total:1m;
   limit_req_status 429;
   limit_conn_status 429;
 
@@ -159,14 +189,18 @@ ${errorPages()}
     location /v1/ {
       limit_req zone=per_address burst=${o.rateBurst} nodelay;
       limit_conn conn_per_address ${o.connectionsPerAddress};
+      limit_conn conn_total ${PROXIED_REQUESTS};
       proxy_pass http://gateway_app;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host $host;
       proxy_set_header X-Forwarded-For $remote_addr;
       proxy_set_header X-Forwarded-Proto https;
-      proxy_request_buffering on;
+      proxy_request_buffering off;
+      # Answers are buffered in memory only (proxy_buffers): one larger than those (a big
+      # record read by a slow client) waits in the app's socket instead of filling the tmpfs.
       proxy_buffering on;
+      proxy_max_temp_file_size 0;
       proxy_connect_timeout 2s;
       proxy_read_timeout ${timeoutS}s;
       proxy_send_timeout ${timeoutS}s;

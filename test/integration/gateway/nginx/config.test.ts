@@ -72,6 +72,13 @@ describe('gateway nginx.conf with the real nginx', function () {
         req.socket.destroy();
         return;
       }
+      if (req.url === '/v1/early') {
+        // Answers from the headers alone, as the gateway app's admission control does.
+        seen.push({ method: req.method ?? '', url: req.url, bodyBytes: -1, forwardedProto: undefined, forwardedFor: undefined });
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+        res.end(JSON.stringify({ error: { code: 'overloaded', message: 'from the app', stored: 'no' } }));
+        return;
+      }
       let bodyBytes = 0;
       req.on('data', (c: Buffer) => (bodyBytes += c.length));
       req.on('end', () => {
@@ -220,8 +227,34 @@ describe('gateway nginx.conf with the real nginx', function () {
       const body = Buffer.alloc(2 * 1024 * 1024, 0x61);
       const r = await request('/v1/x', { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length }, body });
       assert.equal(r.status, 413);
-      assert.deepEqual(jsonError(r), { code: 'body_too_large', message: 'body too large' });
+      assert.deepEqual(jsonError(r), { code: 'body_too_large', message: 'body too large', stored: 'no' });
       assert.equal(seen.length, before, 'the app saw nothing');
+    });
+
+    it('streams a body to the app, so the app\'s answer from the headers reaches a client that has sent little of it', async () => {
+      const before = seen.length;
+      const r = await new Promise<Reply>((resolve, reject) => {
+        const req = https.request(
+          { host: '127.0.0.1', port: httpsPort, path: '/v1/early', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': MAX_BODY }, ca: certPem, servername: 'localhost', agent: false },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
+              req.destroy();
+            });
+          },
+        );
+        req.on('error', (err: NodeJS.ErrnoException) => {
+          if (!['EPIPE', 'ECONNRESET'].includes(err.code ?? '')) reject(err);
+        });
+        // 16 KiB of a declared 1 MiB, then nothing: nginx gathering the body would never proxy it.
+        req.write(Buffer.alloc(16 * 1024, 0x20));
+      });
+      assert.equal(r.status, 503);
+      assert.equal(r.headers['retry-after'], '1');
+      assert.deepEqual(JSON.parse(r.body), { error: { code: 'overloaded', message: 'from the app', stored: 'no' } });
+      assert.equal(seen.length, before + 1);
     });
 
     it('accepts a body just under the limit', async () => {
@@ -235,7 +268,7 @@ describe('gateway nginx.conf with the real nginx', function () {
       const before = seen.length;
       const r = await request('/v1/x', { headers: { 'x-big': 'a'.repeat(16_000) } });
       assert.equal(r.status, 400);
-      assert.deepEqual(jsonError(r), { code: 'headers_too_large', message: 'request headers too large' });
+      assert.deepEqual(jsonError(r), { code: 'headers_too_large', message: 'request headers too large', stored: 'no' });
       assert.equal(seen.length, before);
     });
 

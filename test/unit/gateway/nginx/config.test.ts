@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ErrorCodes } from '../../../../services/common/errors/codes';
-import { renderNginxConf, type NginxOptions } from '../../../../services/gateway/nginx/config';
+import { PROXIED_REQUESTS, renderNginxConf, WORKER_CONNECTIONS, type NginxOptions } from '../../../../services/gateway/nginx/config';
 
 /** Every code the services may send: nginx's bodies must use these, not codes of their own. */
 const SHARED_CODES = new Set<string>(Object.values(ErrorCodes).map((e) => e.code));
@@ -53,11 +53,25 @@ describe('renderNginxConf', () => {
     assert.deepEqual(directive(conf, 'server_tokens'), ['off']);
   });
 
-  it('limits the body to maxBodyBytes and keeps it in memory', () => {
+  it('limits the body to maxBodyBytes and streams it to the app through one small buffer, never to the tmpfs', () => {
     assert.deepEqual(directive(conf, 'client_max_body_size'), ['1048576']);
-    assert.deepEqual(directive(conf, 'client_body_buffer_size'), ['1048576']);
-    assert.deepEqual(directive(conf, 'client_body_in_single_buffer'), ['on']);
     assert.deepEqual(directive(renderNginxConf({ ...options, maxBodyBytes: 65_536 }), 'client_max_body_size'), ['65536']);
+    assert.deepEqual(directive(conf, 'client_body_buffer_size'), ['16k']);
+    assert.deepEqual(directive(conf, 'client_body_in_single_buffer'), []);
+    assert.deepEqual(directive(conf, 'client_body_in_file_only'), []);
+    const v1 = locationBlock(serverBlock(conf, 8443), '/v1/');
+    assert.deepEqual(directive(v1, 'proxy_request_buffering'), ['off']);
+    assert.deepEqual(directive(v1, 'proxy_max_temp_file_size'), ['0']);
+  });
+
+  it('holds at most 2048 connections and passes at most 256 requests on at once, leaving room for each one\'s connection to the app', () => {
+    assert.deepEqual(directive(conf, 'worker_processes'), ['1']);
+    assert.deepEqual(directive(conf, 'worker_connections'), ['2048']);
+    assert.equal(WORKER_CONNECTIONS, 2048);
+    assert.equal(PROXIED_REQUESTS, 256);
+    // A client connection and an upstream one per passed request, the idle upstream pool,
+    // and still half the table for clients in handshake or turned away.
+    assert.ok(2 * PROXIED_REQUESTS + 64 <= WORKER_CONNECTIONS / 2);
   });
 
   it('bounds header sizes and cuts off slow clients', () => {
@@ -75,14 +89,14 @@ describe('renderNginxConf', () => {
     assert.deepEqual(directive(renderNginxConf({ ...options, requestTimeoutMs: 30_000 }), 'proxy_read_timeout'), ['35s']);
   });
 
-  it('rate-limits requests and connections per address with 429', () => {
+  it('rate-limits requests and connections per address, and requests passed to the app in all, with 429', () => {
     assert.deepEqual(directive(conf, 'limit_req_zone'), ['$binary_remote_addr zone=per_address:10m rate=20r/s']);
-    assert.deepEqual(directive(conf, 'limit_conn_zone'), ['$binary_remote_addr zone=conn_per_address:10m']);
+    assert.deepEqual(directive(conf, 'limit_conn_zone'), ['$binary_remote_addr zone=conn_per_address:10m', '$server_port zone=conn_total:1m']);
     assert.deepEqual(directive(conf, 'limit_req_status'), ['429']);
     assert.deepEqual(directive(conf, 'limit_conn_status'), ['429']);
     const v1 = locationBlock(serverBlock(conf, 8443), '/v1/');
     assert.deepEqual(directive(v1, 'limit_req'), ['zone=per_address burst=40 nodelay']);
-    assert.deepEqual(directive(v1, 'limit_conn'), ['conn_per_address 16']);
+    assert.deepEqual(directive(v1, 'limit_conn'), ['conn_per_address 16', `conn_total ${PROXIED_REQUESTS}`]);
   });
 
   it('proxies only /v1/ to the app on loopback, without intercepting the app\'s own errors', () => {
