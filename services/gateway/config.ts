@@ -5,9 +5,26 @@ import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
 import { DEFAULT_KNOCK_LENGTH, DEFAULT_KNOCK_PORT_RANGE, guessFloorProblem } from '../common/knock/strength';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '../common/queue/timing';
+import type { AdmissionLimits } from './http/admission';
+import { PROXIED_REQUESTS } from './nginx/config';
 import type { LaneOptions } from './queue/lane';
 import type { FirewallScope } from './firewall/ruleset';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
+
+/**
+ * Admission defaults, from the container's 256 MiB: the idle gateway (node, nginx, tcpdump)
+ * takes ~50 MiB and nginx's connections up to ~95 MiB more (nginx/config.ts). A pending
+ * body costs the app ~3.5 times its size until answered (raw bytes, decoded text, queued
+ * envelope), so 8 MiB of them is ~28 MiB; the rest is for garbage not yet collected, of
+ * which a burst of refused uploads makes plenty (measured: 4,096 concurrent 1 MiB POSTs
+ * with core paused peaked the container at ~190-230 MiB). A pending request without a body
+ * costs a few KiB. nginx passes at most PROXIED_REQUESTS to the app at once, so more pending
+ * requests than that, less a margin for the ones being refused, would never be reached:
+ * clients would get nginx's 429 instead of 503 with Retry-After.
+ */
+const DEFAULT_MAX_PENDING_REQUESTS = 128;
+const MAX_PENDING_REQUESTS_CEILING = PROXIED_REQUESTS - 64;
+const DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024;
 
 /**
  * A lane is checked every second and given up after two unanswered checks: a cut tunnel's
@@ -33,6 +50,8 @@ const gatewayEnv = {
   RATE_LIMIT_BURST: env.int({ min: 0, max: 1_000_000, def: 400 }),
   CONNECTIONS_PER_ADDRESS: env.int({ min: 1, max: 100_000, def: 256 }),
   REQUEST_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: DEFAULT_REQUEST_TIMEOUT_MS }),
+  MAX_PENDING_REQUESTS: env.int({ min: 1, max: MAX_PENDING_REQUESTS_CEILING, def: DEFAULT_MAX_PENDING_REQUESTS }),
+  MAX_PENDING_BYTES: env.int({ min: 1024, max: 64 * 1024 * 1024 * 1024, def: DEFAULT_MAX_PENDING_BYTES }),
   SSH_PORT: env.port(2222),
   SSH_HOST_KEY_FILE: env.absPath('/var/lib/nonstop/ssh/ssh_host_ed25519_key'),
   SSH_AUTHORIZED_KEYS_FILE: env.absPath('/etc/nonstop/gateway/authorized_keys'),
@@ -100,6 +119,7 @@ export interface GatewayConfig {
     rateBurst: number;
     connectionsPerAddress: number;
     requestTimeoutMs: number;
+    admission: AdmissionLimits;
   };
   ssh: {
     port: number;
@@ -172,6 +192,9 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
   if (e.SSH_MAX_STARTUPS >= e.SSH_MAX_CONNECTIONS) {
     problems.push(`SSH_MAX_STARTUPS=${e.SSH_MAX_STARTUPS}: must be below SSH_MAX_CONNECTIONS (${e.SSH_MAX_CONNECTIONS}), or unauthenticated clients could hold every connection`);
   }
+  if (e.MAX_PENDING_BYTES < e.MAX_BODY_BYTES) {
+    problems.push(`MAX_PENDING_BYTES=${e.MAX_PENDING_BYTES}: below MAX_BODY_BYTES (${e.MAX_BODY_BYTES}), so a body of the largest size could never be admitted`);
+  }
   if (e.FIREWALL === 'off' && !e.FIREWALL_OFF_ACKNOWLEDGED) {
     problems.push(`FIREWALL=off: refused unless FIREWALL_OFF_ACKNOWLEDGED=true confirms the host filters SSH_PORT ${e.SSH_PORT} (without nftables every source gets a SYN-ACK there)`);
   }
@@ -196,6 +219,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
       rateBurst: e.RATE_LIMIT_BURST,
       connectionsPerAddress: e.CONNECTIONS_PER_ADDRESS,
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      admission: { maxPendingRequests: e.MAX_PENDING_REQUESTS, maxPendingBytes: e.MAX_PENDING_BYTES },
     },
     ssh: {
       port: e.SSH_PORT,

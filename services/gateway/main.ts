@@ -15,6 +15,7 @@ import { readConfigFile } from '../common/config/env';
 import { Firewall } from './firewall/nftables';
 import { knockPortRanges } from './firewall/ruleset';
 import { createApp } from './http/app';
+import { AdmissionControl } from './http/admission';
 import { NoFirewall } from './firewall/no-firewall';
 import { KnockDoor } from './knock/door';
 import { gatewayMetrics } from './metrics';
@@ -120,6 +121,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     limits: config.http.limits,
     requestTimeoutMs: config.http.requestTimeoutMs,
     submit: (request, timeoutMs) => dispatcher.submit(request, timeoutMs),
+    admission: new AdmissionControl(config.http.admission),
     metrics,
     log: componentLogger(log, 'http'),
   });

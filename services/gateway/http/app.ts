@@ -6,6 +6,7 @@ import type { Logger } from '../../common/log/logger';
 import { describeClientError } from '../../common/http/client-error';
 import type { ReplyEnvelope } from '../../common/queue/envelope';
 import type { GatewayMetrics } from '../metrics';
+import { admissionMiddleware, type AdmissionControl } from './admission';
 import type { QueueRequest } from '../queue/dispatcher';
 import { bearerToken, collectionParam, idempotencyKey, recordIdParam, requireJsonContentType } from './request-parsing';
 
@@ -14,6 +15,7 @@ export interface AppDeps {
   limits: JsonLimits;
   requestTimeoutMs: number;
   submit: (request: QueueRequest, timeoutMs: number) => Promise<ReplyEnvelope>;
+  admission: AdmissionControl;
   metrics: GatewayMetrics;
   log: Logger;
 }
@@ -35,6 +37,8 @@ export function createApp(deps: AppDeps): express.Express {
     res.on('finish', () => deps.metrics.requests.inc({ method: req.method, status: String(res.statusCode) }));
     next();
   });
+  // Before any body is read: past the pending limits a request is refused from its headers.
+  app.use(admissionMiddleware(deps.admission, { maxBodyBytes: deps.limits.maxBytes, holdAfterAbortMs: deps.requestTimeoutMs }));
 
   // No Content-Encoding: a compressed body is refused (415), never inflated.
   const rawBody = express.raw({ type: () => true, limit: deps.limits.maxBytes, inflate: false });

@@ -7,6 +7,7 @@ import { DEFAULT_JSON_LIMITS } from '../../../../services/common/json/limits';
 import type { ReplyEnvelope } from '../../../../services/common/queue/envelope';
 import { PROTOCOL_VERSION } from '../../../../services/common/queue/keys';
 import type { QueueRequest } from '../../../../services/gateway/queue/dispatcher';
+import { AdmissionControl } from '../../../../services/gateway/http/admission';
 import { createApp } from '../../../../services/gateway/http/app';
 import { gatewayMetrics } from '../../../../services/gateway/metrics';
 import { silentLogger } from '../../../support/logger';
@@ -30,6 +31,7 @@ describe('gateway app: unknown paths and wrong methods', () => {
         submitted.push(e);
         return Promise.resolve({ v: PROTOCOL_VERSION, id: e.id, status: 201, body: { id: e.id } });
       },
+      admission: new AdmissionControl({ maxPendingRequests: 64, maxPendingBytes: 4 * DEFAULT_JSON_LIMITS.maxBytes }),
       metrics: gatewayMetrics(new Registry()),
       log: silentLogger(),
     });
