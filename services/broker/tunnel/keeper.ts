@@ -62,6 +62,8 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
   connects = 0;
   /** Forwarded channels refused because the gateway already had the most it may open. */
   refusedChannels = 0;
+  /** Forwarded channels open now (each one a connection to Redis). */
+  openChannels = 0;
 
   constructor(
     readonly gateway: GatewayTarget,
@@ -163,6 +165,7 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
       let mismatch: HostKeyMismatchError | undefined;
       let openChannels = 0;
       let warnedAboutChannels = false;
+      this.openChannels = 0;
       client.on('ready', () => {
         client.forwardIn('127.0.0.1', this.opts.queuePort, (err) => {
           if (err) {
@@ -185,14 +188,32 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
           return rejectConn();
         }
         openChannels++;
+        this.openChannels = openChannels;
+        // The slot is the Redis connection: free once either end of the pair is gone.
+        let released = false;
+        const release = (): void => {
+          if (released) return;
+          released = true;
+          openChannels--;
+          this.openChannels = openChannels;
+        };
         const channel = accept();
-        channel.once('close', () => openChannels--);
         const redis = netConnect(this.opts.redisPort, '127.0.0.1');
         redis.setNoDelay(true);
         redis.on('error', () => channel.close());
         channel.on('error', () => redis.destroy());
-        channel.on('close', () => redis.destroy());
-        redis.on('close', () => channel.close());
+        channel.on('close', () => {
+          release();
+          redis.destroy();
+        });
+        redis.on('close', () => {
+          release();
+          // What the gateway sent that Redis never read (all of it, if Redis was down) would
+          // leave the channel paused: it would never end, and ssh2 closes a channel only
+          // after it ended. Discard it, so the channel closes.
+          channel.resume();
+          channel.close();
+        });
         channel.pipe(redis).pipe(channel);
       });
       client.on('error', (err) => {

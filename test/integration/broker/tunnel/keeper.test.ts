@@ -23,6 +23,7 @@ import {
   type Proc,
   type RedisFixture,
 } from '../../../support/ssh-fixtures';
+import { requireBinary } from '../../../support/binaries';
 import { tempDir } from '../../../support/tmp';
 import { waitFor } from '../../../support/wait';
 
@@ -88,7 +89,7 @@ describe('TunnelKeeper against real SSH servers', function () {
     };
   }
 
-  function startKeeper(t: GatewayTarget, queuePort: number, user = 'broker', now?: () => number): TunnelKeeper {
+  function startKeeper(t: GatewayTarget, queuePort: number, user = 'broker', now?: () => number, redisPort = redis.port): TunnelKeeper {
     const k = new TunnelKeeper(
       t,
       {
@@ -102,7 +103,7 @@ describe('TunnelKeeper against real SSH servers', function () {
         knockSettleMs: 0,
         reconnect: { baseMs: 50, capMs: 500 },
         queuePort,
-        redisPort: redis.port,
+        redisPort,
         ...(now ? { now } : {}),
       },
       logs.log,
@@ -206,6 +207,34 @@ describe('TunnelKeeper against real SSH servers', function () {
       await waitFor('the keeper to be up', () => k.state === 'up');
       await assertChannelCap(tunnel.localPort, k);
       assert.equal(k.connects, 1);
+    });
+
+    it("frees a connection's slot when Redis is down and refuses it, so the gateway gets back in once Redis is back", async () => {
+      // A redis-server of its own, to stop and start on the same port.
+      const redisPort = await freePort();
+      const bin = requireBinary('redis-server', '/usr/bin/redis-server');
+      const args = ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmp.dir];
+      const startOwnRedis = async (): Promise<Proc> => {
+        const p = procs.start(bin, args, { cwd: tmp.dir });
+        await waitFor('redis-server to answer', async () => (await redisCommand(redisPort, ['PING'], 1000)) === '+PONG', 10_000, 50);
+        return p;
+      };
+      let own = await startOwnRedis();
+      const queuePort = await freePort();
+      const g = await gateway(queuePort);
+      const k = startKeeper(target(g.port, hostKey.fingerprint), queuePort, 'broker', undefined, redisPort);
+      const tunnel = await waitFor('the tunnel', () => g.tunnels[0]);
+      await waitFor('the keeper to be up', () => k.state === 'up');
+
+      await own.stop();
+      // More attempts than the cap, each refused by the missing Redis (a lane reconnecting).
+      for (let i = 0; i < 2 * MAX_QUEUE_CHANNELS_PER_GATEWAY; i++) assert.equal(await queueConnection(tunnel.localPort), 'closed');
+      await waitFor('every slot to be free', () => k.openChannels === 0, 5000, 20);
+      own = await startOwnRedis();
+      const back = await queueConnection(tunnel.localPort);
+      assert.notEqual(back, 'closed', 'refused after Redis came back');
+      (back as Socket).destroy();
+      assert.equal(k.refusedChannels, 0);
     });
 
     it('never comes up when the host key differs from the pin, logs the presented key as an error and keeps retrying', async () => {
