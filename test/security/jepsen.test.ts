@@ -15,7 +15,7 @@ import { waitFor } from '../support/wait';
 import { check, formatSummary } from './jepsen/checker';
 import { Clients, type Endpoint } from './jepsen/clients';
 import { canonicalJson, type History, type StoredDoc } from './jepsen/history';
-import { Nemesis, NemesisError, requireHostTools, unexplainedDeaths, type ClockControl } from './jepsen/nemesis';
+import { DeathWatch, Nemesis, NemesisError, requireHostTools, type ClockControl } from './jepsen/nemesis';
 
 /**
  * A Jepsen-style test of the whole chain's promises (issue 12): concurrent clients, half
@@ -146,6 +146,7 @@ describe('Jepsen-style check: keyed and unkeyed writes through overlapping fault
     const probes: Promise<unknown>[] = [];
     const nemesis = new Nemesis(s, history, (label, at) => probes.push(clients.probe(label, at)));
     const began = Date.now();
+    const deaths = await DeathWatch.start(s, services);
 
     // Both brokers' lanes up and the chain answering before the clock starts.
     await waitFor('the chain', async () => (await clients.probe('start', Date.now(), 2000)).firstOk !== undefined, 120_000, 500);
@@ -180,7 +181,9 @@ describe('Jepsen-style check: keyed and unkeyed writes through overlapping fault
     await clients.stop();
     for (const svc of services) await s.waitHealthy(svc, 120_000);
     const settled = await clients.settleKeyed(60_000);
-    history.observations.push(...(await unexplainedDeaths(s, services, began, nemesis.deaths)));
+    // Die events arrive a moment after the fact: let the last ones in before counting.
+    await sleep(2000);
+    history.observations.push(...deaths.stop(nemesis.deaths));
     const faultsMs = Date.now() - began;
 
     const stored = await storedDocs(s);

@@ -257,39 +257,55 @@ export class Nemesis {
 }
 
 /**
- * Deaths no fault explains: each service's container `die` events in Docker's event log
- * since `sinceMs` against the deaths the nemesis caused, and every `oom` event. Docker's
- * RestartCount cannot tell: a manual start after a stop resets it.
+ * Deaths no fault explains: each service's container `die` events against the deaths the
+ * nemesis caused, and every `oom` event. Watched live from before the first fault: Docker
+ * keeps only its last 256 events, and a run's health checks and execs push the early ones
+ * out long before the end (a query afterwards missed deaths the nemesis had caused).
+ * Docker's RestartCount cannot tell either: a manual start after a stop resets it.
  */
-export async function unexplainedDeaths(stack: Stack, services: string[], sinceMs: number, caused: Map<string, number>): Promise<string[]> {
-  const byId = new Map(services.map((s) => [stack.container(s).id, s]));
-  const stream = await stack.docker.getEvents({
-    since: Math.floor(sinceMs / 1000),
-    until: Math.ceil(Date.now() / 1000),
-    filters: { type: ['container'], event: ['die', 'oom'] },
-  });
-  let text = '';
-  for await (const chunk of stream) text += chunk.toString();
-  const seen = new Map<string, { die: number; oom: number; exits: string[] }>();
-  for (const line of text.split('\n').filter(Boolean)) {
-    const e = JSON.parse(line) as { id?: string; Action?: string; Actor?: { Attributes?: Record<string, string> } };
-    const service = e.id ? byId.get(e.id) : undefined;
-    if (!service || (e.Action !== 'die' && e.Action !== 'oom')) continue;
-    const entry = seen.get(service) ?? { die: 0, oom: 0, exits: [] };
-    if (e.Action === 'die') {
-      entry.die += 1;
-      entry.exits.push(e.Actor?.Attributes?.exitCode ?? '?');
-    } else entry.oom += 1;
-    seen.set(service, entry);
+export class DeathWatch {
+  private readonly seen = new Map<string, { die: number; oom: number; exits: string[] }>();
+  private stream: (NodeJS.ReadableStream & { destroy?: () => void }) | undefined;
+  private buffered = '';
+
+  private constructor(private readonly byId: Map<string, string>) {}
+
+  static async start(stack: Stack, services: string[]): Promise<DeathWatch> {
+    const watch = new DeathWatch(new Map(services.map((s) => [stack.container(s).id, s])));
+    watch.stream = await stack.docker.getEvents({ filters: { type: ['container'], event: ['die', 'oom'] } });
+    watch.stream.on('data', (chunk: Buffer) => watch.take(chunk.toString()));
+    return watch;
   }
-  const out: string[] = [];
-  for (const service of services) {
-    const { die, oom, exits } = seen.get(service) ?? { die: 0, oom: 0, exits: [] };
-    const expected = caused.get(service) ?? 0;
-    if (die !== expected) out.push(`${service} died ${die} times (exit codes ${exits.join(', ') || 'none'}), the nemesis caused ${expected}`);
-    if (oom > 0) out.push(`${service} ran out of memory ${oom} times`);
+
+  private take(text: string): void {
+    this.buffered += text;
+    const lines = this.buffered.split('\n');
+    this.buffered = lines.pop() ?? '';
+    for (const line of lines.filter(Boolean)) {
+      const e = JSON.parse(line) as { id?: string; Action?: string; Actor?: { Attributes?: Record<string, string> } };
+      const service = e.id ? this.byId.get(e.id) : undefined;
+      if (!service || (e.Action !== 'die' && e.Action !== 'oom')) continue;
+      const entry = this.seen.get(service) ?? { die: 0, oom: 0, exits: [] };
+      if (e.Action === 'die') {
+        entry.die += 1;
+        entry.exits.push(e.Actor?.Attributes?.exitCode ?? '?');
+      } else entry.oom += 1;
+      this.seen.set(service, entry);
+    }
   }
-  return out;
+
+  /** Stops watching; the problems: deaths other than those caused, and any OOM kill. */
+  stop(caused: Map<string, number>): string[] {
+    this.stream?.destroy?.();
+    const out: string[] = [];
+    for (const service of this.byId.values()) {
+      const { die, oom, exits } = this.seen.get(service) ?? { die: 0, oom: 0, exits: [] };
+      const expected = caused.get(service) ?? 0;
+      if (die !== expected) out.push(`${service} died ${die} times (exit codes ${exits.join(', ') || 'none'}), the nemesis caused ${expected}`);
+      if (oom > 0) out.push(`${service} ran out of memory ${oom} times`);
+    }
+    return out;
+  }
 }
 
 /** nft and nsenter on the host, for the blackhole (a missing tool fails the run, never skips a fault). */
