@@ -35,6 +35,70 @@ describe('a compromised gateway', function () {
     r.on('error', () => {});
   `;
 
+  /**
+   * The same tunnel listener and password as redisPreamble, spoken to byte by byte over a
+   * plain socket, the way an attacker would: a length prefix Redis must refuse, then as
+   * much of the payload as it takes.
+   */
+  const rawPreamble = `
+    const fs = require('fs');
+    const net = require('net');
+    const listening = fs.readFileSync('/proc/net/tcp', 'utf8').split('\\n').slice(1)
+      .map((l) => l.trim().split(/\\s+/)).filter((f) => f[3] === '0A' && f[1] && f[1].startsWith('0100007F:'))
+      .map((f) => parseInt(f[1].split(':')[1], 16)).filter((p) => p !== 8080 && p !== 9464);
+    const password = fs.readFileSync('/var/lib/nonstop/queue.password', 'utf8').trim();
+    const MiB = 1024 * 1024;
+    const stream = 'nonstop:v2:gw:gw1:req';
+    const bulk = (x) => '$' + Buffer.byteLength(x) + '\\r\\n' + x + '\\r\\n';
+    const until = async (f, ms) => { const end = Date.now() + ms; while (Date.now() < end) { if (f()) return true; await new Promise((r) => setTimeout(r, 10)); } return f(); };
+    const open = () => new Promise((resolve) => {
+      const s = net.connect(listening[0], '127.0.0.1');
+      const c = { s, got: '', closed: false };
+      s.on('data', (d) => { if (c.got.length < 4096) c.got += d.toString('latin1'); });
+      s.on('error', () => {});
+      s.on('close', () => { c.closed = true; });
+      s.on('connect', () => resolve(c));
+    });
+    const write = async (c, data) => {
+      if (c.closed) return false;
+      if (c.s.write(data)) return true;
+      await new Promise((r) => { const done = () => { c.s.off('drain', done); c.s.off('close', done); r(); }; c.s.on('drain', done); c.s.on('close', done); });
+      return !c.closed;
+    };
+    const auth = async (c) => {
+      await write(c, '*3\\r\\n' + bulk('AUTH') + bulk('gateway-gw1') + bulk(password));
+      await until(() => c.got.includes('\\r\\n'), 10000);
+      const ok = c.got.startsWith('+OK');
+      c.got = '';
+      return ok;
+    };
+  `;
+
+  /** The broker's redis-server as the kernel sees it, read inside the broker container. */
+  const brokerRedis = async (opts: { resetPeak?: boolean } = {}): Promise<{ pid: number; rss: number; rssPeak: number }> => {
+    const code = `
+      const fs = require('fs');
+      const pid = fs.readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).find((p) => { try { return fs.readFileSync('/proc/' + p + '/comm', 'utf8').trim() === 'redis-server'; } catch { return false; } });
+      if (!pid) throw new Error('no redis-server in the broker');
+      // Writing 5 to clear_refs resets the peak resident set (VmHWM) to the current one.
+      if (${opts.resetPeak === true}) fs.writeFileSync('/proc/' + pid + '/clear_refs', '5');
+      const status = fs.readFileSync('/proc/' + pid + '/status', 'utf8');
+      const kib = (k) => Number(new RegExp('^' + k + ':\\\\s+(\\\\d+) kB$', 'm').exec(status)[1]) * 1024;
+      console.log(JSON.stringify({ pid: Number(pid), rss: kib('VmRSS'), rssPeak: kib('VmHWM') }));
+    `;
+    const res = await stack.exec('broker', ['node', '-e', code]);
+    if (res.exitCode !== 0) throw new Error(`broker script failed: ${res.stderr}`);
+    return JSON.parse(res.stdout) as { pid: number; rss: number; rssPeak: number };
+  };
+
+  /** nonstop_broker_redis_restarts, read from the broker's own metrics endpoint; throws if it is not there. */
+  const redisRestartsMetric = async (): Promise<number> => {
+    const m = await stack.exec('broker', ['node', '-e', "fetch('http://127.0.0.1:9464/metrics').then((r) => r.text()).then((t) => console.log(t))"]);
+    const found = /^nonstop_broker_redis_restarts(?:\{[^}]*\})? (\d+)$/m.exec(m.stdout);
+    if (!found) throw new Error(`no nonstop_broker_redis_restarts in the broker's metrics: ${m.stdout.slice(0, 300)} ${m.stderr}`);
+    return Number(found[1]);
+  };
+
   before(async () => {
     stack = await upStack();
     const api = await ApiClient.forStack(stack);
@@ -114,7 +178,9 @@ describe('a compromised gateway', function () {
     const sent = (await inGateway(`${redisPreamble}
       (async () => {
         await r.connect();
-        const garbage = ['not json', '{"v":2}', '{"v":1,"id":"x"}', JSON.stringify({ v: 2, id: '00000000-0000-4000-8000-000000000000', gw: 'gw2', budgetMs: 10000, method: 'POST', collection: 'notes', token: 'nst_x', body: '{}' }), 'x'.repeat(3 * 1024 * 1024)];
+        // The last is an envelope just over MAX_ENVELOPE_BYTES (2 MiB), inside the margin Redis
+        // still takes (proto-max-bulk-len): the broker dead-letters it as oversize.
+        const garbage = ['not json', '{"v":2}', '{"v":1,"id":"x"}', JSON.stringify({ v: 2, id: '00000000-0000-4000-8000-000000000000', gw: 'gw2', budgetMs: 10000, method: 'POST', collection: 'notes', token: 'nst_x', body: '{}' }), 'x'.repeat(2 * 1024 * 1024 + 1024)];
         let n = 0;
         for (let i = 0; i < 1000; i++) { await r.xadd('nonstop:v2:gw:gw1:req', '*', 'e', garbage[i % garbage.length]); n++; }
         await r.xadd('nonstop:v2:gw:gw1:req', '*', 'nofield', 'x'); n++;
@@ -132,5 +198,86 @@ describe('a compromised gateway', function () {
     assert.equal((await stack.inspect('broker')).RestartCount, before.broker);
     assert.equal((await stack.inspect('broker')).State.Health?.Status, 'healthy');
     assert.equal(await countRecords(stack), before.records);
+  });
+  it("cannot exhaust the broker's Redis with its own queue credentials: a 300 MB XADD argument, a half-sent 400 MB one and allowed-size arguments piled into one command are cut off, redis-server stays under REDIS_MAXMEMORY_BYTES and is never restarted, and the chain still serves writes", async () => {
+    const maxmemory = Number((await stack.inspect('broker')).Config.Env.find((e) => e.startsWith('REDIS_MAXMEMORY_BYTES='))?.split('=')[1]);
+    assert.ok(maxmemory > 0, 'REDIS_MAXMEMORY_BYTES not found in the broker');
+    const before = { redis: await brokerRedis({ resetPeak: true }), restarts: await redisRestartsMetric(), container: (await stack.inspect('broker')).RestartCount };
+    const out = (await inGateway(`${rawPreamble}
+      async function oneArgument(argBytes, sendBytes, holdMs) {
+        const c = await open();
+        const authed = await auth(c);
+        await write(c, '*5\\r\\n' + bulk('XADD') + bulk(stream) + bulk('*') + bulk('e') + '$' + argBytes + '\\r\\n');
+        await until(() => c.got !== '' || c.closed, 2000);
+        const chunk = Buffer.alloc(MiB, 0x78);
+        let sent = 0;
+        while (sent < sendBytes) { const n = Math.min(MiB, sendBytes - sent); if (!(await write(c, chunk.subarray(0, n)))) break; sent += n; }
+        if (sent === argBytes) await write(c, '\\r\\n');
+        await until(() => c.closed, holdMs);
+        const r = { authed, reply: c.got.slice(0, 80), sent, closed: c.closed };
+        c.s.destroy();
+        return r;
+      }
+      async function manyArguments(valueBytes, pairs, sendPairs, holdMs) {
+        const c = await open();
+        const authed = await auth(c);
+        await write(c, '*' + (3 + 2 * pairs) + '\\r\\n' + bulk('XADD') + bulk(stream) + bulk('*'));
+        const pair = Buffer.concat([Buffer.from(bulk('f') + '$' + valueBytes + '\\r\\n'), Buffer.alloc(valueBytes, 0x78), Buffer.from('\\r\\n')]);
+        let sent = 0;
+        for (let i = 0; i < sendPairs; i++) { if (!(await write(c, pair))) break; sent += valueBytes; }
+        await until(() => c.closed, holdMs);
+        const r = { authed, reply: c.got.slice(0, 80), sent, closed: c.closed };
+        c.s.destroy();
+        return r;
+      }
+      (async () => {
+        const huge = await oneArgument(300e6, 300e6, 5000);
+        const half = await oneArgument(400e6, 200e6, 5000);
+        const many = await manyArguments(2 * MiB, 144, 72, 5000);
+        console.log(JSON.stringify({ huge, half, many }));
+      })().catch((e) => { console.error(e); process.exit(1); });
+    `)) as Record<'huge' | 'half' | 'many', { authed: boolean; reply: string; sent: number; closed: boolean }>;
+
+    for (const [name, r] of Object.entries(out)) {
+      assert.ok(r.authed, `${name}: the gateway's credentials were refused`);
+      assert.ok(r.closed, `${name}: the connection was not cut (${JSON.stringify(r)})`);
+    }
+    assert.match(out.huge.reply, /^-ERR Protocol error: invalid bulk length/);
+    assert.match(out.half.reply, /^-ERR Protocol error: invalid bulk length/);
+    // The pile-up reached Redis through the tunnel (tens of MiB) and was cut long before
+    // the 150 MB it tried to send.
+    assert.ok(out.many.sent >= 8 * 1024 * 1024 && out.many.sent < 100 * 1024 * 1024, `many: ${out.many.sent} bytes sent`);
+
+    const after = await brokerRedis();
+    assert.equal(after.pid, before.redis.pid, 'redis-server was restarted');
+    assert.ok(after.rssPeak < maxmemory, `redis-server's resident memory peaked at ${after.rssPeak} bytes, REDIS_MAXMEMORY_BYTES is ${maxmemory}`);
+    // Positive control for the peak: the pile-up did take redis-server's memory up.
+    assert.ok(after.rssPeak >= before.redis.rss + 8 * 1024 * 1024, `the peak did not move: ${JSON.stringify({ before: before.redis, after })}`);
+    assert.equal(await redisRestartsMetric(), before.restarts);
+    assert.equal((await stack.inspect('broker')).RestartCount, before.container);
+
+    const api = await ApiClient.forStack(stack);
+    const token = await createToken(stack, ['notes']);
+    await waitFor('a write through the public API', async () => (await api.post('notes', { title: 'after the redis attacks' }, token)).status === 201, 30_000, 250);
+    assert.equal(await redisRestartsMetric(), before.restarts);
+  });
+
+  // Last: it empties the queue. The checks above read nonstop_broker_redis_restarts and
+  // redis-server's pid; this shows both see an in-container restart, which Docker's
+  // restart count does not.
+  it('counts a redis-server restart inside the broker in nonstop_broker_redis_restarts and a new pid, while Docker counts none (positive control for the checks above)', async () => {
+    const before = { redis: await brokerRedis(), restarts: await redisRestartsMetric(), container: (await stack.inspect('broker')).RestartCount };
+    const kill = await stack.exec('broker', ['node', '-e', `process.kill(${before.redis.pid}, 'SIGKILL')`]);
+    assert.equal(kill.exitCode, 0, kill.stderr);
+    await waitFor('the restart to be counted', async () => (await redisRestartsMetric()) === before.restarts + 1, 30_000, 250);
+    const after = await waitFor('a new redis-server', async () => {
+      const r = await brokerRedis().catch(() => undefined);
+      return r && r.pid !== before.redis.pid ? r : undefined;
+    }, 30_000, 250);
+    assert.notEqual(after.pid, before.redis.pid);
+    assert.equal((await stack.inspect('broker')).RestartCount, before.container);
+    const api = await ApiClient.forStack(stack);
+    const token = await createToken(stack, ['notes']);
+    await waitFor('a write through the public API', async () => (await api.post('notes', { title: 'after a redis restart' }, token)).status === 201, 60_000, 250);
   });
 });
