@@ -116,6 +116,9 @@ describe('a compromised gateway', function () {
     assert.deepEqual(files.filter((f) => f.startsWith('/var/lib/nonstop')).sort(), [
       '/var/lib/nonstop/authorized_keys',
       '/var/lib/nonstop/knock.secret',
+      // The used (window, nonce) pairs that keep a recorded knock from opening after a
+      // restart: numbers, no secret (the HMAC key is knock.secret).
+      '/var/lib/nonstop/knock/replay.json',
       '/var/lib/nonstop/queue.password',
       '/var/lib/nonstop/ssh/ssh_host_ed25519_key',
       '/var/lib/nonstop/tls/server.crt',
