@@ -13,14 +13,14 @@ import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
 
 /**
  * Admission defaults, from the container's 256 MiB: the idle gateway (node, nginx, tcpdump)
- * takes ~50 MiB and nginx's connections up to ~95 MiB more (nginx/config.ts). A pending
+ * takes ~50 MiB and nginx's connections up to ~100 MiB more (nginx/config.ts). A pending
  * body costs the app ~3.5 times its size until answered (raw bytes, decoded text, queued
  * envelope), so 8 MiB of them is ~28 MiB; the rest is for garbage not yet collected, of
- * which a burst of refused uploads makes plenty (measured: 4,096 concurrent 1 MiB POSTs
- * with core paused peaked the container at ~190-230 MiB). A pending request without a body
- * costs a few KiB. nginx passes at most PROXIED_REQUESTS to the app at once, so more pending
- * requests than that, less a margin for the ones being refused, would never be reached:
- * clients would get nginx's 429 instead of 503 with Retry-After.
+ * which a burst of refused uploads makes plenty (their bodies still stream through the
+ * app). A pending request without a body costs a few KiB. nginx passes at most
+ * PROXIED_REQUESTS to the app at once, so more pending requests than that, less a margin
+ * for the ones being refused, would never be reached: clients would get nginx's 429
+ * instead of 503 with Retry-After.
  */
 const DEFAULT_MAX_PENDING_REQUESTS = 128;
 const MAX_PENDING_REQUESTS_CEILING = PROXIED_REQUESTS - 64;

@@ -10,7 +10,8 @@
  * Every error nginx produces itself is JSON in the same shape as the app's.
  */
 import { apiErrorBody } from '../../common/errors/api-error';
-import type { ErrorCodeName } from '../../common/errors/codes';
+import { ErrorCodes, type ErrorCodeName } from '../../common/errors/codes';
+import { RETRY_AFTER_SECONDS } from '../http/admission';
 
 export interface NginxOptions {
   runDir: string;
@@ -32,10 +33,12 @@ export interface NginxOptions {
 /**
  * Connections nginx holds at once, clients' and the app's together. A client's TLS
  * connection costs nginx 18 KiB idle and ~47 KiB while a burst of them is in handshake
- * (OpenSSL 3; measured: 1,000 at once, 47 MiB), so this bound is what keeps nginx under
- * ~95 MiB beside the app inside the container's 256 MiB (4096 could take 190 MiB on its
- * own). When it is reached nginx first closes idle connections (keep-alive, waiting,
- * lingering), else a new one before its TLS handshake.
+ * (OpenSSL 3; measured: 1,000 at once, 47 MiB), so this bound is what keeps nginx near
+ * 100 MiB beside the app inside the container's 256 MiB (4096 could take 190 MiB on its
+ * own; 2048 peaked at 92-118 MiB under 4,096 clients). When it is reached nginx first
+ * closes idle connections (keep-alive, waiting, lingering), else a new one before its TLS
+ * handshake: nothing of a request has been read from either. 1536 left too few for the
+ * app's connections under that burst.
  */
 export const WORKER_CONNECTIONS = 2048;
 
@@ -74,19 +77,34 @@ function returnJson(status: number, kind: ErrorCodeName, message: string): strin
   return `return ${status} '${JSON.stringify(apiErrorBody(kind, message))}';`;
 }
 
+/**
+ * nginx's 500 and 504 for a request it never got a connection to the app for: out of
+ * connections (worker_connections are not enough while connecting to upstream) or the
+ * connect timer fired. The app never saw the request, so it is known not stored, unlike
+ * what 500 internal and 504 deadline_exceeded say: answered as overload. An upstream
+ * connect that never finished leaves $upstream_connect_time "-"; a request that never
+ * reached the upstream module leaves it empty.
+ */
+const NOT_SENT_STATUSES = new Set(['500', '504']);
+
 function errorLocations(): string {
   return Object.entries(JSON_ERRORS)
     .map(([status, [kind, message]]) => {
       // 494 is nginx's own code for oversized headers; clients see 400.
       const sent = status === '494' ? 400 : Number(status);
-      return `    location = /_nonstop_error/${status} {\n      internal;\n      default_type application/json;\n      ${returnJson(sent, kind, message)}\n    }`;
+      const notSent = NOT_SENT_STATUSES.has(status)
+        ? `      if ($upstream_connect_time = "-") {\n        add_header Retry-After ${RETRY_AFTER_SECONDS} always;\n        ${returnJson(ErrorCodes.overloaded.status, 'overloaded', 'the gateway could not pass the request on; retry later')}\n      }\n`
+        : '';
+      return `    location = /_nonstop_error/${status} {\n      internal;\n      default_type application/json;\n${notSent}      ${returnJson(sent, kind, message)}\n    }`;
     })
     .join('\n');
 }
 
 function errorPages(): string {
+  // `=`: the page's own return decides the status, so a not-sent 500 or 504 can be a 503
+  // (without it nginx keeps the original status whatever the page returns).
   return Object.keys(JSON_ERRORS)
-    .map((s) => `    error_page ${s} /_nonstop_error/${s};`)
+    .map((s) => `    error_page ${s} ${NOT_SENT_STATUSES.has(s) ? '= ' : ''}/_nonstop_error/${s};`)
     .join('\n');
 }
 
@@ -201,7 +219,11 @@ ${errorPages()}
       # record read by a slow client) waits in the app's socket instead of filling the tmpfs.
       proxy_buffering on;
       proxy_max_temp_file_size 0;
-      proxy_connect_timeout 2s;
+      # The app is on loopback: a connection there is refused at once or accepted. Only a
+      # starved event loop makes it slow: with thousands of clients' bodies to decrypt, one
+      # pass over ready events took seconds, a 2 s connect timer fired first, and requests
+      # the app never saw were answered 504 "may have been stored".
+      proxy_connect_timeout ${timeoutS}s;
       proxy_read_timeout ${timeoutS}s;
       proxy_send_timeout ${timeoutS}s;
       # The app's own JSON errors pass through; only nginx's are replaced.

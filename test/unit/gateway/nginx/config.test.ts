@@ -86,6 +86,7 @@ describe('renderNginxConf', () => {
   it('waits for the app a little longer than the request deadline, in whole seconds', () => {
     assert.deepEqual(directive(conf, 'proxy_read_timeout'), ['16s']);
     assert.deepEqual(directive(conf, 'proxy_send_timeout'), ['16s']);
+    assert.deepEqual(directive(conf, 'proxy_connect_timeout'), ['16s']);
     assert.deepEqual(directive(renderNginxConf({ ...options, requestTimeoutMs: 30_000 }), 'proxy_read_timeout'), ['35s']);
   });
 
@@ -140,7 +141,8 @@ describe('renderNginxConf', () => {
     const https = serverBlock(conf, 8443);
     const pages = directive(https, 'error_page');
     const statuses = [400, 404, 405, 408, 413, 414, 429, 494, 500, 502, 503, 504];
-    assert.deepEqual(pages.sort(), statuses.map((s) => `${s} /_nonstop_error/${s}`).sort());
+    // 500 and 504 with `=`: their page's return decides the status (the test below says why).
+    assert.deepEqual(pages.sort(), statuses.map((s) => `${s} ${s === 500 || s === 504 ? '= ' : ''}/_nonstop_error/${s}`).sort());
     const expectedCodes: Record<number, string> = {
       400: 'bad_request',
       404: 'not_found',
@@ -159,7 +161,10 @@ describe('renderNginxConf', () => {
       const loc = locationBlock(https, `= /_nonstop_error/${status}`);
       assert.match(loc, /^\s*internal;$/m, `${status} page is internal`);
       assert.deepEqual(directive(loc, 'default_type'), ['application/json']);
-      const m = /return (\d+) '(.*)';/.exec(loc);
+      // The page's own answer is its last return; 500 and 504 have one before it, below.
+      const returns = [...loc.matchAll(/return (\d+) '(.*)';/g)];
+      assert.equal(returns.length, status === 500 || status === 504 ? 2 : 1, `${status} returns`);
+      const m = returns.at(-1);
       assert.ok(m, `${status} returns a body`);
       // 494 is nginx-internal: the client sees 400.
       assert.equal(Number(m[1]), status === 494 ? 400 : status);
@@ -168,6 +173,21 @@ describe('renderNginxConf', () => {
       assert.equal(typeof body.error.message, 'string');
       assert.equal(body.error.code, expectedCodes[status], `${status} code`);
       assert.ok(SHARED_CODES.has(body.error.code), `${body.error.code} is in ErrorCodes`);
+    }
+  });
+
+  it('answers 500 and 504 for a request that never got a connection to the app as 503 overloaded with Retry-After: known not stored', () => {
+    const https = serverBlock(conf, 8443);
+    for (const status of [500, 504]) {
+      const loc = locationBlock(https, `= /_nonstop_error/${status}`);
+      const m = /\n\s*if \(\$upstream_connect_time = "-"\) \{\n\s*add_header Retry-After 1 always;\n\s*return 503 '(.*)';\n\s*\}\n/.exec(loc);
+      assert.ok(m, `${status}: ${loc}`);
+      assert.deepEqual(JSON.parse(m[1]!), { error: { code: 'overloaded', message: 'the gateway could not pass the request on; retry later', stored: 'no' } });
+      // Before the page's own answer, which still stands for every other cause.
+      assert.ok(loc.indexOf('if (') < loc.lastIndexOf(`return ${status} `));
+    }
+    for (const status of [400, 408, 413, 429, 502, 503]) {
+      assert.doesNotMatch(locationBlock(https, `= /_nonstop_error/${status}`), /upstream_connect_time/, String(status));
     }
   });
 
