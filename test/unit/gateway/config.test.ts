@@ -1,29 +1,18 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadGatewayConfig } from '../../../services/gateway/config';
+import { minimalGatewayEnv } from '../../support/gateway-env';
 import { expectConfigError } from '../../support/config-error';
-import { tempDir } from '../../support/tmp';
 
 /** The gateway's admission limits as its configuration reads them. */
 describe('loadGatewayConfig: admission limits', () => {
-  let tmp: ReturnType<typeof tempDir>;
-  let base: NodeJS.ProcessEnv;
-
-  beforeEach(() => {
-    tmp = tempDir();
-    const password = join(tmp.dir, 'queue.password');
-    writeFileSync(password, 'a-queue-password\n');
-    base = { KNOCK_MODE: 'static', KNOCK_SEQUENCE: '7000,8000,9000', QUEUE_PASSWORD_FILE: password };
-  });
-  afterEach(() => tmp.cleanup());
+  const base = minimalGatewayEnv();
 
   it('defaults to 128 pending requests and 8 MiB of pending bodies', () => {
-    assert.deepEqual(loadGatewayConfig(base).http.admission, { maxPendingRequests: 128, maxPendingBytes: 8 * 1024 * 1024 });
+    assert.deepEqual(loadGatewayConfig(base()).http.admission, { maxPendingRequests: 128, maxPendingBytes: 8 * 1024 * 1024 });
   });
 
   it('takes both from MAX_PENDING_REQUESTS and MAX_PENDING_BYTES', () => {
-    const config = loadGatewayConfig({ ...base, MAX_PENDING_REQUESTS: '64', MAX_PENDING_BYTES: '4194304' });
+    const config = loadGatewayConfig({ ...base(), MAX_PENDING_REQUESTS: '64', MAX_PENDING_BYTES: '4194304' });
     assert.deepEqual(config.http.admission, { maxPendingRequests: 64, maxPendingBytes: 4_194_304 });
   });
 
@@ -35,7 +24,7 @@ describe('loadGatewayConfig: admission limits', () => {
       ['MAX_PENDING_BYTES', '-5'],
       ['MAX_PENDING_BYTES', '16MiB'],
     ] as const) {
-      const err = expectConfigError(() => loadGatewayConfig({ ...base, [name]: value }));
+      const err = expectConfigError(() => loadGatewayConfig({ ...base(), [name]: value }));
       assert.equal(err.problems.length, 1, err.message);
       assert.ok(!err.message.includes('\n'));
       assert.match(err.message, new RegExp(`^${name}=${JSON.stringify(value)}: expected an integer`));
@@ -43,9 +32,9 @@ describe('loadGatewayConfig: admission limits', () => {
   });
 
   it('refuses MAX_PENDING_BYTES below MAX_BODY_BYTES: a largest body could never be admitted', () => {
-    const err = expectConfigError(() => loadGatewayConfig({ ...base, MAX_BODY_BYTES: '1048576', MAX_PENDING_BYTES: '1048575' }));
+    const err = expectConfigError(() => loadGatewayConfig({ ...base(), MAX_BODY_BYTES: '1048576', MAX_PENDING_BYTES: '1048575' }));
     assert.equal(err.problems.length, 1, err.message);
     assert.match(err.message, /^MAX_PENDING_BYTES=1048575: below MAX_BODY_BYTES \(1048576\)/);
-    assert.equal(loadGatewayConfig({ ...base, MAX_BODY_BYTES: '1048576', MAX_PENDING_BYTES: '1048576' }).http.admission.maxPendingBytes, 1_048_576);
+    assert.equal(loadGatewayConfig({ ...base(), MAX_BODY_BYTES: '1048576', MAX_PENDING_BYTES: '1048576' }).http.admission.maxPendingBytes, 1_048_576);
   });
 });

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
@@ -10,6 +9,7 @@ import { KnockDoor, type KnockCapture } from '../../../../services/gateway/knock
 import type { SnifferEvents } from '../../../../services/gateway/knock/sniffer';
 import type { KnockTracker } from '../../../../services/gateway/knock/tracker';
 import { gatewayMetrics } from '../../../../services/gateway/metrics';
+import { minimalGatewayEnv } from '../../../support/gateway-env';
 import { expectConfigError } from '../../../support/config-error';
 import { silentLogger } from '../../../support/logger';
 import { freePort } from '../../../support/ports';
@@ -83,26 +83,18 @@ describe('FIREWALL=off', function () {
   this.timeout(30_000);
 
   describe('configuration', () => {
-    let tmp: ReturnType<typeof tempDir>;
-    let base: NodeJS.ProcessEnv;
-    beforeEach(() => {
-      tmp = tempDir();
-      const password = join(tmp.dir, 'queue.password');
-      writeFileSync(password, 'a-queue-password\n');
-      base = { KNOCK_MODE: 'static', KNOCK_SEQUENCE: '7000,8000,9000', QUEUE_PASSWORD_FILE: password };
-    });
-    afterEach(() => tmp.cleanup());
+    const base = minimalGatewayEnv();
 
     it('refuses FIREWALL=off alone, on one line naming FIREWALL_OFF_ACKNOWLEDGED', () => {
-      const err = expectConfigError(() => loadGatewayConfig({ ...base, FIREWALL: 'off' }));
+      const err = expectConfigError(() => loadGatewayConfig({ ...base(), FIREWALL: 'off' }));
       assert.equal(err.problems.length, 1);
       assert.match(err.problems[0]!, /^FIREWALL=off: refused unless FIREWALL_OFF_ACKNOWLEDGED=true confirms the host filters SSH_PORT 2222/);
-      assert.equal(expectConfigError(() => loadGatewayConfig({ ...base, FIREWALL: 'off', FIREWALL_OFF_ACKNOWLEDGED: 'false' })).problems.length, 1);
+      assert.equal(expectConfigError(() => loadGatewayConfig({ ...base(), FIREWALL: 'off', FIREWALL_OFF_ACKNOWLEDGED: 'false' })).problems.length, 1);
     });
 
     it('starts with FIREWALL=off once acknowledged, and nftables needs no acknowledgement', () => {
-      assert.equal(loadGatewayConfig({ ...base, FIREWALL: 'off', FIREWALL_OFF_ACKNOWLEDGED: 'true' }).firewall, 'off');
-      assert.equal(loadGatewayConfig(base).firewall, 'nftables');
+      assert.equal(loadGatewayConfig({ ...base(), FIREWALL: 'off', FIREWALL_OFF_ACKNOWLEDGED: 'true' }).firewall, 'off');
+      assert.equal(loadGatewayConfig(base()).firewall, 'nftables');
     });
   });
 
