@@ -1,4 +1,4 @@
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Logger } from '../../common/log/logger';
 import { parseAuthorizedKeys, type AuthorizedKey } from './authorized-keys';
 
@@ -11,8 +11,11 @@ export const AUTHORIZED_KEYS_POLL_MS = 2000;
  * gateway takes the new list within the poll interval, no restart. A file that no longer
  * parses (a hand edit gone wrong; keygen replaces it whole) is logged and the last good
  * list kept; one that parses to no key is applied, with a warning: every broker revoked
- * means none may log in. Polled with stat, which works on bind mounts and volumes where
- * inotify may not. Returns the stop.
+ * means none may log in. Polled by reading the file and comparing its text, which works on
+ * bind mounts and volumes where inotify may not. Not fs.watchFile: it reports a change only
+ * when a stat differs from the one it takes when it starts, asynchronously, so a rewrite that
+ * lands before that first stat (keygen replacing the file as the gateway starts) was never
+ * seen until the next one. The file is a few lines. Returns the stop.
  */
 export function followAuthorizedKeys(path: string, apply: (keys: readonly AuthorizedKey[]) => void, log: Logger, intervalMs = AUTHORIZED_KEYS_POLL_MS): () => void {
   let last: string | undefined;
@@ -42,6 +45,7 @@ export function followAuthorizedKeys(path: string, apply: (keys: readonly Author
     else log.info('authorized_keys reloaded', { path, brokers: keys.map((k) => k.comment) });
     apply(keys);
   };
-  watchFile(path, { interval: intervalMs, persistent: false }, check);
-  return () => unwatchFile(path, check);
+  const timer = setInterval(check, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }

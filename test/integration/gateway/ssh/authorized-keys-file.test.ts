@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { open, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuthorizedKey } from '../../../../services/gateway/ssh/authorized-keys';
 import { followAuthorizedKeys } from '../../../../services/gateway/ssh/authorized-keys-file';
@@ -41,5 +42,30 @@ describe('followAuthorizedKeys', function () {
     await waitFor('the empty list', () => applied.length === 2);
     assert.deepEqual(applied[1], []);
     assert.ok(logs.lines.some((l) => l.message === 'authorized_keys reloaded: it holds no broker key, so no broker can log in'));
+  });
+
+  it('applies a rewrite made as it starts, before any background stat of the file could run', async () => {
+    // fs.watchFile takes its first stat on libuv's thread pool and reports only later
+    // differences from it, so a rewrite landing first went unseen (a CI flake, made certain
+    // here): every pool thread is held opening a FIFO no one writes to until the rewrite is done.
+    const a = writeKeyPair(tmp.dir, 'a', 'broker-a');
+    const b = writeKeyPair(tmp.dir, 'b', 'broker-b');
+    const path = join(tmp.dir, 'authorized_keys');
+    writeFileSync(path, `${a.publicKey}\n`);
+    const poolSize = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    const fifos = Array.from({ length: poolSize }, (_, i) => join(tmp.dir, `hold-${i}`));
+    for (const f of fifos) execFileSync('mkfifo', [f]);
+    const held = fifos.map((f) => new Promise<void>((resolve) => open(f, 'r', () => resolve())));
+    const applied: string[][] = [];
+    try {
+      stop = followAuthorizedKeys(path, (keys: readonly AuthorizedKey[]) => applied.push(keys.map((k) => k.comment)), memoryLogger().log, 100);
+      writeFileSync(path, `${b.publicKey}\n`);
+    } finally {
+      // Opening each FIFO for writing releases the pool thread blocked on it.
+      for (const f of fifos) execFileSync('sh', ['-c', `: > '${f}'`]);
+      await Promise.all(held);
+    }
+    await waitFor('the rewritten list', () => applied.length === 1, 5_000);
+    assert.deepEqual(applied, [['broker-b']]);
   });
 });
