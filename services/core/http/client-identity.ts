@@ -1,4 +1,4 @@
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { TLSSocket } from 'node:tls';
 import { ConfigError } from '../../common/errors/config-error';
 import { BROKER_NAME } from '../../common/ids/names';
@@ -126,7 +126,11 @@ export class ClientIdentity {
     return true;
   }
 
-  /** Polls the files every `intervalMs` and calls `onChange` after a reload took effect; returns the stop. */
+  /**
+   * Re-reads the files every `intervalMs` and calls `onChange` after a reload took effect;
+   * returns the stop. Compares their text, not fs.watchFile's stats: watchFile takes its first
+   * stat later, on the thread pool, and misses a change landing before it.
+   */
   watch(intervalMs: number, onChange: () => void): () => void {
     if (this.watching) throw new Error('ClientIdentity is already being watched');
     this.watching = true;
@@ -136,10 +140,10 @@ export class ClientIdentity {
         if (await this.reload()) onChange();
       });
     };
-    const paths = [this.files.caFile, this.files.crlFile, this.files.namesFile];
-    for (const p of paths) watchFile(p, { interval: intervalMs, persistent: false }, check);
+    const timer = setInterval(check, intervalMs);
+    timer.unref();
     return () => {
-      for (const p of paths) unwatchFile(p, check);
+      clearInterval(timer);
       this.watching = false;
     };
   }
