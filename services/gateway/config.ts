@@ -4,6 +4,7 @@ import { GATEWAY_ID } from '../common/ids/names';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
 import { DEFAULT_KNOCK_LENGTH, DEFAULT_KNOCK_PORT_RANGE, guessFloorProblem } from '../common/knock/strength';
+import { MAX_ENVELOPE_BYTES } from '../common/queue/envelope';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '../common/queue/timing';
 import type { AdmissionLimits } from './http/admission';
 import { PROXIED_REQUESTS } from './nginx/config';
@@ -44,7 +45,9 @@ const gatewayEnv = {
   TLS_CERT_FILE: env.absPath('/var/lib/nonstop/tls/server.crt'),
   TLS_KEY_FILE: env.absPath('/var/lib/nonstop/tls/server.key'),
   TLS_NAMES: env.list(strItem(), { def: 'localhost', expected: 'comma-separated DNS names or IPs', min: 1 }),
-  MAX_BODY_BYTES: env.int({ min: 1024, max: 16 * 1024 * 1024, def: DEFAULT_JSON_LIMITS.maxBytes }),
+  // No larger than half the envelope the broker takes: a body that big always fits once
+  // encoded unless most of it is characters JSON escapes (then 413 at the gateway).
+  MAX_BODY_BYTES: env.int({ min: 1024, max: MAX_ENVELOPE_BYTES / 2, def: DEFAULT_JSON_LIMITS.maxBytes }),
   MAX_DEPTH: env.int({ min: 1, max: 256, def: DEFAULT_JSON_LIMITS.maxDepth }),
   RATE_LIMIT_PER_SECOND: env.int({ min: 1, max: 1_000_000, def: 200 }),
   RATE_LIMIT_BURST: env.int({ min: 0, max: 1_000_000, def: 400 }),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ApiError } from '../errors/api-error';
 import { NonstopError } from '../errors/nonstop-error';
 import { GATEWAY_ID, REQUEST_ID } from '../ids/names';
 import { PROTOCOL_VERSION } from './keys';
@@ -52,8 +53,21 @@ export class PoisonMessageError extends NonstopError {
   }
 }
 
+/**
+ * The envelope's text, refused whole (413 body_too_large, nothing queued) when it is larger
+ * than the broker decodes. A body within MAX_BODY_BYTES can still grow past it here: as a
+ * JSON string each `"`, `\\` and whitespace escape of the body takes two bytes, so a body of
+ * backslashes doubles. Sent anyway, it was either refused by Redis's proto-max-bulk-len with
+ * a protocol error that drops the lane's connection (and was re-sent until its deadline), or
+ * dead-lettered unanswered: a 504 "may have been stored" for a request never stored.
+ */
 export function encodeRequest(envelope: RequestEnvelope): string {
-  return JSON.stringify(envelope);
+  const text = JSON.stringify(envelope);
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: most envelopes are sized without a pass over them.
+  if (text.length > MAX_ENVELOPE_BYTES / 3 && Buffer.byteLength(text, 'utf8') > MAX_ENVELOPE_BYTES) {
+    throw new ApiError('bodyTooLarge', `the request is larger than the queue carries once encoded (${MAX_ENVELOPE_BYTES} bytes): its body escapes too many characters`);
+  }
+  return text;
 }
 
 export function decodeRequest(text: string): RequestEnvelope {

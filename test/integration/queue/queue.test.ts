@@ -475,6 +475,29 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
     assert.ok((await admin.xlen(STREAM)) > 0);
   });
 
+  it('refuses with body_too_large (413) at once a largest body that escapes past the envelope limit, queueing nothing, and keeps serving', async () => {
+    const r = await startRedis();
+    const seen: string[] = [];
+    await startConsumer(r, (e) => {
+      seen.push(e.id);
+      return Promise.resolve(created(e));
+    });
+    const { dispatcher } = startDispatcher(r);
+    await addLane(dispatcher, r.port);
+    // MAX_BODY_BYTES at its largest, all escaped backslashes: twice that once in the envelope.
+    const max = MAX_ENVELOPE_BYTES / 2;
+    const big = envelope({ body: `"${'\\\\'.repeat((max - 2) / 2)}"` });
+    const started = Date.now();
+    const err = await rejection(dispatcher.submit(big, T));
+    assert.equal(err.code, 'body_too_large');
+    assert.equal(err.status, 413);
+    assert.ok(Date.now() - started < T / 2, 'refused at once, not at the deadline');
+    // Positive control on the same lane: a body of the same size that needs no escaping is carried.
+    const plain = envelope({ body: `"${'a'.repeat(max - 2)}"` });
+    assert.deepEqual(await dispatcher.submit(plain, T), created(plain));
+    assert.deepEqual(seen, [plain.id], 'the refused request never reached the broker');
+  });
+
   it('recovers from a redis-server restart: group recreated, lane back, the in-flight request re-sent and answered', async () => {
     const r = await startRedis();
     const brokerLog = memoryLogger();

@@ -31,6 +31,13 @@ describe('loadGatewayConfig: admission limits', () => {
     }
   });
 
+  it('refuses MAX_BODY_BYTES above half the queue envelope (1 MiB), where a body would not fit once encoded, and takes 1 MiB', () => {
+    const err = expectConfigError(() => loadGatewayConfig({ ...base(), MAX_BODY_BYTES: '1048577' }));
+    assert.equal(err.problems.length, 1, err.message);
+    assert.match(err.message, /^MAX_BODY_BYTES="1048577": /);
+    assert.equal(loadGatewayConfig({ ...base(), MAX_BODY_BYTES: '1048576' }).http.limits.maxBytes, 1_048_576);
+  });
+
   it('refuses MAX_PENDING_BYTES below MAX_BODY_BYTES: a largest body could never be admitted', () => {
     const err = expectConfigError(() => loadGatewayConfig({ ...base(), MAX_BODY_BYTES: '1048576', MAX_PENDING_BYTES: '1048575' }));
     assert.equal(err.problems.length, 1, err.message);

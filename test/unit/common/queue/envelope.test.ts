@@ -9,6 +9,7 @@ import {
   type PoisonReason,
   type RequestEnvelope,
 } from '../../../../services/common/queue/envelope';
+import { ApiError } from '../../../../services/common/errors/api-error';
 import { MAX_BUDGET_MS } from '../../../../services/common/queue/timing';
 
 const ID = '0f8fad5b-d9cb-469f-a165-70867728950e';
@@ -59,14 +60,32 @@ describe('request envelopes', () => {
   });
 
   it('refuses an envelope larger than the limit as oversize', () => {
-    const big = encodeRequest(request({ body: 'x'.repeat(MAX_ENVELOPE_BYTES) }));
+    // What a hostile gateway could send: our own encodeRequest refuses to make it.
+    const big = JSON.stringify(request({ body: 'x'.repeat(MAX_ENVELOPE_BYTES) }));
     poison(() => decodeRequest(big), 'oversize');
+  });
+
+  it('refuses to encode a body of the largest size that escapes past the limit, 413 body_too_large, and encodes one that does not', () => {
+    const max = MAX_ENVELOPE_BYTES / 2;
+    // A JSON string of escaped backslashes: each two-byte `\\` becomes four bytes inside the envelope.
+    const escaping = `"${'\\\\'.repeat((max - 2) / 2)}"`;
+    assert.equal(Buffer.byteLength(escaping), max);
+    assert.throws(
+      () => encodeRequest(request({ body: escaping })),
+      (err: unknown) => err instanceof ApiError && err.code === 'body_too_large' && err.status === 413,
+    );
+    // Positive control: a body of the same size that needs no escaping fits, and so does a
+    // multi-byte one sized in UTF-8 (three bytes a character, under the limit once encoded).
+    const plain = `"${'a'.repeat(max - 2)}"`;
+    assert.equal(decodeRequest(encodeRequest(request({ body: plain }))).body, plain);
+    const wide = `"${'✓'.repeat((max - 2) / 3)}"`;
+    assert.equal(decodeRequest(encodeRequest(request({ body: wide }))).body, wide);
   });
 
   it('counts the size limit in UTF-8 bytes', () => {
     // Half as many characters as the limit, but each is two bytes: over the limit.
     const body = 'é'.repeat(MAX_ENVELOPE_BYTES / 2);
-    poison(() => decodeRequest(encodeRequest(request({ body }))), 'oversize');
+    poison(() => decodeRequest(JSON.stringify(request({ body }))), 'oversize');
   });
 
   it('refuses text that is not JSON', () => {
