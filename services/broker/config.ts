@@ -2,12 +2,14 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { env, parseEnv, readConfigFile, readSecretFile } from '../common/config/env';
 import { ConfigError } from '../common/errors/config-error';
+import { RECORD_BATCH_MAX_RECORDS } from '../common/http/record-batch';
 import { GATEWAY_ID } from '../common/ids/names';
 import { DEFAULT_JSON_LIMITS, type JsonLimits } from '../common/json/limits';
 import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence';
 import { DEFAULT_KNOCK_LENGTH, DEFAULT_KNOCK_PORT_RANGE } from '../common/knock/strength';
 import { DEFAULT_REQUEST_TIMEOUT_MS, MAX_BUDGET_MS } from '../common/queue/timing';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
+import { DEFAULT_BATCH_MAX_IN_FLIGHT, type InsertBatcherOptions } from './core-client/insert-batcher';
 
 /**
  * A request held by a worker that died is claimed by another once it has been idle this
@@ -69,6 +71,9 @@ const brokerEnv = {
   CORE_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: 5000 }),
   CORE_MAX_IN_FLIGHT: env.int({ min: 1, max: 4096, def: 64 }),
   CORE_RETRIES: env.int({ min: 0, max: 10, def: 3 }),
+  // Group commit (core-client/insert-batcher.ts): records stored in one database call at
+  // most; 1 turns it off. The default fits a whole read of the queue (WORKER_CONCURRENCY).
+  CORE_BATCH_MAX_RECORDS: env.int({ min: 1, max: RECORD_BATCH_MAX_RECORDS, def: 32 }),
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
   SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: DEFAULT_SHUTDOWN_TIMEOUT_MS }),
@@ -129,6 +134,7 @@ export interface BrokerConfig {
   schemaDir: string;
   limits: JsonLimits;
   core: { url: string; ca: string; cert: string; key: string; serverName: string | undefined; timeoutMs: number; maxInFlight: number; retries: number };
+  coreBatch: InsertBatcherOptions;
   metrics: { host: string; port: number };
   shutdownTimeoutMs: number;
 }
@@ -217,6 +223,7 @@ export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): Broke
       maxInFlight: e.CORE_MAX_IN_FLIGHT,
       retries: e.CORE_RETRIES,
     },
+    coreBatch: { maxRecords: e.CORE_BATCH_MAX_RECORDS, maxInFlight: DEFAULT_BATCH_MAX_IN_FLIGHT },
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };

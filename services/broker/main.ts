@@ -5,6 +5,7 @@ import type { Lifecycle } from '../common/lifecycle/shutdown';
 import { createRegistry, startMetricsServer } from '../common/metrics/server';
 import { loadBrokerConfig, type BrokerConfig } from './config';
 import { CoreClient } from './core-client/client';
+import { InsertBatcher } from './core-client/insert-batcher';
 import { brokerMetrics } from './metrics';
 import { createPipeline } from './pipeline';
 import { QueueConsumer } from './queue/consumer';
@@ -46,6 +47,7 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
 
   const core = new CoreClient(config.core, metrics.coreRetries);
   lifecycle.onClose('core-client', () => core.close());
+  const inserts = new InsertBatcher(core, config.coreBatch, metrics.coreBatchRecords);
 
   // Closers run last-registered first. Shutdown must stop taking work and finish it —
   // every reply published — before the tunnels its replies travel through close; requests
@@ -64,7 +66,7 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
       claimIdleMs: config.queue.claimIdleMs,
       claimIntervalMs: config.queue.claimIntervalMs,
     },
-    createPipeline(validator, core, metrics, componentLogger(log, 'pipeline')),
+    createPipeline(validator, { insert: (call, record) => inserts.insert(call, record), read: (call, id) => core.read(call, id) }, metrics, componentLogger(log, 'pipeline')),
     metrics,
     componentLogger(log, 'queue'),
   );

@@ -15,6 +15,12 @@ export function brokerMetrics(registry: Registry) {
       buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),
+    coreBatchRecords: new Histogram({
+      name: 'nonstop_broker_core_batch_records',
+      help: 'Records per insert sent to core (group commit; 1 = sent on its own)',
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers,
+    }),
     coreRetries: new Counter({ name: 'nonstop_broker_core_retries_total', help: 'Retries of core calls (each attempt after the first)', registers }),
     tunnelUp: new Gauge({ name: 'nonstop_broker_tunnel_up', help: '1 when the tunnel to a gateway is up', labelNames: ['gateway'] as const, registers }),
     tunnelConnects: new Counter({ name: 'nonstop_broker_tunnel_connects_total', help: 'Tunnels established, by gateway', labelNames: ['gateway'] as const, registers }),

@@ -4,16 +4,22 @@ import { ErrorCodes } from '../common/errors/codes';
 import type { Logger } from '../common/log/logger';
 import { PROTOCOL_VERSION } from '../common/queue/keys';
 import type { ReplyEnvelope, RequestEnvelope } from '../common/queue/envelope';
-import type { CoreClient } from './core-client/client';
+import type { CoreCall, CoreResponse } from './core-client/client';
 import type { BrokerMetrics } from './metrics';
 import type { RequestValidator } from './validate/validator';
+
+/** Core's two calls as the pipeline makes them: inserts through the group commit (insert-batcher.ts). */
+export interface CoreCalls {
+  insert(call: CoreCall, record: Record<string, unknown>): Promise<CoreResponse>;
+  read(call: CoreCall, recordId: string): Promise<CoreResponse>;
+}
 
 /**
  * What the broker does with one request: validate, then (only if valid) ask core, and
  * turn either outcome into a reply for the gateway. Never throws; never logs the token or
  * the body.
  */
-export function createPipeline(validator: RequestValidator, core: CoreClient, metrics: BrokerMetrics, log: Logger) {
+export function createPipeline(validator: RequestValidator, core: CoreCalls, metrics: BrokerMetrics, log: Logger) {
   return async (env: RequestEnvelope, deadline: number): Promise<ReplyEnvelope> => {
     const reply = (status: number, body: unknown): ReplyEnvelope => ({ v: PROTOCOL_VERSION, id: env.id, status, body });
     let valid;

@@ -2,6 +2,7 @@ import { Agent, request } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, apiErrorBody } from '../../common/errors/api-error';
+import { RECORD_BATCH_PATH, type RecordBatchItem, type RecordBatchResult } from '../../common/http/record-batch';
 import { backoffDelay } from '../../common/lifecycle/backoff';
 
 export interface CoreClientOptions {
@@ -83,11 +84,30 @@ export class CoreClient {
   }
 
   insert(call: CoreCall, record: Record<string, unknown>): Promise<CoreResponse> {
-    return this.call('POST', `/v1/records/${call.collection}`, call, JSON.stringify(record));
+    return this.call('POST', `/v1/records/${call.collection}`, callHeaders(call), call.deadline, JSON.stringify(record));
   }
 
   read(call: CoreCall, recordId: string): Promise<CoreResponse> {
-    return this.call('GET', `/v1/records/${call.collection}/${recordId}`, call, undefined);
+    return this.call('GET', `/v1/records/${call.collection}/${recordId}`, callHeaders(call), call.deadline, undefined);
+  }
+
+  /**
+   * Several inserts as one request (common/http/record-batch.ts), retried whole like an
+   * insert (each record is idempotent by its id). Resolves with core's answer per record
+   * in order; rejects as insert() does when core gave none.
+   */
+  async insertBatch(items: readonly RecordBatchItem[], deadline: number): Promise<RecordBatchResult[]> {
+    const res = await this.call('POST', RECORD_BATCH_PATH, {}, deadline, JSON.stringify({ records: items }));
+    const results = (res.body as { results?: unknown } | null)?.results;
+    if (res.status !== 200 || !Array.isArray(results) || results.length !== items.length) {
+      // A refusal of the whole batch (core's own error) is each record's answer.
+      const answer = res.status >= 400 ? { status: res.status, body: res.body } : { status: 502, body: apiErrorBody('internal', 'storage sent an unreadable answer') };
+      return items.map(() => answer);
+    }
+    return results.map((r: unknown) => {
+      const { status, body } = (r ?? {}) as { status?: unknown; body?: unknown };
+      return typeof status === 'number' && Number.isInteger(status) && status >= 100 && status <= 599 ? { status, body } : { status: 502, body: apiErrorBody('internal', 'storage sent an unreadable answer') };
+    });
   }
 
   /**
@@ -95,36 +115,34 @@ export class CoreClient {
    * then says what the client may conclude: `unavailable` (no attempt reached core: not
    * stored), `deadline_exceeded` or `outcome_unknown` (one may have: maybe stored).
    */
-  private async call(method: 'GET' | 'POST', path: string, call: CoreCall, body: string | undefined): Promise<CoreResponse> {
+  private async call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, deadline: number, body: string | undefined): Promise<CoreResponse> {
     let maybeArrived = false;
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      const left = Math.floor(call.deadline - performance.now());
+      const left = Math.floor(deadline - performance.now());
       if (left <= 0) break;
       if (attempt > 0) this.retried.inc();
       try {
-        return await this.once(method, path, call, body, left);
+        return await this.once(method, path, headers, body, left);
       } catch (err) {
         if (!(err instanceof TransientCoreError)) throw err;
         maybeArrived ||= err.sent;
-        if (attempt < this.opts.retries) await sleep(Math.min(backoffDelay({ baseMs: 50, capMs: 1000, minMs: 10 }, attempt), Math.max(0, call.deadline - performance.now())));
+        if (attempt < this.opts.retries) await sleep(Math.min(backoffDelay({ baseMs: 50, capMs: 1000, minMs: 10 }, attempt), Math.max(0, deadline - performance.now())));
       }
     }
     if (!maybeArrived) throw new ApiError('unavailable', 'storage is unavailable; nothing was stored');
-    if (call.deadline - performance.now() <= 0) throw new ApiError('deadline', 'storage did not answer in time; the record may be stored');
+    if (deadline - performance.now() <= 0) throw new ApiError('deadline', 'storage did not answer in time; the record may be stored');
     throw new ApiError('outcomeUnknown', 'the connection to storage failed after the request was sent; the record may be stored');
   }
 
-  private once(method: string, path: string, call: CoreCall, body: string | undefined, budgetMs: number): Promise<CoreResponse> {
+  private once(method: string, path: string, callHeaders: Record<string, string>, body: string | undefined, budgetMs: number): Promise<CoreResponse> {
     const timeoutMs = Math.min(this.opts.timeoutMs, budgetMs);
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = {
-        authorization: `Bearer ${call.token}`,
-        'x-request-id': call.requestId,
+        ...callHeaders,
         // Core enforces what is left of the budget on its database operation.
         'x-request-budget-ms': String(budgetMs),
         accept: 'application/json',
       };
-      if (call.key !== undefined) headers['idempotency-key'] = call.key;
       if (body !== undefined) {
         headers['content-type'] = 'application/json';
         headers['content-length'] = String(Buffer.byteLength(body));
@@ -169,4 +187,10 @@ export class CoreClient {
   close(): void {
     this.agent.destroy();
   }
+}
+
+function callHeaders(call: CoreCall): Record<string, string> {
+  const headers: Record<string, string> = { authorization: `Bearer ${call.token}`, 'x-request-id': call.requestId };
+  if (call.key !== undefined) headers['idempotency-key'] = call.key;
+  return headers;
 }

@@ -5,12 +5,14 @@ import { isCollectionName, isRequestId, TOKEN_SHAPE } from '../../common/ids/nam
 import { DEFAULT_JSON_LIMITS, decodeUtf8, parseJsonRecord } from '../../common/json/limits';
 import type { Logger } from '../../common/log/logger';
 import { describeClientError } from '../../common/http/client-error';
+import { RECORD_BATCH_MAX_BYTES, RECORD_BATCH_PATH } from '../../common/http/record-batch';
 import type { TokenStore } from '../auth/tokens';
 import type { ClientIdentity } from './client-identity';
 import { DEFAULT_REQUEST_BUDGET_MS } from '../config';
 import { Deadline } from '../storage/deadline';
 import { keyedRecordId } from '../storage/record-id';
 import { RecordStore } from '../storage/records';
+import { parseRecordBatch, storeRecordBatch } from './batch-route';
 import { idempotencyKey, requestBudgetMs } from './headers';
 
 export interface CoreAppDeps {
@@ -75,7 +77,7 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
 
   // Before the body is read: reading it is part of the request's time.
   const defaultBudgetMs = deps.defaultBudgetMs ?? DEFAULT_REQUEST_BUDGET_MS;
-  app.use('/v1/records', (req, res, next) => {
+  app.use(['/v1/records', RECORD_BATCH_PATH], (req, res, next) => {
     const deadline = new Deadline(requestBudgetMs(req.get('x-request-budget-ms'), defaultBudgetMs));
     res.once('close', () => deadline.dispose());
     (res.locals as Locals).deadline = deadline;
@@ -84,6 +86,16 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
 
   // No Content-Encoding: a compressed body is refused (415), never inflated.
   const rawBody = express.raw({ type: () => true, limit: deps.maxBodyBytes, inflate: false });
+  const batchBody = express.raw({ type: () => true, limit: RECORD_BATCH_MAX_BYTES, inflate: false });
+
+  // Group commit from the broker (common/http/record-batch.ts): one answer per record.
+  app.post(RECORD_BATCH_PATH, batchBody, async (req, res) => {
+    if (!(req.get('content-type') ?? '').toLowerCase().startsWith('application/json')) throw new ApiError('unsupportedMediaType', 'Content-Type must be application/json');
+    const items = parseRecordBatch(decodeUtf8(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0)));
+    const results = await storeRecordBatch(deps, items, (res.locals as Locals).deadline);
+    deps.log.debug('record batch stored', { records: items.length, stored: results.filter((r) => r.status === 201).length });
+    res.status(200).json({ results });
+  });
 
   app.post('/v1/records/:collection', rawBody, async (req, res) => {
     const collection = collectionOf(req);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { MongoServerError, type Collection, type Db } from 'mongodb';
+import { MongoBulkWriteError, MongoServerError, type Collection, type Db } from 'mongodb';
 import { ApiError } from '../../common/errors/api-error';
 import { canonicalJson } from '../../common/json/canonical';
 import type { Deadline } from './deadline';
@@ -77,6 +77,44 @@ export class RecordStore {
         throw new ApiError('schemaViolation', 'the record holds a value the database cannot store (nested arrays or out-of-range numbers)', { cause: err });
       }
       throw writeFailure(err);
+    }
+  }
+
+  /**
+   * Stores several records in one database call, for a group commit: one transaction and one
+   * sync to disk for all of them where an insert each costs a sync each. Unordered, so one
+   * record's failure does not hold back the others. Answers per record, in order, what
+   * insert() would have: true (stored), false (the same record was already there), or the
+   * error that record earned. A failure of the call itself (connection, deadline) is every
+   * record's outcome, classified as insert() classifies it.
+   */
+  async insertMany(docs: readonly NewRecord[], opts: { deadline?: Deadline; now?: Date } = {}): Promise<(boolean | Error)[]> {
+    if (docs.length === 0) return [];
+    const createdAt = opts.now ?? new Date();
+    const outcomes: (boolean | Error)[] = docs.map(() => true);
+    try {
+      await this.records.insertMany(
+        docs.map((d) => ({ ...d, createdAt })),
+        { ordered: false, ...(opts.deadline ? opts.deadline.operation() : {}) },
+      );
+      return outcomes;
+    } catch (err) {
+      const perRecord = err instanceof MongoBulkWriteError && !err.writeConcernError ? [err.writeErrors].flat() : [];
+      if (perRecord.length === 0) return docs.map(() => writeFailure(err));
+      await Promise.all(
+        perRecord.map(async (w) => {
+          const doc = docs[w.index];
+          if (!doc) return;
+          if (w.code === DUPLICATE_KEY) {
+            outcomes[w.index] = await this.replay(doc, opts.deadline).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+          } else if (w.code === BAD_VALUE) {
+            outcomes[w.index] = new ApiError('schemaViolation', 'the record holds a value the database cannot store (nested arrays or out-of-range numbers)');
+          } else {
+            outcomes[w.index] = new ApiError('unavailable', 'storage refused the write; nothing was stored');
+          }
+        }),
+      );
+      return outcomes;
     }
   }
 
