@@ -124,55 +124,55 @@ describe('core database durability on FerretDB', function () {
   // acknowledged write was not synced: with SQLite synchronous OFF the cut leaves a file
   // FerretDB cannot open; with the setup synced first, every acknowledged record is gone.
   for (const [mode, batch] of [['one insert at a time', 1], ['8 records per insertMany (group commit)', 8]] as const) {
-  it(`keeps every record acknowledged before a power cut that comes while writes continue, ${mode}`, async () => {
-    disk = await FlakeyDisk.create();
-    const dataDir = join(disk.dir, 'core-data');
-    database = await startTestDatabase(dataDir);
-    const store = new RecordStore(database.db);
-    await store.init();
-    const writer = new Writer(store, 8, batch);
-    await writer.until(400);
+    it(`keeps every record acknowledged before a power cut that comes while writes continue, ${mode}`, async () => {
+      disk = await FlakeyDisk.create();
+      const dataDir = join(disk.dir, 'core-data');
+      database = await startTestDatabase(dataDir);
+      const store = new RecordStore(database.db);
+      await store.init();
+      const writer = new Writer(store, 8, batch);
+      await writer.until(400);
 
-    // Controls on the same file system, from the same moment: a file synced before the cut
-    // survives it, one only written (left in the page cache) does not.
-    writeFile(join(disk.dir, 'synced'), 'synced before the cut', true);
-    syncDir(disk.dir);
-    writeFile(join(disk.dir, 'unsynced'), 'written before the cut, never synced', false);
-    // The cut: from here the disk acknowledges writes and keeps none. Nothing runs between
-    // taking the snapshot and dropping, so every record in it was acknowledged before.
-    const beforeCut = new Map(writer.acked);
-    disk.dropWrites();
-    // FerretDB keeps acknowledging (its fsyncs "succeed"); the power goes while it does.
-    await writer.until(beforeCut.size + 100);
-    writer.halt();
-    const [, signal] = await killHard(database);
-    assert.equal(signal, 'SIGKILL');
-    await database.child.stop(); // before its supervisor restarts it on the dead disk
-    await database.stop();
-    await writer.done();
-    const afterCut = [...writer.acked.keys()].filter((id) => !beforeCut.has(id));
+      // Controls on the same file system, from the same moment: a file synced before the cut
+      // survives it, one only written (left in the page cache) does not.
+      writeFile(join(disk.dir, 'synced'), 'synced before the cut', true);
+      syncDir(disk.dir);
+      writeFile(join(disk.dir, 'unsynced'), 'written before the cut, never synced', false);
+      // The cut: from here the disk acknowledges writes and keeps none. Nothing runs between
+      // taking the snapshot and dropping, so every record in it was acknowledged before.
+      const beforeCut = new Map(writer.acked);
+      disk.dropWrites();
+      // FerretDB keeps acknowledging (its fsyncs "succeed"); the power goes while it does.
+      await writer.until(beforeCut.size + 100);
+      writer.halt();
+      const [, signal] = await killHard(database);
+      assert.equal(signal, 'SIGKILL');
+      await database.child.stop(); // before its supervisor restarts it on the dead disk
+      await database.stop();
+      await writer.done();
+      const afterCut = [...writer.acked.keys()].filter((id) => !beforeCut.has(id));
 
-    const counts = await disk.powerCycle();
-    assert.ok(counts.dropped > 0, `the disk dropped no writes (${JSON.stringify(counts)})`);
-    assert.equal(readFileSync(join(disk.dir, 'synced'), 'utf8'), 'synced before the cut');
-    const unsynced = join(disk.dir, 'unsynced');
-    assert.ok(!existsSync(unsynced) || readFileSync(unsynced, 'utf8') !== 'written before the cut, never synced', 'a write never synced survived the cut: the disk kept unsynced data');
+      const counts = await disk.powerCycle();
+      assert.ok(counts.dropped > 0, `the disk dropped no writes (${JSON.stringify(counts)})`);
+      assert.equal(readFileSync(join(disk.dir, 'synced'), 'utf8'), 'synced before the cut');
+      const unsynced = join(disk.dir, 'unsynced');
+      assert.ok(!existsSync(unsynced) || readFileSync(unsynced, 'utf8') !== 'written before the cut, never synced', 'a write never synced survived the cut: the disk kept unsynced data');
 
-    // With writes acknowledged before they were synced, this is where it ends: FerretDB
-    // finds no database it can open (SQLite synchronous OFF: "file is not a database").
-    const log = memoryLogger();
-    reopened = await startTestDatabase(dataDir, { log: log.log }).catch((err: Error) => {
-      const lastError = log.lines.map((l) => String(l.message)).filter((m) => m.includes('"error"')).at(-1) ?? '';
-      throw new Error(`FerretDB did not start on what the cut left of ${beforeCut.size} acknowledged records: ${err.message} ${lastError}`);
+      // With writes acknowledged before they were synced, this is where it ends: FerretDB
+      // finds no database it can open (SQLite synchronous OFF: "file is not a database").
+      const log = memoryLogger();
+      reopened = await startTestDatabase(dataDir, { log: log.log }).catch((err: Error) => {
+        const lastError = log.lines.map((l) => String(l.message)).filter((m) => m.includes('"error"')).at(-1) ?? '';
+        throw new Error(`FerretDB did not start on what the cut left of ${beforeCut.size} acknowledged records: ${err.message} ${lastError}`);
+      });
+      await assertAllReadable(reopened, beforeCut);
+      // FerretDB acknowledged these after the cut and the disk threw them away: proof that
+      // what survived did so because it was synced, not because nothing was lost.
+      const found = await readAll(reopened);
+      const lostAfterCut = afterCut.filter((id) => !found.has(id)).length;
+      assert.ok(afterCut.length >= 100, `${afterCut.length} acknowledged after the cut`);
+      assert.ok(lostAfterCut > 0, `all ${afterCut.length} records acknowledged after the cut survived: the cut dropped nothing`);
     });
-    await assertAllReadable(reopened, beforeCut);
-    // FerretDB acknowledged these after the cut and the disk threw them away: proof that
-    // what survived did so because it was synced, not because nothing was lost.
-    const found = await readAll(reopened);
-    const lostAfterCut = afterCut.filter((id) => !found.has(id)).length;
-    assert.ok(afterCut.length >= 100, `${afterCut.length} acknowledged after the cut`);
-    assert.ok(lostAfterCut > 0, `all ${afterCut.length} records acknowledged after the cut survived: the cut dropped nothing`);
-  });
   }
 
   it('keeps every acknowledged record when FerretDB is killed during writes and its supervisor restarts it', async () => {
