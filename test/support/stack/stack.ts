@@ -116,6 +116,19 @@ export class Stack {
     await container.start();
   }
 
+  /**
+   * Runs a one-shot service once more with `env` added to its environment, as an operator's
+   * `docker compose run --rm -e K=V <service>` does (keygen setting a broker's BROKER_FROM),
+   * and waits for it to exit 0. Its container goes with the stack.
+   */
+  async runAgain(service: string, env: Record<string, string>): Promise<void> {
+    const s = this.spec.services[service];
+    if (!s) throw new Error(`compose.yaml has no service ${service}`);
+    const name = `${service}-run-${randomBytes(2).toString('hex')}`;
+    await this.createService({ ...s, name, environment: { ...s.environment, ...env } });
+    await this.waitExited(name, 0);
+  }
+
   container(service: string): Docker.Container {
     const c = this.containers.get(service);
     if (!c) throw new Error(`no container for ${service}`);
