@@ -17,6 +17,8 @@ const coreEnv = {
   // The CA's revocation list and the brokers core knows; keygen writes both, core re-reads them on change.
   CLIENT_CRL_FILE: env.absPath('/etc/nonstop/core/ca.crl'),
   CLIENT_NAMES_FILE: env.absPath('/etc/nonstop/core/brokers'),
+  // The key-encryption keys for records at rest: with the secrets keygen writes, never on the data volume.
+  CORE_DATA_KEYS_FILE: env.absPath('/etc/nonstop/core/data-keys.json'),
   DB_ENGINE: env.oneOf(['mongodb', 'ferretdb'], (process.env.NONSTOP_DEFAULT_DB_ENGINE as 'mongodb' | 'ferretdb' | undefined) ?? 'mongodb'),
   DB_PORT: env.port(27017),
   DATA_DIR: env.absPath('/var/lib/nonstop/data'),
@@ -47,6 +49,8 @@ export interface CoreConfig {
   logLevel: string;
   http: { host: string; port: number; certFile: string; keyFile: string; clientCaFile: string; clientCrlFile: string; clientNamesFile: string; maxBodyBytes: number; defaultBudgetMs: number };
   db: DbConfig;
+  /** The key file records are encrypted with (storage/data-keys.ts). */
+  dataKeysFile: string;
   /** Where the token generation file lives (auth/token-generation.ts). */
   runDir: string;
   metrics: { host: string; port: number };
@@ -61,6 +65,11 @@ export function loadDbConfig(source: NodeJS.ProcessEnv = process.env): DbConfig 
   return { engine: e.DB_ENGINE, port: e.DB_PORT, dataDir: e.DATA_DIR, mongodBinary: e.MONGOD_BINARY, ferretdbBinary: e.FERRETDB_BINARY, startTimeoutMs: e.DB_START_TIMEOUT_MS };
 }
 
+/** CORE_DATA_KEYS_FILE alone: what nonstop-admin's key commands need besides the database. */
+export function loadDataKeysFile(source: NodeJS.ProcessEnv = process.env): string {
+  return parseEnv({ CORE_DATA_KEYS_FILE: coreEnv.CORE_DATA_KEYS_FILE }, source).CORE_DATA_KEYS_FILE;
+}
+
 /** RUN_DIR alone: what nonstop-admin needs besides the database to tell the service of a change. */
 export function loadRunDir(source: NodeJS.ProcessEnv = process.env): string {
   return parseEnv({ RUN_DIR: coreEnv.RUN_DIR }, source).RUN_DIR;
@@ -72,6 +81,7 @@ export function loadCoreConfig(source: NodeJS.ProcessEnv = process.env): CoreCon
     logLevel: e.LOG_LEVEL,
     http: { host: e.CORE_HOST, port: e.CORE_PORT, certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.CLIENT_CA_FILE, clientCrlFile: e.CLIENT_CRL_FILE, clientNamesFile: e.CLIENT_NAMES_FILE, maxBodyBytes: e.MAX_BODY_BYTES, defaultBudgetMs: e.REQUEST_BUDGET_MS },
     db: loadDbConfig(source),
+    dataKeysFile: e.CORE_DATA_KEYS_FILE,
     runDir: e.RUN_DIR,
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

@@ -12,6 +12,8 @@ import { DB_NAME } from './db/engine';
 import { createCoreApp } from './http/app';
 import { ClientIdentity } from './http/client-identity';
 import { createCoreHttpsServer } from './http/server';
+import { DATA_KEYS_POLL_MS, DataKeyRing } from './storage/data-keys';
+import { KeyRotation } from './storage/key-rotation';
 import { RecordStore } from './storage/records';
 
 const HEALTH_PING_TIMEOUT_MS = 2000;
@@ -38,14 +40,20 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
     cert: readConfigFile('TLS_CERT_FILE', config.http.certFile),
     key: readConfigFile('TLS_KEY_FILE', config.http.keyFile),
   };
+  const keysLog = componentLogger(log, 'data-keys');
+  const dataKeys = DataKeyRing.load(config.dataKeysFile, keysLog);
   const clients = await ClientIdentity.load({ caFile: config.http.clientCaFile, crlFile: config.http.clientCrlFile, namesFile: config.http.clientNamesFile }, componentLogger(log, 'clients'));
   const registry = createRegistry('core');
   const { child, client } = await startDatabase(config.db, componentLogger(log, 'db'));
   lifecycle.onClose('database', () => child.stop());
   lifecycle.onClose('db-client', () => client.close());
   const db = client.db(DB_NAME);
-  const records = new RecordStore(db);
+  const records = new RecordStore(db, dataKeys);
   await records.init();
+  // nonstop-admin keys rotate waits for this before rewrapping: after it, no new record is
+  // wrapped under the previous key.
+  const stopKeyWatch = new KeyRotation(db).follow(dataKeys, DATA_KEYS_POLL_MS, keysLog);
+  lifecycle.onClose('data-keys', () => stopKeyWatch());
   const app = createCoreApp({ clients, records, tokens: tokenStore(config, log, db), maxBodyBytes: config.http.maxBodyBytes, defaultBudgetMs: config.http.defaultBudgetMs, log: componentLogger(log, 'http') });
 
   // Only clients with a certificate from the deployment CA, not revoked, complete the handshake.

@@ -38,6 +38,8 @@ export function keyLayout(root: string, gatewaySubdir = 'gateway', brokerSubdir 
       caCert: join(core, 'ca.crt'),
       crl: join(core, 'ca.crl'),
       brokerNames: join(core, 'brokers'),
+      /** The key-encryption keys for records at rest (CORE_DATA_KEYS_FILE): beside core's TLS key, never on its data volume. */
+      dataKeys: join(core, 'data-keys.json'),
     },
   };
 }

@@ -10,6 +10,7 @@ import { createCa, issueCertificate, type PemPair } from '../common/pki/certific
 import { writeIfAbsent } from '../common/pki/files';
 import { fingerprintOfKey, generateSshKeyPair, publicKeyLine } from '../common/pki/ssh-keys';
 import { sha256Hex } from '../common/pki/digest';
+import { firstDataKeySet, formatDataKeyFile } from '../common/pki/data-key-file';
 import { certificateCommonName, certificateSerial } from '../common/pki/crl';
 import { brokerRestrictionProblems, loadBrokers, saveBrokers, writeIdentityFiles, type BrokerRecord } from './brokers';
 import { keyLayout, type KeyLayout } from './layout';
@@ -89,6 +90,8 @@ async function main(): Promise<void> {
     put(L.core.serverKey, server.keyPem);
     put(L.core.serverCert, server.certPem, 0o644);
   }
+  // The first key core encrypts records with; nonstop-admin keys rotate adds the next ones.
+  put(L.core.dataKeys, formatDataKeyFile(firstDataKeySet()));
   // This broker's identity, its own: a client certificate naming it, an SSH key pair.
   const brokers = loadBrokers(L.pki.brokers);
   const known = brokers.find((b) => b.name === e.BROKER_NAME);

@@ -21,6 +21,8 @@ import { ClientIdentity } from '../../services/core/http/client-identity';
 import { createCoreHttpsServer } from '../../services/core/http/server';
 import { createCrl } from '../../services/common/pki/crl';
 import { RecordStore } from '../../services/core/storage/records';
+import { DataKeyRing, type KeyLookup } from '../../services/core/storage/data-keys';
+import { firstDataKeySet } from '../../services/common/pki/data-key-file';
 import { freePort } from './ports';
 import { silentLogger } from './logger';
 import { tempDir } from './tmp';
@@ -105,6 +107,11 @@ export async function startScratchDatabase(opts: { log?: Logger } = {}): Promise
   };
 }
 
+/** A fixed key-encryption key for a test's RecordStore (a file-backed one: DataKeyRing.load). */
+export function testDataKeys(): DataKeyRing {
+  return DataKeyRing.of(firstDataKeySet());
+}
+
 export interface CorePki {
   ca: PemPair;
   /** Core's server certificate, for localhost and 127.0.0.1. */
@@ -183,10 +190,10 @@ export interface CoreServer {
 /**
  * Core's storage API on 127.0.0.1, wired as services/core/main.ts wires it. `tokens` lets a
  * fault test act between a request's steps (a TokenStore subclass); `defaultBudgetMs` is
- * core's REQUEST_BUDGET_MS.
+ * core's REQUEST_BUDGET_MS; `dataKeys` its key file (a fixed test key when omitted).
  */
-export async function startCoreServer(opts: { pki: CorePki; db: Db; maxBodyBytes?: number; log?: Logger; tokens?: TokenStore; defaultBudgetMs?: number }): Promise<CoreServer> {
-  const records = new RecordStore(opts.db);
+export async function startCoreServer(opts: { pki: CorePki; db: Db; maxBodyBytes?: number; log?: Logger; tokens?: TokenStore; defaultBudgetMs?: number; dataKeys?: KeyLookup }): Promise<CoreServer> {
+  const records = new RecordStore(opts.db, opts.dataKeys ?? testDataKeys());
   await records.init();
   const tokens = opts.tokens ?? new TokenStore(opts.db);
   const log = opts.log ?? silentLogger();

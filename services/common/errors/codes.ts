@@ -37,6 +37,12 @@ export const ErrorCodes = {
   rateLimited: { code: 'rate_limited', status: 429, stored: 'no' },
   /** A bug or an unreadable answer from the next tier: nobody can say what happened. */
   internal: { code: 'internal', status: 500, stored: 'unknown' },
+  /**
+   * core holds the record but cannot decrypt it: its ciphertext fails the integrity check
+   * (tampered, or moved from another record) or its key is not in core's key file. Never
+   * answered with other data in its place.
+   */
+  recordUnreadable: { code: 'record_unreadable', status: 500, stored: 'unknown' },
   /** The write reached a tier that lost track of it (a connection cut after sending). */
   outcomeUnknown: { code: 'outcome_unknown', status: 502, stored: 'unknown' },
   noTunnel: { code: 'no_tunnel', status: 503, stored: 'no' },

@@ -7,7 +7,11 @@ export const USAGE = `usage:
   nonstop-admin token create --collections a,b --scopes read,write [--client NAME] [--expires-in 30d] [--label text]
   nonstop-admin token rotate ID [--revoke-old] [--expires-in 30d]
   nonstop-admin token list
-  nonstop-admin token revoke ID`;
+  nonstop-admin token revoke ID
+  nonstop-admin keys status
+  nonstop-admin keys rotate [--wait-seconds 30]
+  nonstop-admin keys rewrap [--wait-seconds 30]
+  nonstop-admin keys retire KEY_ID`;
 
 /** `--name value` pairs; anything else is a usage error. */
 export function parseFlags(args: string[]): Map<string, string> {
@@ -50,4 +54,16 @@ export function parseScopes(text: string): Scope[] {
 
 export function parseCollections(text: string | undefined): string[] {
   return (text ?? '').split(',').map((c) => c.trim()).filter((c) => c !== '');
+}
+
+/** How long `keys rotate` and `keys rewrap` wait for core to use the active key, by default. */
+export const DEFAULT_KEY_WAIT_SECONDS = 30;
+
+/** `[--wait-seconds N]`, the only flag of `keys rotate` and `keys rewrap`. */
+export function parseKeyFlags(args: string[], command: string): { waitMs: number } {
+  const flags = parseFlags(args);
+  for (const name of flags.keys()) if (name !== 'wait-seconds') throw new UsageError(`${command} does not take --${name}`);
+  const text = flags.get('wait-seconds') ?? String(DEFAULT_KEY_WAIT_SECONDS);
+  if (!/^\d{1,4}$/.test(text) || Number(text) < 1) throw new UsageError(`--wait-seconds takes a whole number of seconds from 1 to 9999, got ${JSON.stringify(text)}`);
+  return { waitMs: Number(text) * 1000 };
 }

@@ -3,10 +3,12 @@ import { isNonstopError } from '../../common/errors/nonstop-error';
 import { TokenChangeNotSignalledError } from '../auth/change-not-signalled-error';
 import { TokenGeneration, tokenGenerationPath } from '../auth/token-generation';
 import { DEFAULT_GRANT_CACHE, TokenStore } from '../auth/tokens';
-import { loadDbConfig, loadRunDir } from '../config';
+import { loadDataKeysFile, loadDbConfig, loadRunDir } from '../config';
 import { connectClient, ensureDbPassword } from '../db/database';
 import { DB_NAME } from '../db/engine';
 import { parseCollections, parseDuration, parseFlags, parseRotate, parseScopes, USAGE, UsageError } from './args';
+import { KeyCommandRefusedError, keysCommand } from './keys';
+import { KeyFileBusyError } from './data-key-file';
 
 /**
  * Exit status when a revocation is stored but the running service could not be told: it
@@ -23,8 +25,17 @@ const EXIT_NOT_SIGNALLED = 3;
  */
 async function main(argv: string[]): Promise<number> {
   const [noun, verb, ...rest] = argv;
-  if (noun !== 'token' || verb === undefined) throw new UsageError('expected a command');
+  if ((noun !== 'token' && noun !== 'keys') || verb === undefined) throw new UsageError('expected a command');
   const cfg = loadDbConfig();
+  if (noun === 'keys') {
+    const keysFile = loadDataKeysFile();
+    const client = connectClient(cfg, ensureDbPassword(cfg));
+    try {
+      return await keysCommand(verb, rest, client.db(DB_NAME), keysFile);
+    } finally {
+      await client.close();
+    }
+  }
   const generation = new TokenGeneration(tokenGenerationPath(loadRunDir()));
   const client = connectClient(cfg, ensureDbPassword(cfg));
   try {
@@ -94,6 +105,10 @@ main(process.argv.slice(2)).then(
           `Run nonstop-admin inside the core container (docker compose exec core ...), where RUN_DIR is the service's.\n`,
       );
       process.exit(EXIT_NOT_SIGNALLED);
+    }
+    if (err instanceof KeyCommandRefusedError || err instanceof KeyFileBusyError) {
+      process.stderr.write(`nonstop-admin: ${err.message}\n`);
+      process.exit(1);
     }
     if (err instanceof UsageError) process.stderr.write(`nonstop-admin: ${err.message}\n${USAGE}\n`);
     else if (err instanceof ConfigError) process.stderr.write(`nonstop-admin: config error: ${err.problems.join('; ')}\n`);

@@ -11,7 +11,7 @@ import type { ClientIdentity } from './client-identity';
 import { DEFAULT_REQUEST_BUDGET_MS } from '../config';
 import { Deadline } from '../storage/deadline';
 import { keyedRecordId } from '../storage/record-id';
-import { RecordStore } from '../storage/records';
+import type { RecordStore } from '../storage/records';
 import { parseRecordBatch, storeRecordBatch } from './batch-route';
 import { idempotencyKey, requestBudgetMs } from './headers';
 
@@ -110,7 +110,7 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
     const { deadline } = res.locals as Locals;
     const grant = await deps.tokens.authorize(token, collection, 'write', { deadline });
     const id = key === undefined ? requestId : keyedRecordId(grant.client, collection, key);
-    const created = await deps.records.insert({ _id: id, collection, client: grant.client, tokenId: grant.id, bodySha256: RecordStore.bodyHash(record), data: record }, { deadline });
+    const created = await deps.records.insert({ _id: id, collection, client: grant.client, tokenId: grant.id, data: record }, { deadline });
     // Per-request lines at debug: each one costs a synchronous write, and at load they were
     // a tenth of the process's CPU.
     deps.log.debug('record stored', { requestId, id, collection, tokenId: grant.id, replay: !created });

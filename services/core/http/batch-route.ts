@@ -7,7 +7,7 @@ import { DEFAULT_JSON_LIMITS, parseJsonRecord } from '../../common/json/limits';
 import type { TokenStore } from '../auth/tokens';
 import type { Deadline } from '../storage/deadline';
 import { keyedRecordId } from '../storage/record-id';
-import { RecordStore, type NewRecord } from '../storage/records';
+import type { NewRecord, RecordStore } from '../storage/records';
 import { idempotencyKey } from './headers';
 
 const batchSchema = z
@@ -71,7 +71,7 @@ export async function storeRecordBatch(deps: RecordBatchDeps, items: readonly Re
         const record = parseJsonRecord(item.body, { ...DEFAULT_JSON_LIMITS, maxBytes: deps.maxBodyBytes });
         const grant = await deps.tokens.authorize(item.token, item.collection, 'write', { deadline });
         const id = key === undefined ? item.requestId : keyedRecordId(grant.client, item.collection, key);
-        docs.push({ index, doc: { _id: id, collection: item.collection, client: grant.client, tokenId: grant.id, bodySha256: RecordStore.bodyHash(record), data: record } });
+        docs.push({ index, doc: { _id: id, collection: item.collection, client: grant.client, tokenId: grant.id, data: record } });
       } catch (err) {
         results[index] = failed(err);
       }

@@ -1,9 +1,20 @@
-import { createHash } from 'node:crypto';
-import { MongoBulkWriteError, MongoServerError, type Collection, type Db } from 'mongodb';
+import { Binary, MongoBulkWriteError, MongoServerError, type Collection, type Db } from 'mongodb';
 import { ApiError } from '../../common/errors/api-error';
 import { canonicalJson } from '../../common/json/canonical';
+import type { KeyLookup } from './data-keys';
 import type { Deadline } from './deadline';
 import { comparisonFailure, readFailure, writeFailure } from './errors';
+import { openRecord, sealRecord, type RecordBinding, type Sealed } from './record-cipher';
+
+/** A record's content as stored: record-cipher.ts's Sealed, in BSON binaries. */
+export interface SealedDoc {
+  v: 1;
+  keyId: string;
+  wrappedKey: Binary;
+  nonce: Binary;
+  ciphertext: Binary;
+  tag: Binary;
+}
 
 export interface RecordDoc {
   _id: string;
@@ -16,13 +27,24 @@ export interface RecordDoc {
   client?: string;
   /** The token that stored it, for the audit trail. */
   tokenId: string;
-  /** SHA-256 of the canonical JSON of `data` (see bodyHash). */
-  bodySha256: string;
-  data: Record<string, unknown>;
+  /** The content (its canonical JSON), encrypted: see record-cipher.ts. */
+  enc?: SealedDoc;
+  /**
+   * Records stored before encryption hold their content in clear, with a SHA-256 of it,
+   * until `nonstop-admin keys rewrap` encrypts them (and removes both). Read as they are.
+   */
+  data?: Record<string, unknown>;
+  bodySha256?: string;
   createdAt: Date;
 }
 
-export type NewRecord = Omit<RecordDoc, 'createdAt' | 'client'> & { client: string };
+export interface NewRecord {
+  _id: string;
+  collection: string;
+  client: string;
+  tokenId: string;
+  data: Record<string, unknown>;
+}
 
 export interface StoredRecord {
   id: string;
@@ -33,8 +55,27 @@ export interface StoredRecord {
 
 /** MongoDB's DuplicateKey. */
 const DUPLICATE_KEY = 11000;
-/** BadValue: FerretDB's answer to a document it cannot store. */
-const BAD_VALUE = 2;
+
+export function toSealedDoc(s: Sealed): SealedDoc {
+  return { v: 1, keyId: s.keyId, wrappedKey: new Binary(s.wrappedKey), nonce: new Binary(s.nonce), ciphertext: new Binary(s.ciphertext), tag: new Binary(s.tag) };
+}
+
+export function fromSealedDoc(d: SealedDoc): Sealed {
+  return { keyId: d.keyId, wrappedKey: Buffer.from(d.wrappedKey.buffer), nonce: Buffer.from(d.nonce.buffer), ciphertext: Buffer.from(d.ciphertext.buffer), tag: Buffer.from(d.tag.buffer) };
+}
+
+/**
+ * The content as canonical JSON (the text that is encrypted). The HTTP layer refuses what
+ * has no JSON form (an infinite number) before this; a caller that did not is refused the
+ * same way, since JSON.stringify would have written such a number as null.
+ */
+function contentText(data: Record<string, unknown>): string {
+  try {
+    return canonicalJson(data);
+  } catch (err) {
+    throw new ApiError('schemaViolation', 'the record holds a value that has no JSON form (an infinite number)', { cause: err });
+  }
+}
 
 /**
  * Records, keyed by the request id (or the Idempotency-Key's id) that created them.
@@ -42,11 +83,17 @@ const BAD_VALUE = 2;
  * same id with different content (a client reusing an Idempotency-Key for another body)
  * is a conflict, not an overwrite. A write is reported only after the database
  * acknowledged it durably, and every database call stays inside the request's deadline.
+ *
+ * Content is stored encrypted (record-cipher.ts) under the key file's active key; the
+ * database sees only the id, collection, client, token id, time and ciphertext.
  */
 export class RecordStore {
   private readonly records: Collection<RecordDoc>;
 
-  constructor(db: Db) {
+  constructor(
+    db: Db,
+    private readonly keys: KeyLookup,
+  ) {
     this.records = db.collection<RecordDoc>('records');
   }
 
@@ -55,27 +102,21 @@ export class RecordStore {
     await this.records.db.collection('tokens').createIndex({ createdAt: 1 }, { name: 'createdAt' });
   }
 
-  /**
-   * The body's fingerprint: SHA-256 over its canonical JSON (object keys sorted at every
-   * depth), so the same record re-serialised with its keys in another order is a replay,
-   * not a conflict.
-   */
-  static bodyHash(data: unknown): string {
-    return createHash('sha256').update(canonicalJson(data), 'utf8').digest('hex');
+  /** The document to insert, and the content text a replay is compared by. */
+  private seal(doc: NewRecord, createdAt: Date): { stored: RecordDoc; text: string } {
+    const text = contentText(doc.data);
+    const enc = toSealedDoc(sealRecord(this.keys, { id: doc._id, collection: doc.collection }, text));
+    return { stored: { _id: doc._id, collection: doc.collection, client: doc.client, tokenId: doc.tokenId, enc, createdAt }, text };
   }
 
   /** Returns true when this call stored the record, false when it was already there. */
   async insert(doc: NewRecord, opts: { deadline?: Deadline; now?: Date } = {}): Promise<boolean> {
+    const { stored, text } = this.seal(doc, opts.now ?? new Date());
     try {
-      await this.records.insertOne({ ...doc, createdAt: opts.now ?? new Date() }, opts.deadline ? opts.deadline.operation() : {});
+      await this.records.insertOne(stored, opts.deadline ? opts.deadline.operation() : {});
       return true;
     } catch (err) {
-      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return this.replay(doc, opts.deadline);
-      // A document the engine cannot store (FerretDB: nested arrays, infinite numbers such
-      // as JSON's 1e400). The client's input, not an outage; nothing stored.
-      if (err instanceof MongoServerError && err.code === BAD_VALUE) {
-        throw new ApiError('schemaViolation', 'the record holds a value the database cannot store (nested arrays or out-of-range numbers)', { cause: err });
-      }
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return this.replay(doc, text, opts.deadline);
       throw writeFailure(err);
     }
   }
@@ -89,28 +130,38 @@ export class RecordStore {
    * record's outcome, classified as insert() classifies it.
    */
   async insertMany(docs: readonly NewRecord[], opts: { deadline?: Deadline; now?: Date } = {}): Promise<(boolean | Error)[]> {
-    if (docs.length === 0) return [];
     const createdAt = opts.now ?? new Date();
     const outcomes: (boolean | Error)[] = docs.map(() => true);
+    // Sealed one by one: a record without a JSON form is its own refusal, not the batch's.
+    const sealed: { index: number; stored: RecordDoc; text: string }[] = [];
+    docs.forEach((d, index) => {
+      try {
+        sealed.push({ index, ...this.seal(d, createdAt) });
+      } catch (err) {
+        outcomes[index] = err instanceof Error ? err : new Error(String(err));
+      }
+    });
+    if (sealed.length === 0) return outcomes;
     try {
       await this.records.insertMany(
-        docs.map((d) => ({ ...d, createdAt })),
+        sealed.map((s) => s.stored),
         { ordered: false, ...(opts.deadline ? opts.deadline.operation() : {}) },
       );
       return outcomes;
     } catch (err) {
       const perRecord = err instanceof MongoBulkWriteError && !err.writeConcernError ? [err.writeErrors].flat() : [];
-      if (perRecord.length === 0) return docs.map(() => writeFailure(err));
+      if (perRecord.length === 0) {
+        for (const s of sealed) outcomes[s.index] = writeFailure(err);
+        return outcomes;
+      }
       await Promise.all(
         perRecord.map(async (w) => {
-          const doc = docs[w.index];
-          if (!doc) return;
+          const s = sealed[w.index];
+          if (!s) return;
           if (w.code === DUPLICATE_KEY) {
-            outcomes[w.index] = await this.replay(doc, opts.deadline).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
-          } else if (w.code === BAD_VALUE) {
-            outcomes[w.index] = new ApiError('schemaViolation', 'the record holds a value the database cannot store (nested arrays or out-of-range numbers)');
+            outcomes[s.index] = await this.replay(docs[s.index]!, s.text, opts.deadline).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
           } else {
-            outcomes[w.index] = new ApiError('unavailable', 'storage refused the write; nothing was stored');
+            outcomes[s.index] = new ApiError('unavailable', 'storage refused the write; nothing was stored');
           }
         }),
       );
@@ -118,16 +169,33 @@ export class RecordStore {
     }
   }
 
-  /** The id is taken: the same record from the same client is a replay, anything else a conflict. */
-  private async replay(doc: NewRecord, deadline: Deadline | undefined): Promise<boolean> {
-    let existing: Pick<RecordDoc, 'collection' | 'client' | 'tokenId' | 'bodySha256'> | null;
+  /**
+   * The id is taken: the same record from the same client is a replay, anything else a
+   * conflict. The content is compared by decrypting the stored record and comparing its
+   * canonical JSON with this one's, not by a stored hash: a hash of the content is a
+   * plaintext leak (short or guessable content, `{"approved":true}`, is found by hashing
+   * guesses against a copy of the database), and an HMAC under yet another key would still
+   * show which records hold equal content. A replay is rare (a retry), so one decryption
+   * there costs the normal path nothing.
+   */
+  private async replay(doc: NewRecord, text: string, deadline: Deadline | undefined): Promise<boolean> {
+    let existing: RecordDoc | null;
     try {
-      existing = await this.records.findOne({ _id: doc._id }, { projection: { collection: 1, client: 1, tokenId: 1, bodySha256: 1 }, ...(deadline ? deadline.operation() : {}) });
+      existing = await this.records.findOne({ _id: doc._id }, deadline ? deadline.operation() : {});
     } catch (err) {
       throw comparisonFailure(err);
     }
-    if (existing && existing.collection === doc.collection && (existing.client ?? existing.tokenId) === doc.client && existing.bodySha256 === doc.bodySha256) return false;
+    if (!existing || existing.collection !== doc.collection || (existing.client ?? existing.tokenId) !== doc.client) throw new ApiError('conflict', 'this id was already used for a different record');
+    if (this.contentTextOf(existing) === text) return false;
     throw new ApiError('conflict', 'this id was already used for a different record');
+  }
+
+  /** The stored content as canonical JSON; record_unreadable (500) when it does not decrypt. */
+  private contentTextOf(doc: RecordDoc): string {
+    const b: RecordBinding = { id: doc._id, collection: doc.collection };
+    if (doc.enc) return openRecord(this.keys, b, fromSealedDoc(doc.enc));
+    if (doc.data) return canonicalJson(doc.data);
+    throw new ApiError('recordUnreadable', 'the record holds no content');
   }
 
   async get(collection: string, id: string, opts: { deadline?: Deadline } = {}): Promise<StoredRecord | undefined> {
@@ -138,6 +206,9 @@ export class RecordStore {
       throw readFailure(err);
     }
     if (!doc) return undefined;
-    return { id: doc._id, collection: doc.collection, data: doc.data, createdAt: doc.createdAt.toISOString() };
+    // Authenticated: the text is what this store encrypted for this id and collection.
+    const data = doc.enc ? (JSON.parse(openRecord(this.keys, { id: doc._id, collection: doc.collection }, fromSealedDoc(doc.enc))) as Record<string, unknown>) : doc.data;
+    if (!data) throw new ApiError('recordUnreadable', 'the record holds no content');
+    return { id: doc._id, collection: doc.collection, data, createdAt: doc.createdAt.toISOString() };
   }
 }

@@ -5,10 +5,13 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } f
 import { join } from 'node:path';
 import { syncDir } from '../../../../services/common/pki/files';
 import { RecordStore } from '../../../../services/core/storage/records';
-import { startScratchDatabase, startTestDatabase, type TestDatabase } from '../../../support/core-fixtures';
+import { startScratchDatabase, startTestDatabase, type TestDatabase, testDataKeys } from '../../../support/core-fixtures';
 import { FlakeyDisk } from '../../../support/flakey-disk';
 import { memoryLogger } from '../../../support/logger';
 import { waitFor } from '../../../support/wait';
+
+/** One key file for the whole file: records written before a restart are read after it. */
+const dataKeys = testDataKeys();
 
 type Data = Record<string, unknown>;
 
@@ -36,7 +39,7 @@ class Writer {
     for (let i = 0; !this.halted; i += this.batch) {
       const records = Array.from({ length: this.batch }, (_, j) => {
         const data = { writer: k, i: i + j, text: `record ${k}/${i + j}`, nested: { at: (i + j) * 7 } };
-        return { _id: randomUUID(), collection: 'notes', client: 'writer', tokenId: '0123456789abcdef', bodySha256: RecordStore.bodyHash(data), data };
+        return { _id: randomUUID(), collection: 'notes', client: 'writer', tokenId: '0123456789abcdef', data };
       });
       try {
         if (this.batch === 1) assert.equal(await this.store.insert(records[0]!), true);
@@ -73,10 +76,11 @@ class Writer {
   }
 }
 
-/** Every record in the database, by id. */
+/** Every record in the database, by id, decrypted as the store reads it. */
 async function readAll(database: TestDatabase): Promise<Map<string, unknown>> {
-  const docs = await database.db.collection<{ _id: string; data: unknown }>('records').find({}).toArray();
-  return new Map(docs.map((d) => [d._id, d.data]));
+  const docs = await database.db.collection<{ _id: string; collection: string }>('records').find({}, { projection: { collection: 1 } }).toArray();
+  const store = new RecordStore(database.db, dataKeys);
+  return new Map(await Promise.all(docs.map(async (d) => [d._id, (await store.get(d.collection, d._id))?.data] as const)));
 }
 
 async function assertAllReadable(database: TestDatabase, acked: Map<string, Data>): Promise<void> {
@@ -85,7 +89,7 @@ async function assertAllReadable(database: TestDatabase, acked: Map<string, Data
   assert.deepEqual(missing, [], `${missing.length} of ${acked.size} acknowledged records were lost`);
   for (const [id, data] of acked) assert.deepEqual(found.get(id), data);
   // And through the store, as the API reads them.
-  const store = new RecordStore(database.db);
+  const store = new RecordStore(database.db, dataKeys);
   for (const id of [...acked.keys()].filter((_, i) => i % 50 === 0)) assert.deepEqual((await store.get('notes', id))?.data, acked.get(id));
 }
 
@@ -128,7 +132,7 @@ describe('core database durability on FerretDB', function () {
       disk = await FlakeyDisk.create();
       const dataDir = join(disk.dir, 'core-data');
       database = await startTestDatabase(dataDir);
-      const store = new RecordStore(database.db);
+      const store = new RecordStore(database.db, dataKeys);
       await store.init();
       const writer = new Writer(store, 8, batch);
       await writer.until(400);
@@ -177,7 +181,7 @@ describe('core database durability on FerretDB', function () {
 
   it('keeps every acknowledged record when FerretDB is killed during writes and its supervisor restarts it', async () => {
     scratch = await startScratchDatabase();
-    const store = new RecordStore(scratch.db);
+    const store = new RecordStore(scratch.db, dataKeys);
     await store.init();
     const writer = new Writer(store, 8);
     await writer.until(300);

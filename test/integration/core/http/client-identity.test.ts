@@ -12,10 +12,13 @@ import { createCoreApp } from '../../../../services/core/http/app';
 import { ClientIdentity } from '../../../../services/core/http/client-identity';
 import { CLIENT_IDENTITY_POLL_MS, createCoreHttpsServer } from '../../../../services/core/http/server';
 import { RecordStore } from '../../../../services/core/storage/records';
-import { coreRequest, errorCode, startScratchDatabase, type CoreResponse, type TestDatabase } from '../../../support/core-fixtures';
+import { coreRequest, errorCode, startScratchDatabase, type CoreResponse, type TestDatabase, testDataKeys } from '../../../support/core-fixtures';
 import { memoryLogger } from '../../../support/logger';
 import { tempDir } from '../../../support/tmp';
 import { waitFor } from '../../../support/wait';
+
+/** One key file for the whole file: records written before a restart are read after it. */
+const dataKeys = testDataKeys();
 
 const KEYGEN = join(__dirname, '..', '..', '..', '..', 'services', 'keygen', 'main.js');
 
@@ -62,7 +65,7 @@ describe('core client identity: known brokers and the CA revocation list', funct
     ca = readFileSync(join(tree.dir, 'core/ca.crt'), 'utf8');
     logs = memoryLogger();
     clients = await ClientIdentity.load({ caFile: join(tree.dir, 'core/ca.crt'), crlFile: join(tree.dir, 'core/ca.crl'), namesFile: join(tree.dir, 'core/brokers') }, logs.log);
-    const records = new RecordStore(database.db);
+    const records = new RecordStore(database.db, dataKeys);
     await records.init();
     const app = createCoreApp({ clients, records, tokens: new TokenStore(database.db), maxBodyBytes: 64 * 1024, log: logs.log });
     ({ server, stopWatching } = createCoreHttpsServer({ cert: readFileSync(join(tree.dir, 'core/server.crt'), 'utf8'), key: readFileSync(join(tree.dir, 'core/server.key'), 'utf8') }, clients, app, logs.log));

@@ -8,9 +8,12 @@ import { connectClient, ensureDbPassword } from '../../../../services/core/db/da
 import { DB_NAME } from '../../../../services/core/db/engine';
 import { Deadline } from '../../../../services/core/storage/deadline';
 import { RecordStore, type NewRecord } from '../../../../services/core/storage/records';
-import { startScratchDatabase, startTestDatabase, type TestDatabase } from '../../../support/core-fixtures';
+import { startScratchDatabase, startTestDatabase, type TestDatabase, testDataKeys } from '../../../support/core-fixtures';
 import { stopProcess } from '../../../support/process-stop';
 import { waitFor } from '../../../support/wait';
+
+/** One key file for the whole file: records written before a restart are read after it. */
+const dataKeys = testDataKeys();
 
 type ScratchDatabase = TestDatabase & { dataDir: string; cleanup: () => Promise<void> };
 
@@ -33,7 +36,7 @@ class WatchedStore {
     });
     this.client.on('connectionReady', (ev: ConnectionReadyEvent) => this.open.add(ev.connectionId as number));
     this.client.on('connectionClosed', (ev: ConnectionClosedEvent) => this.open.delete(ev.connectionId as number));
-    this.store = new RecordStore(this.client.db(DB_NAME));
+    this.store = new RecordStore(this.client.db(DB_NAME), dataKeys);
   }
 
   close(): Promise<void> {
@@ -42,7 +45,7 @@ class WatchedStore {
 }
 
 function newRecord(data: Record<string, unknown> = { title: 'failure' }): NewRecord {
-  return { _id: randomUUID(), collection: 'notes', client: 'app-1', tokenId: '0123456789abcdef', bodySha256: RecordStore.bodyHash(data), data };
+  return { _id: randomUUID(), collection: 'notes', client: 'app-1', tokenId: '0123456789abcdef', data };
 }
 
 /** Inserts with a deadline of `budgetMs`, disposing it after. */
