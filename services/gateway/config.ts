@@ -7,7 +7,7 @@ import { DEFAULT_KNOCK_LENGTH, DEFAULT_KNOCK_PORT_RANGE, guessFloorProblem } fro
 import { MAX_ENVELOPE_BYTES } from '../common/queue/envelope';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '../common/queue/timing';
 import type { AdmissionLimits } from './http/admission';
-import { PROXIED_REQUESTS } from './nginx/config';
+import { isServerName, PROXIED_REQUESTS } from './nginx/config';
 import type { LaneOptions } from './queue/lane';
 import type { FirewallScope } from './firewall/ruleset';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
@@ -41,10 +41,14 @@ const gatewayEnv = {
   LOG_LEVEL: env.oneOf(['error', 'warn', 'info', 'debug'], 'info'),
   HTTP_PORT: env.port(80),
   HTTPS_PORT: env.port(443),
+  // The HTTPS port clients reach, for the Location of plain HTTP's redirect: differs from
+  // HTTPS_PORT when Docker publishes the container's port on another host port.
+  PUBLIC_HTTPS_PORT: env.optional(env.port()),
   APP_PORT: env.port(8080),
   TLS_CERT_FILE: env.absPath('/var/lib/nonstop/tls/server.crt'),
   TLS_KEY_FILE: env.absPath('/var/lib/nonstop/tls/server.key'),
-  TLS_NAMES: env.list(strItem(), { def: 'localhost', expected: 'comma-separated DNS names or IPs', min: 1 }),
+  // Also the only names plain HTTP redirects for (nginx/config.ts): no wildcard.
+  TLS_NAMES: env.list(strItem().refine(isServerName), { def: 'localhost', expected: 'comma-separated DNS names or IPs, no wildcard', min: 1 }),
   // No larger than half the envelope the broker takes: a body that big always fits once
   // encoded unless most of it is characters JSON escapes (then 413 at the gateway).
   MAX_BODY_BYTES: env.int({ min: 1024, max: MAX_ENVELOPE_BYTES / 2, def: DEFAULT_JSON_LIMITS.maxBytes }),
@@ -113,6 +117,7 @@ export interface GatewayConfig {
   http: {
     httpPort: number;
     httpsPort: number;
+    publicHttpsPort: number;
     appPort: number;
     certFile: string;
     keyFile: string;
@@ -213,6 +218,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
     http: {
       httpPort: e.HTTP_PORT,
       httpsPort: e.HTTPS_PORT,
+      publicHttpsPort: e.PUBLIC_HTTPS_PORT ?? e.HTTPS_PORT,
       appPort: e.APP_PORT,
       certFile: e.TLS_CERT_FILE,
       keyFile: e.TLS_KEY_FILE,

@@ -143,6 +143,8 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
       accessLog: '/dev/stdout',
       httpPort: config.http.httpPort,
       httpsPort: config.http.httpsPort,
+      serverNames: config.http.tlsNames,
+      publicHttpsPort: config.http.publicHttpsPort,
       ipv6: ipv6Enabled(),
       appPort: config.http.appPort,
       certFile: config.http.certFile,

@@ -147,6 +147,8 @@ describe('sslyze against the gateway TLS endpoint', function () {
       accessLog: join(runDir, 'access.log'),
       httpPort,
       httpsPort,
+      serverNames: ['localhost'],
+      publicHttpsPort: httpsPort,
       ipv6: false,
       appPort,
       certFile,

@@ -9,6 +9,7 @@
  * pending at once is the app's admission control (503 overloaded): bodies stream to it.
  * Every error nginx produces itself is JSON in the same shape as the app's.
  */
+import { isIPv4, isIPv6 } from 'node:net';
 import { apiErrorBody } from '../../common/errors/api-error';
 import { ErrorCodes, type ErrorCodeName } from '../../common/errors/codes';
 import { RETRY_AFTER_SECONDS } from '../http/admission';
@@ -19,6 +20,13 @@ export interface NginxOptions {
   accessLog: string;
   httpPort: number;
   httpsPort: number;
+  /**
+   * The names plain HTTP redirects for (TLS_NAMES, the names the certificate is for): DNS
+   * names or IP addresses, each checked by isServerName.
+   */
+  serverNames: string[];
+  /** The HTTPS port clients reach the gateway on, written into the redirect (PUBLIC_HTTPS_PORT). */
+  publicHttpsPort: number;
   ipv6: boolean;
   appPort: number;
   certFile: string;
@@ -69,6 +77,23 @@ const JSON_ERRORS: Record<number, [ErrorCodeName, string]> = {
   504: ['deadline', 'the request did not complete in time'],
 };
 
+const DNS_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const DNS_NAME = new RegExp(`^(?=.{1,253}$)${DNS_LABEL}(?:\\.${DNS_LABEL})*$`);
+
+/**
+ * A name nginx may serve and redirect to: a DNS name (no wildcard: a redirect needs one
+ * concrete host), an IPv4 address or an IPv6 address without a zone. Anything else could
+ * change the meaning of the rendered config or of the Location it is written into.
+ */
+export function isServerName(name: string): boolean {
+  return DNS_NAME.test(name) || isIPv4(name) || (isIPv6(name) && !name.includes('%'));
+}
+
+/** The name as it appears in a Host header and in a URL's authority (IPv6 in brackets). */
+function hostForm(name: string): string {
+  return isIPv6(name) ? `[${name}]` : name;
+}
+
 /**
  * `return <status> '<JSON>';` for nginx. The messages above are fixed text without quotes,
  * backslashes or `$`, so the JSON needs no escaping inside nginx's single quotes.
@@ -108,9 +133,49 @@ function errorPages(): string {
     .join('\n');
 }
 
+/**
+ * Plain HTTP: tokens must never travel in clear, so it only points to HTTPS, and only for
+ * the names the gateway is configured for. Each name gets a server of its own whose
+ * Location is written here, from configuration; the request's Host header only selects
+ * among them and is never copied into the answer. (`https://$host` echoed any Host a
+ * client sent: an open redirect, and a redirect to a name of the client's choosing for any
+ * cache between to keep.) Any other Host, or none, lands in the default server: a JSON
+ * 400 that names nothing from the request.
+ *
+ * The port in Location is the one clients reach HTTPS on, which the gateway cannot see
+ * when Docker publishes its 443 on another host port: PUBLIC_HTTPS_PORT says it, and
+ * defaults to HTTPS_PORT, right for host networking and for publishing the same port
+ * (compose's default, 443:443). 443 is left out, as clients write it.
+ */
+function redirectServers(o: NginxOptions, listen: (port: number, ssl: boolean, flags?: string) => string): string {
+  const bad = o.serverNames.filter((n) => !isServerName(n));
+  if (o.serverNames.length === 0 || bad.length > 0) throw new TypeError(`server names must be DNS names or IP addresses: ${JSON.stringify(o.serverNames)}`);
+  const port = o.publicHttpsPort === 443 ? '' : `:${o.publicHttpsPort}`;
+  const named = o.serverNames.map(
+    (name) => `  server {
+${listen(o.httpPort, false)}
+    server_name ${hostForm(name)};
+    location / {
+      default_type application/json;
+      return 308 https://${hostForm(name)}${port}$request_uri;
+    }
+  }`,
+  );
+  return [
+    `  server {
+${listen(o.httpPort, false, ' default_server')}
+    location / {
+      default_type application/json;
+      ${returnJson(400, 'badRequest', 'unknown host')}
+    }
+  }`,
+    ...named,
+  ].join('\n\n');
+}
+
 export function renderNginxConf(o: NginxOptions): string {
-  const listen = (port: number, ssl: boolean): string => {
-    const suffix = ssl ? ' ssl' : '';
+  const listen = (port: number, ssl: boolean, flags = ''): string => {
+    const suffix = `${ssl ? ' ssl' : ''}${flags}`;
     return `    listen ${port}${suffix};` + (o.ipv6 ? `\n    listen [::]:${port}${suffix};` : '');
   };
   const timeoutS = Math.ceil(o.requestTimeoutMs / 1000) + 5;
@@ -171,14 +236,7 @@ http {
     keepalive 64;
   }
 
-  server {
-${listen(o.httpPort, false)}
-    location / {
-      # Tokens must never travel in clear: plain HTTP only points to HTTPS.
-      default_type application/json;
-      return 308 https://$host$request_uri;
-    }
-  }
+${redirectServers(o, listen)}
 
   server {
 ${listen(o.httpsPort, true)}

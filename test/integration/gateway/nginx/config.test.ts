@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
+import { connect as connectTcp } from 'node:net';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -110,6 +111,9 @@ describe('gateway nginx.conf with the real nginx', function () {
         accessLog,
         httpPort,
         httpsPort,
+        serverNames: ['localhost', '127.0.0.1', '::1'],
+        // Not 443, as when Docker publishes the container's 443 on another host port.
+        publicHttpsPort: httpsPort,
         ipv6: false,
         appPort: appPort!,
         certFile,
@@ -290,8 +294,62 @@ describe('gateway nginx.conf with the real nginx', function () {
       const before = seen.length;
       const r = await request('/v1/records/orders?x=1', { plain: true, method: 'POST', headers: { authorization: 'Bearer abcdefgh12345678', 'content-length': 2 }, body: Buffer.from('{}') });
       assert.equal(r.status, 308);
-      assert.equal(r.headers.location, 'https://127.0.0.1/v1/records/orders?x=1');
+      assert.equal(r.headers.location, `https://127.0.0.1:${httpsPort}/v1/records/orders?x=1`);
       assert.equal(seen.length, before);
+    });
+
+    /** One request written by hand on plain HTTP: the request line and headers exactly as given. */
+    async function rawPlain(head: string): Promise<{ status: number; location: string | undefined; text: string }> {
+      const socket = connectTcp({ host: '127.0.0.1', port: httpPort });
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.end(`${head}\r\nConnection: close\r\n\r\n`);
+      await once(socket, 'close');
+      const text = Buffer.concat(chunks).toString('utf8');
+      const status = /^HTTP\/1\.[01] (\d{3}) /.exec(text);
+      assert.ok(status, `no status line in ${JSON.stringify(text.slice(0, 200))}`);
+      return { status: Number(status[1]), location: /^location: (.*)\r$/im.exec(text)?.[1], text };
+    }
+
+    it('redirects plain HTTP only to the configured name the client asked for, with the public HTTPS port', async () => {
+      for (const [host, target] of [
+        ['localhost', 'localhost'],
+        [`LOCALHOST:${httpPort}`, 'localhost'],
+        ['127.0.0.1', '127.0.0.1'],
+        ['[::1]', '[::1]'],
+      ]) {
+        const r = await request('/v1/records/orders?x=1', { plain: true, headers: { host: host! } });
+        assert.equal(r.status, 308, host);
+        assert.equal(r.headers.location, `https://${target}:${httpsPort}/v1/records/orders?x=1`, host);
+      }
+      // The Location works: the same path over HTTPS reaches the app.
+      const followed = await request('/v1/records/orders?x=1');
+      assert.equal(followed.status, 201);
+    });
+
+    it('answers a plain HTTP request for any other host with a JSON 400 that echoes nothing of it, and no Location', async () => {
+      for (const host of ['evil.example', 'evil.example:80', 'localhost.evil.example', 'evil.example.localhost', '[::2]']) {
+        const r = await request('/v1/records/orders', { plain: true, headers: { host } });
+        assert.equal(r.status, 400, host);
+        assert.equal(r.headers.location, undefined, host);
+        assert.deepEqual(jsonError(r), { code: 'bad_request', message: 'unknown host', stored: 'no' }, host);
+        assert.ok(!r.body.includes('evil') && !r.body.includes('::2'), `${host}: ${r.body}`);
+      }
+      // The request line's host decides over the Host header (RFC 9112 3.2.2), in both directions.
+      const absolute = await rawPlain('GET http://evil.example/x HTTP/1.1\r\nHost: localhost');
+      assert.equal(absolute.status, 400);
+      assert.equal(absolute.location, undefined);
+      assert.doesNotMatch(absolute.text, /evil/);
+      const named = await rawPlain('GET http://localhost/x HTTP/1.1\r\nHost: evil.example');
+      assert.equal(named.status, 308, 'positive control: a raw request for a configured name is redirected');
+      assert.equal(named.location, `https://localhost:${httpsPort}/x`);
+      // A path that looks like an authority stays a path under the configured name.
+      const slashes = await rawPlain('GET //evil.example/x HTTP/1.1\r\nHost: localhost');
+      assert.equal(slashes.location, `https://localhost:${httpsPort}//evil.example/x`);
+      // HTTP/1.0 without a Host header: no name to trust.
+      const none = await rawPlain('GET /x HTTP/1.0');
+      assert.equal(none.status, 400);
+      assert.equal(none.location, undefined);
     });
 
     it('writes JSON access lines without query strings', async () => {

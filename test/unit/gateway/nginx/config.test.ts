@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ErrorCodes } from '../../../../services/common/errors/codes';
-import { PROXIED_REQUESTS, renderNginxConf, WORKER_CONNECTIONS, type NginxOptions } from '../../../../services/gateway/nginx/config';
+import { isServerName, PROXIED_REQUESTS, renderNginxConf, WORKER_CONNECTIONS, type NginxOptions } from '../../../../services/gateway/nginx/config';
 
 /** Every code the services may send: nginx's bodies must use these, not codes of their own. */
 const SHARED_CODES = new Set<string>(Object.values(ErrorCodes).map((e) => e.code));
@@ -10,6 +10,8 @@ const options: NginxOptions = {
   accessLog: '/dev/stdout',
   httpPort: 8080,
   httpsPort: 8443,
+  serverNames: ['api.example.com', '192.0.2.10', '2001:db8::10'],
+  publicHttpsPort: 443,
   ipv6: false,
   appPort: 3000,
   certFile: '/run/secrets/tls.crt',
@@ -21,12 +23,19 @@ const options: NginxOptions = {
   requestTimeoutMs: 10_500,
 };
 
-/** The text of the server block listening on `port`. */
+/** The text of every server block listening on `port`. */
+function serverBlocks(conf: string, port: number): string[] {
+  return conf
+    .split(/\n {2}server \{\n/)
+    .slice(1)
+    .filter((b) => new RegExp(`^    listen ${port}\\b`, 'm').test(b));
+}
+
+/** The text of the one server block listening on `port`. */
 function serverBlock(conf: string, port: number): string {
-  const blocks = conf.split(/\n {2}server \{\n/).slice(1);
-  const block = blocks.find((b) => new RegExp(`^    listen ${port}\\b`, 'm').test(b));
-  assert.ok(block, `no server block listens on ${port}`);
-  return block;
+  const blocks = serverBlocks(conf, port);
+  assert.equal(blocks.length, 1, `server blocks listening on ${port}`);
+  return blocks[0]!;
 }
 
 /** The text of `location <spec> { ... }` inside a server block. */
@@ -122,10 +131,49 @@ describe('renderNginxConf', () => {
     assert.deepEqual(JSON.parse(bare[1]!), { error: { code: 'not_found', message: 'no such endpoint', stored: 'no' } });
   });
 
-  it('sends plain HTTP to HTTPS with a 308 and nothing else', () => {
-    const http = serverBlock(conf, 8080);
-    assert.doesNotMatch(http, /proxy_pass|ssl/);
-    assert.deepEqual(directive(http, 'return'), ['308 https://$host$request_uri']);
+  it('sends plain HTTP to HTTPS with a 308 to each configured name, written from configuration, and nothing else', () => {
+    const http = serverBlocks(conf, 8080);
+    for (const block of http) assert.doesNotMatch(block, /proxy_pass|ssl/);
+    const redirects = http.filter((b) => directive(b, 'server_name').length > 0);
+    assert.deepEqual(
+      redirects.map((b) => [directive(b, 'server_name'), directive(b, 'return')]),
+      [
+        [['api.example.com'], ['308 https://api.example.com$request_uri']],
+        [['192.0.2.10'], ['308 https://192.0.2.10$request_uri']],
+        [['[2001:db8::10]'], ['308 https://[2001:db8::10]$request_uri']],
+      ],
+    );
+    // Nothing the client sends names the host in a Location: no $host, $http_host, $server_name.
+    assert.doesNotMatch(http.join('\n'), /\$(host|http_host|server_name)\b/);
+  });
+
+  it('answers a plain HTTP request for any other host with a JSON 400 from the default server', () => {
+    const fallback = serverBlocks(conf, 8080).filter((b) => directive(b, 'server_name').length === 0);
+    assert.equal(fallback.length, 1);
+    assert.deepEqual(directive(fallback[0]!, 'listen'), ['8080 default_server']);
+    const m = /return 400 '(.*)';/.exec(locationBlock(fallback[0]!, '/'));
+    assert.ok(m);
+    assert.deepEqual(JSON.parse(m[1]!), { error: { code: 'bad_request', message: 'unknown host', stored: 'no' } });
+    assert.deepEqual(directive(fallback[0]!, 'return'), [m[0].slice('return '.length, -1)], 'its only answer');
+    const v6 = serverBlocks(renderNginxConf({ ...options, ipv6: true }), 8080).filter((b) => directive(b, 'server_name').length === 0);
+    assert.deepEqual(directive(v6[0]!, 'listen'), ['8080 default_server', '[::]:8080 default_server']);
+  });
+
+  it('writes the public HTTPS port into the redirect when it is not 443', () => {
+    const moved = serverBlocks(renderNginxConf({ ...options, publicHttpsPort: 8443 }), 8080).filter((b) => directive(b, 'server_name').length > 0);
+    assert.deepEqual(
+      moved.map((b) => directive(b, 'return')[0]),
+      ['308 https://api.example.com:8443$request_uri', '308 https://192.0.2.10:8443$request_uri', '308 https://[2001:db8::10]:8443$request_uri'],
+    );
+  });
+
+  it('refuses to render a server name that is not a DNS name or an IP address', () => {
+    for (const bad of ['*.example.com', 'evil.example; return 200', 'a b', 'fe80::1%eth0', '-x.example', '']) {
+      assert.equal(isServerName(bad), false, bad);
+      assert.throws(() => renderNginxConf({ ...options, serverNames: ['localhost', bad] }), TypeError, bad);
+    }
+    assert.throws(() => renderNginxConf({ ...options, serverNames: [] }), TypeError);
+    for (const good of ['localhost', 'gateway', 'api.example.com', 'xn--bcher-kva.example', '127.0.0.1', '::1', '2001:db8::10']) assert.equal(isServerName(good), true, good);
   });
 
   it('serves TLS 1.2+ only with the given certificate, and HSTS', () => {
@@ -194,7 +242,7 @@ describe('renderNginxConf', () => {
   it('listens on IPv6 only when ipv6 is true', () => {
     assert.doesNotMatch(conf, /listen \[::\]/);
     const v6 = renderNginxConf({ ...options, ipv6: true });
-    assert.deepEqual(directive(serverBlock(v6, 8080), 'listen'), ['8080', '[::]:8080']);
+    for (const block of serverBlocks(v6, 8080)) assert.deepEqual(directive(block, 'listen').map((l) => l.replace(' default_server', '')), ['8080', '[::]:8080']);
     assert.deepEqual(directive(serverBlock(v6, 8443), 'listen'), ['8443 ssl', '[::]:8443 ssl']);
   });
 
