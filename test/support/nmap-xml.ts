@@ -83,3 +83,15 @@ export function openPorts(host: ScannedHost): number[] {
 export function portStatesSeen(host: ScannedHost): string[] {
   return [...new Set([...host.ports.values(), ...host.extraports.map((e) => e.state)])].sort();
 }
+
+/**
+ * The state of one port: as listed, or else the state of the summary it falls in, which
+ * is only known when every unlisted port shares one state.
+ */
+export function portState(host: ScannedHost, port: number): string {
+  const listed = host.ports.get(port);
+  if (listed !== undefined) return listed;
+  const summarised = [...new Set(host.extraports.map((e) => e.state))];
+  if (summarised.length !== 1) throw new NmapReportError(`port ${port} of ${host.address} is not listed and the summary has ${summarised.length} states`);
+  return summarised[0]!;
+}

@@ -53,7 +53,11 @@ export interface ServiceSpec {
 
 export interface ComposeSpec {
   services: Record<string, ServiceSpec>;
-  networks: Record<string, { internal: boolean }>;
+  /**
+   * `ipv6Subnet` (set by a test's adjust hook, never by compose.yaml): the network also gets
+   * IPv6 from this subnet, as compose's `enable_ipv6` with an IPAM subnet would give it.
+   */
+  networks: Record<string, { internal: boolean; ipv6Subnet?: string }>;
   volumes: string[];
 }
 

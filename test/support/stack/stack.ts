@@ -61,8 +61,10 @@ export class Stack {
   }
 
   private async create(): Promise<void> {
-    for (const [net, { internal }] of Object.entries(this.spec.networks)) {
-      await this.docker.createNetwork({ Name: this.name(net), Driver: 'bridge', Internal: internal, Labels: { 'nonstop.test': this.project } });
+    for (const [net, { internal, ipv6Subnet }] of Object.entries(this.spec.networks)) {
+      // Docker picks the IPv4 subnet as usual; an IPv6 one it needs to be given.
+      const ipv6 = ipv6Subnet ? { EnableIPv6: true, IPAM: { Driver: 'default', Config: [{ Subnet: ipv6Subnet }] } } : {};
+      await this.docker.createNetwork({ Name: this.name(net), Driver: 'bridge', Internal: internal, Labels: { 'nonstop.test': this.project }, ...ipv6 });
     }
     for (const vol of this.spec.volumes) await this.docker.createVolume({ Name: this.name(vol), Labels: { 'nonstop.test': this.project } });
     // Services a test's adjust hook added (a second broker) come after the ones compose.yaml has.
@@ -169,6 +171,14 @@ export class Stack {
     const info = await this.inspect(service);
     const ip = info.NetworkSettings.Networks[this.name(network)]?.IPAddress;
     if (!ip) throw new Error(`${service} has no address on ${network}`);
+    return ip;
+  }
+
+  /** The container's IPv6 address on one of the project's networks (one given an ipv6Subnet). */
+  async ip6(service: string, network: string): Promise<string> {
+    const info = await this.inspect(service);
+    const ip = info.NetworkSettings.Networks[this.name(network)]?.GlobalIPv6Address;
+    if (!ip) throw new Error(`${service} has no IPv6 address on ${network}`);
     return ip;
   }
 
