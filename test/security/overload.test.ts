@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { ApiClient, createToken } from '../support/stack/api-client';
 import type { ComposeSpec } from '../support/stack/compose-config';
 import { upStack } from '../support/stack/fixture';
+import { CgroupSampler, hostCgroupDir, memoryFigures, MiB, resetPeak, restartState, type MemoryFigures } from '../support/stack/memory';
 import { execIn, type Stack } from '../support/stack/stack';
 import { waitFor } from '../support/wait';
 
@@ -62,97 +61,6 @@ type Result = [
   queued: boolean,
 ];
 
-interface MemoryFigures {
-  limit: number;
-  peak: number;
-  failcnt: number;
-  oomKills: number;
-}
-
-/** The service's memory cgroup as the container sees it (v1: its own cgroup is mounted there). */
-async function memoryFigures(stack: Stack, service: string): Promise<MemoryFigures> {
-  const res = await stack.exec(service, [
-    'sh',
-    '-c',
-    'cd /sys/fs/cgroup/memory && cat memory.limit_in_bytes memory.max_usage_in_bytes memory.failcnt && sed -n "s/^oom_kill //p" memory.oom_control',
-  ]);
-  assert.equal(res.exitCode, 0, res.stderr);
-  const [limit, peak, failcnt, oomKills] = res.stdout.trim().split('\n').map(Number);
-  for (const n of [limit, peak, failcnt, oomKills]) assert.ok(Number.isSafeInteger(n), `unreadable cgroup figures: ${res.stdout}`);
-  return { limit: limit!, peak: peak!, failcnt: failcnt!, oomKills: oomKills! };
-}
-
-/**
- * The container's memory cgroup directory as the engine's host sees it, or undefined where
- * the test cannot reach it (not on the engine's host, or another cgroup layout).
- */
-async function hostCgroupDir(stack: Stack, service: string): Promise<string | undefined> {
-  const pid = (await stack.inspect(service)).State.Pid;
-  try {
-    const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
-      .split('\n')
-      .find((l) => l.split(':')[1]?.split(',').includes('memory'));
-    const dir = line && `/sys/fs/cgroup/memory${line.split(':')[2]}`;
-    return dir && readFileSync(`${dir}/memory.usage_in_bytes`, 'utf8') ? dir : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function restartState(stack: Stack): Promise<Record<string, { restarts: number; oomKilled: boolean; running: boolean }>> {
-  const out: Record<string, { restarts: number; oomKilled: boolean; running: boolean }> = {};
-  for (const s of SERVICES) {
-    const info = await stack.inspect(s);
-    out[s] = { restarts: info.RestartCount, oomKilled: info.State.OOMKilled, running: info.State.Running };
-  }
-  return out;
-}
-
-const MiB = (n: number): number => Math.round((n / 1024 / 1024) * 10) / 10;
-
-/**
- * What the gateway's memory is made of during the burst, sampled every 500 ms from the host
- * (nothing runs inside the container for it): its anonymous memory (memory.stat rss, which
- * unlike page cache cannot be reclaimed) and each process's resident set by command name.
- * Reported, not asserted: the assertions use the peak the kernel itself records.
- */
-class GatewaySampler {
-  private readonly peak: Record<string, number> = {};
-  private running = true;
-  private loop: Promise<void> = Promise.resolve();
-
-  constructor(private readonly dir: string) {}
-
-  start(): void {
-    const read = (path: string): string => {
-      try {
-        return readFileSync(path, 'utf8');
-      } catch {
-        return ''; // a process that has just exited
-      }
-    };
-    this.loop = (async () => {
-      while (this.running) {
-        const sums: Record<string, number> = { anon: Number(/^rss (\d+)$/m.exec(read(`${this.dir}/memory.stat`))?.[1] ?? 0) };
-        for (const pid of read(`${this.dir}/cgroup.procs`).split('\n').filter((p) => p !== '')) {
-          const status = read(`/proc/${pid}/status`);
-          const name = /^Name:\s+(.*)$/m.exec(status)?.[1];
-          const rss = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
-          if (name && rss) sums[name] = (sums[name] ?? 0) + Number(rss) * 1024;
-        }
-        for (const [name, value] of Object.entries(sums)) this.peak[name] = Math.max(this.peak[name] ?? 0, value);
-        await sleep(500);
-      }
-    })();
-  }
-
-  async stop(): Promise<Record<string, number>> {
-    this.running = false;
-    await this.loop;
-    return Object.fromEntries(Object.entries(this.peak).map(([k, v]) => [k, MiB(v)]));
-  }
-}
-
 /** Most requests in flight at one moment, from their [start, end] times. */
 function peakInFlight(results: Result[]): number {
   const edges = results.flatMap(([, , start, end]) => [[start, 1] as const, [end, -1] as const]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
@@ -202,19 +110,19 @@ describe('gateway overload while core is paused', function () {
     const cert = await stack.exec('gateway', ['cat', '/var/lib/nonstop/tls/server.crt']);
     assert.equal(cert.exitCode, 0, cert.stderr);
     const gatewayIp = await stack.ip('gateway', 'edge');
-    const before = await restartState(stack);
+    const before = await restartState(stack, SERVICES);
     // Each peak is reset from the host where it can be, so it is the burst's; otherwise it
     // covers the container's whole life, a bound that is only higher.
     const dirs: Record<string, string | undefined> = {};
     for (const s of SERVICES) {
       dirs[s] = await hostCgroupDir(stack, s);
-      if (dirs[s]) writeFileSync(`${dirs[s]}/memory.max_usage_in_bytes`, '0');
+      resetPeak(dirs[s]);
     }
     const memBefore: Record<string, MemoryFigures> = {};
     for (const s of SERVICES) memBefore[s] = await memoryFigures(stack, s);
 
     await stack.container('core').pause();
-    const sampler = dirs.gateway ? new GatewaySampler(dirs.gateway) : undefined;
+    const sampler = dirs.gateway ? new CgroupSampler(dirs.gateway) : undefined;
     sampler?.start();
     let sampled: Record<string, number> | undefined;
     let results: Result[] = [];
@@ -257,7 +165,7 @@ describe('gateway overload while core is paused', function () {
     // The peaks stay recorded; read once core can run commands again.
     const memAfter: Record<string, MemoryFigures> = {};
     for (const s of SERVICES) memAfter[s] = await memoryFigures(stack, s);
-    const after = await restartState(stack);
+    const after = await restartState(stack, SERVICES);
 
     const tally: Record<string, number> = {};
     const durations: Record<string, number[]> = {};
