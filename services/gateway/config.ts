@@ -28,6 +28,15 @@ const MAX_PENDING_REQUESTS_CEILING = PROXIED_REQUESTS - 64;
 const DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024;
 
 /**
+ * How long a request body may take to arrive, all of it: nginx's client_body_timeout bounds
+ * only the gap between reads (http/body-deadline.ts). 20 s lets a body of the largest default
+ * size (1 MiB) arrive at 52 KB/s, a slow mobile uplink, while a client that trickles its body
+ * holds its share of MAX_PENDING_BYTES at most that long. At most 120 s: past Node's own
+ * requestTimeout (300 s) Node would answer first, without JSON.
+ */
+export const DEFAULT_BODY_TIMEOUT_MS = 20_000;
+
+/**
  * A lane is checked every second and given up after two unanswered checks: a cut tunnel's
  * requests move to another broker about 2–3 s after the cut, well inside the default 10 s
  * request deadline (SSH keepalives alone take 3 × 3 s).
@@ -55,8 +64,14 @@ const gatewayEnv = {
   MAX_DEPTH: env.int({ min: 1, max: 256, def: DEFAULT_JSON_LIMITS.maxDepth }),
   RATE_LIMIT_PER_SECOND: env.int({ min: 1, max: 1_000_000, def: 200 }),
   RATE_LIMIT_BURST: env.int({ min: 0, max: 1_000_000, def: 400 }),
+  // As many as nginx passes to the app in all (PROXIED_REQUESTS): one API client, a backend's
+  // connection pool or the benchmarks' 128-256 connections, may use them all. A lower cap
+  // would not keep slow bodies from taking the admission budget either (eight 1 MiB bodies
+  // fill MAX_PENDING_BYTES): BODY_TIMEOUT_MS bounds how long a slow body holds its share,
+  // and streaming plus admission bound memory (test/security/slow-bodies.test.ts).
   CONNECTIONS_PER_ADDRESS: env.int({ min: 1, max: 100_000, def: 256 }),
   REQUEST_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: DEFAULT_REQUEST_TIMEOUT_MS }),
+  BODY_TIMEOUT_MS: env.int({ min: 1000, max: 120_000, def: DEFAULT_BODY_TIMEOUT_MS }),
   MAX_PENDING_REQUESTS: env.int({ min: 1, max: MAX_PENDING_REQUESTS_CEILING, def: DEFAULT_MAX_PENDING_REQUESTS }),
   MAX_PENDING_BYTES: env.int({ min: 1024, max: 64 * 1024 * 1024 * 1024, def: DEFAULT_MAX_PENDING_BYTES }),
   SSH_PORT: env.port(2222),
@@ -127,6 +142,7 @@ export interface GatewayConfig {
     rateBurst: number;
     connectionsPerAddress: number;
     requestTimeoutMs: number;
+    bodyTimeoutMs: number;
     admission: AdmissionLimits;
   };
   ssh: {
@@ -228,6 +244,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
       rateBurst: e.RATE_LIMIT_BURST,
       connectionsPerAddress: e.CONNECTIONS_PER_ADDRESS,
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      bodyTimeoutMs: e.BODY_TIMEOUT_MS,
       admission: { maxPendingRequests: e.MAX_PENDING_REQUESTS, maxPendingBytes: e.MAX_PENDING_BYTES },
     },
     ssh: {

@@ -120,6 +120,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     gatewayId: config.gatewayId,
     limits: config.http.limits,
     requestTimeoutMs: config.http.requestTimeoutMs,
+    bodyTimeoutMs: config.http.bodyTimeoutMs,
     submit: (request, timeoutMs) => dispatcher.submit(request, timeoutMs),
     admission: new AdmissionControl(config.http.admission),
     metrics,

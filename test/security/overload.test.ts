@@ -44,6 +44,9 @@ const BLOBS_SCHEMA = JSON.stringify({
 /** The documented answers this burst may get, by status, with the JSON codes each may carry. */
 const ALLOWED: Record<number, string[]> = {
   201: [],
+  // A body the gateway took in but that did not arrive whole within BODY_TIMEOUT_MS (a starved
+  // gateway reads slowly): known not stored.
+  408: ['request_timeout'],
   429: ['rate_limited'],
   503: ['overloaded', 'queue_full', 'no_tunnel', 'unavailable'],
   504: ['deadline_exceeded'],

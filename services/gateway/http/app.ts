@@ -7,6 +7,7 @@ import { describeClientError } from '../../common/http/client-error';
 import type { ReplyEnvelope } from '../../common/queue/envelope';
 import type { GatewayMetrics } from '../metrics';
 import { admissionMiddleware, type AdmissionControl } from './admission';
+import { bodyDeadlineMiddleware } from './body-deadline';
 import type { QueueRequest } from '../queue/dispatcher';
 import { bearerToken, collectionParam, idempotencyKey, recordIdParam, requireJsonContentType } from './request-parsing';
 
@@ -14,6 +15,8 @@ export interface AppDeps {
   gatewayId: string;
   limits: JsonLimits;
   requestTimeoutMs: number;
+  /** A body not whole this long after its headers is answered 408 (body-deadline.ts). */
+  bodyTimeoutMs: number;
   submit: (request: QueueRequest, timeoutMs: number) => Promise<ReplyEnvelope>;
   admission: AdmissionControl;
   metrics: GatewayMetrics;
@@ -39,6 +42,8 @@ export function createApp(deps: AppDeps): express.Express {
   });
   // Before any body is read: past the pending limits a request is refused from its headers.
   app.use(admissionMiddleware(deps.admission, { maxBodyBytes: deps.limits.maxBytes, holdAfterAbortMs: deps.requestTimeoutMs }));
+  // An admitted body must then arrive whole in bounded time, or it holds its share for as long as it trickles.
+  app.use(bodyDeadlineMiddleware(deps.bodyTimeoutMs));
 
   // No Content-Encoding: a compressed body is refused (415), never inflated.
   const rawBody = express.raw({ type: () => true, limit: deps.limits.maxBytes, inflate: false });

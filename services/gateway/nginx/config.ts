@@ -216,9 +216,14 @@ http {
   client_body_buffer_size 16k;
   client_header_buffer_size 1k;
   large_client_header_buffers 4 8k;
-  # Slowloris: a client that trickles headers or body is cut off.
+  # Slowloris: a client that trickles headers or body is cut off. client_header_timeout bounds
+  # the whole header, client_body_timeout only the gap between two reads of a body. A body
+  # nginx answers itself (413, 429, 404) is read and thrown away for at most lingering_time
+  # (nginx's default, written out as the bound it is); one streamed to the app is ended by the
+  # app's BODY_TIMEOUT_MS (http/body-deadline.ts). test/security/slow-bodies.test.ts has both.
   client_header_timeout 10s;
   client_body_timeout 10s;
+  lingering_time 30s;
   send_timeout 10s;
   keepalive_timeout 30s;
   keepalive_requests 10000;

@@ -95,6 +95,7 @@ describe('gateway app: admission control', () => {
       gatewayId: 'gw1',
       limits: { ...DEFAULT_JSON_LIMITS, maxBytes: MAX_BODY },
       requestTimeoutMs: HOLD_AFTER_ABORT_MS,
+      bodyTimeoutMs: 30_000,
       submit: (request: QueueRequest): Promise<ReplyEnvelope> =>
         new Promise((resolve) => {
           parked.push({ request, answer: () => resolve({ v: PROTOCOL_VERSION, id: request.id, status: 201, body: { id: request.id } }) });

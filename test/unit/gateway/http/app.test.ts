@@ -27,6 +27,7 @@ describe('gateway app: unknown paths and wrong methods', () => {
       gatewayId: 'gw1',
       limits: DEFAULT_JSON_LIMITS,
       requestTimeoutMs: 5000,
+      bodyTimeoutMs: 5000,
       submit: (e: QueueRequest): Promise<ReplyEnvelope> => {
         submitted.push(e);
         return Promise.resolve({ v: PROTOCOL_VERSION, id: e.id, status: 201, body: { id: e.id } });
