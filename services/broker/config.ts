@@ -9,6 +9,7 @@ import { staticSequenceProblem, type KnockSpec } from '../common/knock/sequence'
 import { DEFAULT_KNOCK_LENGTH, DEFAULT_KNOCK_PORT_RANGE } from '../common/knock/strength';
 import { DEFAULT_REQUEST_TIMEOUT_MS, MAX_BUDGET_MS } from '../common/queue/timing';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
+import { METRICS_SCRAPE_HOST_ENV } from '../common/metrics/scrape-address';
 import { DEFAULT_BATCH_MAX_IN_FLIGHT, type InsertBatcherOptions } from './core-client/insert-batcher';
 
 /**
@@ -76,6 +77,8 @@ const brokerEnv = {
   CORE_BATCH_MAX_RECORDS: env.int({ min: 1, max: RECORD_BATCH_MAX_RECORDS, def: 32 }),
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
+  // A name of this broker on the private network, where Prometheus scrapes it (common/metrics/scrape-address.ts).
+  METRICS_SCRAPE_HOST: METRICS_SCRAPE_HOST_ENV,
   SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: DEFAULT_SHUTDOWN_TIMEOUT_MS }),
 };
 
@@ -135,7 +138,7 @@ export interface BrokerConfig {
   limits: JsonLimits;
   core: { url: string; ca: string; cert: string; key: string; serverName: string | undefined; timeoutMs: number; maxInFlight: number; retries: number };
   coreBatch: InsertBatcherOptions;
-  metrics: { host: string; port: number };
+  metrics: { host: string; port: number; scrapeHost: string | undefined };
   shutdownTimeoutMs: number;
 }
 
@@ -224,7 +227,7 @@ export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): Broke
       retries: e.CORE_RETRIES,
     },
     coreBatch: { maxRecords: e.CORE_BATCH_MAX_RECORDS, maxInFlight: DEFAULT_BATCH_MAX_IN_FLIGHT },
-    metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
+    metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT, scrapeHost: e.METRICS_SCRAPE_HOST },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };
 }

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { closeServer, runService } from '../common/lifecycle/entry';
 import { componentLogger, type Logger } from '../common/log/logger';
 import type { Lifecycle } from '../common/lifecycle/shutdown';
-import { createRegistry, startMetricsServer } from '../common/metrics/server';
+import { resolveScrapeAddress } from '../common/metrics/scrape-address';
+import { createRegistry, startMetricsServer, type HealthReport } from '../common/metrics/server';
 import { loadBrokerConfig, type BrokerConfig } from './config';
 import { CoreClient } from './core-client/client';
 import { InsertBatcher } from './core-client/insert-batcher';
@@ -20,6 +21,9 @@ const RUN_DIR = process.env.RUN_DIR ?? '/run/nonstop';
 async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): Promise<void> {
   const registry = createRegistry('broker');
   const metrics = brokerMetrics(registry);
+  // Read once, with the rest of the configuration: the broker does not reload them.
+  metrics.certificateExpiry.track('client', () => config.core.cert, log);
+  metrics.certificateExpiry.track('ca', () => config.core.ca, log);
   const schemas = SchemaRegistry.load(config.schemaDir);
   const validator = new RequestValidator(schemas, config.limits);
 
@@ -99,24 +103,25 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
     keepers.push(keeper);
   }
 
-  const metricsServer = await startMetricsServer({
-    host: config.metrics.host,
-    port: config.metrics.port,
-    registry,
-    log,
-    health: () => ({
-      ok: redis.running && !lifecycle.isClosing && consumer.stalledMs < config.queue.maxBudgetMs,
-      checks: {
-        redis: redis.running ? 'running' : 'down',
-        redisRestarts: redis.restarts,
-        inflight: consumer.busy,
-        // A consumer that has not moved the queue for longer than any request may take is stuck.
-        consumer: consumer.stalledMs < config.queue.maxBudgetMs ? 'moving' : 'stuck',
-        tunnels: Object.fromEntries(keepers.map((k) => [k.gateway.id, k.state])),
-      },
-    }),
+  const health = (): HealthReport => ({
+    ok: redis.running && !lifecycle.isClosing && consumer.stalledMs < config.queue.maxBudgetMs,
+    checks: {
+      redis: redis.running ? 'running' : 'down',
+      redisRestarts: redis.restarts,
+      inflight: consumer.busy,
+      // A consumer that has not moved the queue for longer than any request may take is stuck.
+      consumer: consumer.stalledMs < config.queue.maxBudgetMs ? 'moving' : 'stuck',
+      tunnels: Object.fromEntries(keepers.map((k) => [k.gateway.id, k.state])),
+    },
   });
+  const metricsServer = await startMetricsServer({ host: config.metrics.host, port: config.metrics.port, registry, log, health });
   lifecycle.onClose('metrics', () => closeServer(metricsServer));
+  if (config.metrics.scrapeHost !== undefined) {
+    // Its private-network address only: the broker is on the edge network too.
+    const scrape = await resolveScrapeAddress('METRICS_SCRAPE_HOST', config.metrics.scrapeHost);
+    const scrapeServer = await startMetricsServer({ host: scrape.address, port: config.metrics.port, registry, log, health });
+    lifecycle.onClose('metrics-scrape', () => closeServer(scrapeServer));
+  }
   log.info('broker ready', { gateways: config.gateways.map((g) => g.id), collections: schemas.collections });
 }
 

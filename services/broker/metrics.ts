@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { certificateExpiryGauge } from '../common/metrics/expiry';
 
 export function brokerMetrics(registry: Registry) {
   const registers = [registry];
@@ -25,6 +26,8 @@ export function brokerMetrics(registry: Registry) {
     tunnelUp: new Gauge({ name: 'nonstop_broker_tunnel_up', help: '1 when the tunnel to a gateway is up', labelNames: ['gateway'] as const, registers }),
     tunnelConnects: new Counter({ name: 'nonstop_broker_tunnel_connects_total', help: 'Tunnels established, by gateway', labelNames: ['gateway'] as const, registers }),
     redisRestarts: new Gauge({ name: 'nonstop_broker_redis_restarts', help: 'Times redis-server was restarted', registers }),
+    // Its client certificate for core (certificate="client") and the CA it checks core with ("ca").
+    certificateExpiry: certificateExpiryGauge(registers),
   };
 }
 

@@ -1,6 +1,7 @@
 import { env, parseEnv } from '../common/config/env';
 import { DEFAULT_JSON_LIMITS } from '../common/json/limits';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
+import { METRICS_SCRAPE_HOST_ENV } from '../common/metrics/scrape-address';
 
 /** The most time a caller may grant one request (x-request-budget-ms), in milliseconds. */
 export const MAX_REQUEST_BUDGET_MS = 600_000;
@@ -31,6 +32,8 @@ const coreEnv = {
   REQUEST_BUDGET_MS: env.int({ min: 1, max: MAX_REQUEST_BUDGET_MS, def: DEFAULT_REQUEST_BUDGET_MS }),
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
+  // A name of core on the private network, where Prometheus scrapes it (common/metrics/scrape-address.ts).
+  METRICS_SCRAPE_HOST: METRICS_SCRAPE_HOST_ENV,
   SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: DEFAULT_SHUTDOWN_TIMEOUT_MS }),
 };
 
@@ -53,7 +56,7 @@ export interface CoreConfig {
   dataKeysFile: string;
   /** Where the token generation file lives (auth/token-generation.ts). */
   runDir: string;
-  metrics: { host: string; port: number };
+  metrics: { host: string; port: number; scrapeHost: string | undefined };
   shutdownTimeoutMs: number;
 }
 
@@ -83,7 +86,7 @@ export function loadCoreConfig(source: NodeJS.ProcessEnv = process.env): CoreCon
     db: loadDbConfig(source),
     dataKeysFile: e.CORE_DATA_KEYS_FILE,
     runDir: e.RUN_DIR,
-    metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
+    metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT, scrapeHost: e.METRICS_SCRAPE_HOST },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };
 }

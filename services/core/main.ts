@@ -3,10 +3,12 @@ import { readConfigFile } from '../common/config/env';
 import { closeServer, runService } from '../common/lifecycle/entry';
 import { componentLogger, type Logger } from '../common/log/logger';
 import type { Lifecycle } from '../common/lifecycle/shutdown';
-import { createRegistry, startMetricsServer } from '../common/metrics/server';
+import { resolveScrapeAddress } from '../common/metrics/scrape-address';
+import { createRegistry, startMetricsServer, type HealthReport } from '../common/metrics/server';
 import { TokenGeneration, tokenGenerationPath } from './auth/token-generation';
 import { TokenStore } from './auth/tokens';
 import { loadCoreConfig, type CoreConfig } from './config';
+import { coreMetrics } from './metrics';
 import { startDatabase } from './db/database';
 import { DB_NAME } from './db/engine';
 import { createCoreApp } from './http/app';
@@ -44,6 +46,12 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
   const dataKeys = DataKeyRing.load(config.dataKeysFile, keysLog);
   const clients = await ClientIdentity.load({ caFile: config.http.clientCaFile, crlFile: config.http.clientCrlFile, namesFile: config.http.clientNamesFile }, componentLogger(log, 'clients'));
   const registry = createRegistry('core');
+  const metrics = coreMetrics(registry);
+  metrics.certificateExpiry.track('server', () => tls.cert, log);
+  // ClientIdentity owns the CA and the CRL and re-reads them when they change: the gauges
+  // read the texts in effect through it, at each scrape.
+  metrics.certificateExpiry.track('ca', () => clients.tlsOptions().ca, log);
+  metrics.crlExpiry.track('ca', () => clients.tlsOptions().crl, log);
   const { child, client } = await startDatabase(config.db, componentLogger(log, 'db'));
   lifecycle.onClose('database', () => child.stop());
   lifecycle.onClose('db-client', () => client.close());
@@ -66,24 +74,24 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
   });
   lifecycle.onClose('https', () => closeServer(server));
 
-  const metricsServer = await startMetricsServer({
-    host: config.metrics.host,
-    port: config.metrics.port,
-    registry,
-    log,
-    health: async () => {
-      let dbOk = false;
-      try {
-        // Bounded: a stalled database must read as down, not hang the health check.
-        await db.command({ ping: 1 }, { signal: AbortSignal.timeout(HEALTH_PING_TIMEOUT_MS) });
-        dbOk = true;
-      } catch {
-        dbOk = false;
-      }
-      return { ok: dbOk && child.running && !lifecycle.isClosing, checks: { engine: config.db.engine, database: dbOk ? 'up' : 'down', dbRestarts: child.restarts } };
-    },
-  });
+  const health = async (): Promise<HealthReport> => {
+    let dbOk = false;
+    try {
+      // Bounded: a stalled database must read as down, not hang the health check.
+      await db.command({ ping: 1 }, { signal: AbortSignal.timeout(HEALTH_PING_TIMEOUT_MS) });
+      dbOk = true;
+    } catch {
+      dbOk = false;
+    }
+    return { ok: dbOk && child.running && !lifecycle.isClosing, checks: { engine: config.db.engine, database: dbOk ? 'up' : 'down', dbRestarts: child.restarts } };
+  };
+  const metricsServer = await startMetricsServer({ host: config.metrics.host, port: config.metrics.port, registry, log, health });
   lifecycle.onClose('metrics', () => closeServer(metricsServer));
+  if (config.metrics.scrapeHost !== undefined) {
+    const scrape = await resolveScrapeAddress('METRICS_SCRAPE_HOST', config.metrics.scrapeHost);
+    const scrapeServer = await startMetricsServer({ host: scrape.address, port: config.metrics.port, registry, log, health });
+    lifecycle.onClose('metrics-scrape', () => closeServer(scrapeServer));
+  }
   log.info('core ready', { port: config.http.port, engine: config.db.engine });
 }
 

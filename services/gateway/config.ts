@@ -11,6 +11,7 @@ import { isServerName, PROXIED_REQUESTS } from './nginx/config';
 import type { LaneOptions } from './queue/lane';
 import type { FirewallScope } from './firewall/ruleset';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
+import { METRICS_SCRAPE_HOST_ENV } from '../common/metrics/scrape-address';
 
 /**
  * Admission defaults, from the container's 256 MiB: the idle gateway (node, nginx, tcpdump)
@@ -122,6 +123,9 @@ const gatewayEnv = {
   FIREWALL_SCOPE: env.oneOf(['namespace', 'ports'], 'namespace'),
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
+  // A name of the gateway on an internal network of its own with Prometheus, never the edge;
+  // the firewall opens the metrics port on that interface only (common/metrics/scrape-address.ts).
+  METRICS_SCRAPE_HOST: METRICS_SCRAPE_HOST_ENV,
   METRICS_ALLOW_CIDRS: env.list(strItem(/^[0-9a-fA-F:.]+\/\d{1,3}$/), { def: '', expected: 'CIDRs' }),
   SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: DEFAULT_SHUTDOWN_TIMEOUT_MS }),
 };
@@ -173,7 +177,7 @@ export interface GatewayConfig {
   };
   firewall: 'nftables' | 'off';
   firewallScope: FirewallScope;
-  metrics: { host: string; port: number; allowCidrs: string[] };
+  metrics: { host: string; port: number; scrapeHost: string | undefined; allowCidrs: string[] };
   shutdownTimeoutMs: number;
 }
 
@@ -280,7 +284,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
     },
     firewall: e.FIREWALL,
     firewallScope: e.FIREWALL_SCOPE,
-    metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT, allowCidrs: e.METRICS_ALLOW_CIDRS },
+    metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT, scrapeHost: e.METRICS_SCRAPE_HOST, allowCidrs: e.METRICS_ALLOW_CIDRS },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };
 }

@@ -6,7 +6,8 @@ import { closeServer, runService } from '../common/lifecycle/entry';
 import { componentLogger, type Logger } from '../common/log/logger';
 import type { Lifecycle } from '../common/lifecycle/shutdown';
 import { ChildSupervisor } from '../common/lifecycle/supervisor';
-import { createRegistry, startMetricsServer } from '../common/metrics/server';
+import { resolveScrapeAddress } from '../common/metrics/scrape-address';
+import { createRegistry, startMetricsServer, type HealthReport } from '../common/metrics/server';
 import { generateSshKeyPair } from '../common/pki/ssh-keys';
 import { fingerprintOfAnyKey } from '../common/pki/ssh-parse';
 import { writeIfAbsent } from '../common/pki/files';
@@ -18,12 +19,12 @@ import { createApp } from './http/app';
 import { AdmissionControl } from './http/admission';
 import { NoFirewall } from './firewall/no-firewall';
 import { KnockDoor } from './knock/door';
-import { gatewayMetrics } from './metrics';
+import { admissionMetrics, exportBrokerKeyExpiry, gatewayMetrics } from './metrics';
 import { renderNginxConf } from './nginx/config';
 import { checkPortsBindable, ipv6Enabled } from './nginx/host-checks';
 import { Dispatcher } from './queue/dispatcher';
 import { sameRequest } from './queue/same-request';
-import { parseAuthorizedKeys } from './ssh/authorized-keys';
+import { parseAuthorizedKeys, type AuthorizedKey } from './ssh/authorized-keys';
 import { followAuthorizedKeys } from './ssh/authorized-keys-file';
 import { FailureLimiter } from './ssh/failure-limiter';
 import { GatewaySshServer } from './ssh/server';
@@ -50,7 +51,10 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     { name: 'HTTP_PORT', port: config.http.httpPort },
     { name: 'HTTPS_PORT', port: config.http.httpsPort },
   ]);
-  await ensureServerCertificate(config.http.certFile, config.http.keyFile, config.http.tlsNames, componentLogger(log, 'tls'));
+  const tlsLog = componentLogger(log, 'tls');
+  const serverCertPem = await ensureServerCertificate(config.http.certFile, config.http.keyFile, config.http.tlsNames, tlsLog);
+  // nginx reads the certificate when it starts, so its expiry is the one of this text.
+  metrics.certificateExpiry.track('server', () => serverCertPem, tlsLog);
   const hostKey = loadHostKey(config.ssh.hostKeyFile, componentLogger(log, 'ssh'));
   let authorizedKeys;
   try {
@@ -62,6 +66,10 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   if (authorizedKeys.length === 0) {
     throw new ConfigError([`SSH_AUTHORIZED_KEYS_FILE=${JSON.stringify(config.ssh.authorizedKeysFile)}: holds no broker key`]);
   }
+  exportBrokerKeyExpiry(metrics.brokerKeyExpiry, authorizedKeys);
+  // Resolved before the firewall loads: its network is the one source let reach the metrics port.
+  const scrape = config.metrics.scrapeHost === undefined ? undefined : await resolveScrapeAddress('METRICS_SCRAPE_HOST', config.metrics.scrapeHost);
+  const metricsSources = [...config.metrics.allowCidrs, ...(scrape ? [scrape.subnet] : [])];
 
   // 1. Firewall first: until it is loaded the SSH port must not answer at all.
   const fwLog = componentLogger(log, 'firewall');
@@ -71,7 +79,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     sshPort: config.ssh.port,
     knockPorts: knockPortRanges(config.knock.spec),
     maxOpenWindows: 65_536,
-    metrics: config.metrics.allowCidrs.length > 0 ? { port: config.metrics.port, allowCidrs: config.metrics.allowCidrs } : undefined,
+    metrics: metricsSources.length > 0 ? { port: config.metrics.port, allowCidrs: metricsSources } : undefined,
   });
   if (config.firewall === 'nftables') {
     await firewall.load();
@@ -113,16 +121,22 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   await ssh.listen(config.ssh.port, ipv6Enabled() ? '::' : '0.0.0.0');
   lifecycle.onClose('ssh', () => ssh.close());
   // Followed while running: a broker keygen adds or revokes is let in or cut off without a restart.
-  lifecycle.onClose('authorized-keys', followAuthorizedKeys(config.ssh.authorizedKeysFile, (keys) => ssh.setAuthorizedKeys(keys), componentLogger(log, 'ssh')));
+  const followKeys = (keys: readonly AuthorizedKey[]): void => {
+    ssh.setAuthorizedKeys(keys);
+    exportBrokerKeyExpiry(metrics.brokerKeyExpiry, keys);
+  };
+  lifecycle.onClose('authorized-keys', followAuthorizedKeys(config.ssh.authorizedKeysFile, followKeys, componentLogger(log, 'ssh')));
 
   // 4. The API app on loopback, behind nginx.
+  const admission = new AdmissionControl(config.http.admission);
+  admissionMetrics(registry, admission, config.http.admission);
   const app = createApp({
     gatewayId: config.gatewayId,
     limits: config.http.limits,
     requestTimeoutMs: config.http.requestTimeoutMs,
     bodyTimeoutMs: config.http.bodyTimeoutMs,
     submit: (request, timeoutMs) => dispatcher.submit(request, timeoutMs),
-    admission: new AdmissionControl(config.http.admission),
+    admission,
     metrics,
     log: componentLogger(log, 'http'),
   });
@@ -166,28 +180,27 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   nginx.start();
   lifecycle.onClose('nginx', () => nginx.stop());
 
-  const metricsServer = await startMetricsServer({
-    host: config.metrics.host,
-    port: config.metrics.port,
-    registry,
-    log,
-    health: () => {
-      const knock = door.stats();
-      return {
-        ok: nginx.running && knock.capturing && !lifecycle.isClosing,
-        checks: {
-          nginx: nginx.running ? 'running' : 'down',
-          nginxRestarts: nginx.restarts,
-          firewall: config.firewall,
-          sniffer: knock.capturing ? 'capturing' : 'down',
-          snifferRestarts: knock.captureRestarts,
-          tunnelsOpen: dispatcher.openLanes,
-          tunnelsReady: dispatcher.readyLanes,
-        },
-      };
-    },
-  });
+  const health = (): HealthReport => {
+    const knock = door.stats();
+    return {
+      ok: nginx.running && knock.capturing && !lifecycle.isClosing,
+      checks: {
+        nginx: nginx.running ? 'running' : 'down',
+        nginxRestarts: nginx.restarts,
+        firewall: config.firewall,
+        sniffer: knock.capturing ? 'capturing' : 'down',
+        snifferRestarts: knock.captureRestarts,
+        tunnelsOpen: dispatcher.openLanes,
+        tunnelsReady: dispatcher.readyLanes,
+      },
+    };
+  };
+  const metricsServer = await startMetricsServer({ host: config.metrics.host, port: config.metrics.port, registry, log, health });
   lifecycle.onClose('metrics', () => closeServer(metricsServer));
+  if (scrape) {
+    const scrapeServer = await startMetricsServer({ host: scrape.address, port: config.metrics.port, registry, log, health });
+    lifecycle.onClose('metrics-scrape', () => closeServer(scrapeServer));
+  }
   // Runs first on shutdown: stop taking work (new requests get 503 shutting_down, not
   // stored) while nginx finishes the requests it has and their replies still come back
   // through the tunnels, which close only after nginx and the app have.

@@ -1,4 +1,8 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { certificateExpiryGauge } from '../common/metrics/expiry';
+import { fingerprintOfBlob } from '../common/pki/ssh-keys';
+import type { AdmissionControl, AdmissionLimits } from './http/admission';
+import type { AuthorizedKey } from './ssh/authorized-keys';
 
 /** Every metric the gateway exports, created once on its registry. */
 export function gatewayMetrics(registry: Registry) {
@@ -24,6 +28,40 @@ export function gatewayMetrics(registry: Registry) {
       registers,
     }),
     redispatched: new Counter({ name: 'nonstop_gateway_redispatched_total', help: 'Requests re-sent on another tunnel after theirs dropped', registers }),
+    // The public TLS certificate (certificate="server"). The SSH host key has no expiry.
+    certificateExpiry: certificateExpiryGauge(registers),
+    brokerKeyExpiry: new Gauge({
+      name: 'nonstop_ssh_key_expiry_timestamp_seconds',
+      help: 'expiry-time= of each broker key in authorized_keys that sets one, by broker (the line comment) and key fingerprint, unix seconds',
+      labelNames: ['broker', 'key'] as const,
+      registers,
+    }),
+  };
+}
+
+/**
+ * The broker keys' expiry-time= as authorized_keys now has them: called with every list the
+ * gateway applies (at start and on each reload), so a key removed or renewed leaves no stale series.
+ */
+export function exportBrokerKeyExpiry(gauge: GatewayMetrics['brokerKeyExpiry'], keys: readonly AuthorizedKey[]): void {
+  gauge.reset();
+  for (const k of keys) {
+    if (k.options.expiresAt !== undefined) gauge.set({ broker: k.comment, key: fingerprintOfBlob(k.key.getPublicSSH()) }, k.options.expiresAt);
+  }
+}
+
+/**
+ * What the app's admission control holds against its limits, read at each scrape: the
+ * gateway's queue of taken-in, unanswered requests. Past a limit it refuses with 503
+ * overloaded, so a ratio near 1 is the warning before clients see refusals.
+ */
+export function admissionMetrics(registry: Registry, admission: Pick<AdmissionControl, 'pending'>, limits: AdmissionLimits) {
+  const registers = [registry];
+  return {
+    pendingRequests: new Gauge({ name: 'nonstop_gateway_pending_requests', help: 'Requests taken in by the app and not yet answered', registers, collect() { this.set(admission.pending.requests); } }),
+    pendingBytes: new Gauge({ name: 'nonstop_gateway_pending_bytes', help: 'Body bytes (as declared) of requests taken in and not yet answered', registers, collect() { this.set(admission.pending.bytes); } }),
+    maxPendingRequests: new Gauge({ name: 'nonstop_gateway_pending_requests_limit', help: 'MAX_PENDING_REQUESTS: past it requests are refused with 503 overloaded', registers, collect() { this.set(limits.maxPendingRequests); } }),
+    maxPendingBytes: new Gauge({ name: 'nonstop_gateway_pending_bytes_limit', help: 'MAX_PENDING_BYTES: past it requests are refused with 503 overloaded', registers, collect() { this.set(limits.maxPendingBytes); } }),
   };
 }
 

@@ -9,9 +9,10 @@ import { readFileSync } from 'node:fs';
 /**
  * The public endpoint's certificate: the operator's when both files are there, otherwise
  * a self-signed one generated on first start into the gateway's state volume (and kept).
- * One file without the other is a configuration error: guessing would be worse.
+ * One file without the other is a configuration error: guessing would be worse. Returns the
+ * certificate (PEM) in use.
  */
-export async function ensureServerCertificate(certFile: string, keyFile: string, names: string[], log: Logger): Promise<void> {
+export async function ensureServerCertificate(certFile: string, keyFile: string, names: string[], log: Logger): Promise<string> {
   const haveCert = existsSync(certFile);
   const haveKey = existsSync(keyFile);
   if (haveCert !== haveKey) {
@@ -25,7 +26,10 @@ export async function ensureServerCertificate(certFile: string, keyFile: string,
     log.warn('generated a self-signed TLS certificate; provide TLS_CERT_FILE/TLS_KEY_FILE for production', {
       fingerprint: certificateFingerprint(pair.certPem),
     });
-    return;
+    // What is on disk now: a concurrent first start may have written its pair before ours.
+    return readFileSync(certFile, 'utf8');
   }
-  log.info('using TLS certificate', { fingerprint: certificateFingerprint(readFileSync(certFile, 'utf8')) });
+  const certPem = readFileSync(certFile, 'utf8');
+  log.info('using TLS certificate', { fingerprint: certificateFingerprint(certPem) });
+  return certPem;
 }
