@@ -12,6 +12,8 @@ source "$(dirname "$0")/lib/docker-engine.sh"
 source "$(dirname "$0")/lib/images.sh"
 # shellcheck source=lib/base-images.sh
 source "$(dirname "$0")/lib/base-images.sh"
+# shellcheck source=lib/promtool.sh
+source "$(dirname "$0")/lib/promtool.sh"
 
 want_test_peers=0
 for arg in "$@"; do
@@ -42,5 +44,7 @@ if [ "$want_test_peers" = 1 ]; then
   # (the virtualenv of the PyPI scanners: hadolint, ssh-audit; scripts/lib/scanners.sh).
   apt_install redis-server nginx openssh-client openssh-server knockd nmap nftables netcat-openbsd shellcheck \
     iproute2 tcpdump python3 python3-venv make g++ ca-certificates e2fsprogs mount libfaketime
+  # promtool checks and tests the alert rules (deploy/monitoring/rules/).
+  ensure_promtool
 fi
 log "bootstrap done"

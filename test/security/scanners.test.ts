@@ -28,7 +28,7 @@ interface TrivyReport {
   Results?: { Target: string; Secrets?: { RuleID: string; Match: string }[]; Misconfigurations?: { ID: string; Title: string }[] }[];
 }
 
-const DOCKERFILES = ['Dockerfile.gateway', 'Dockerfile.broker', 'Dockerfile.core', 'test/support/stack/Dockerfile.probe', 'scripts/images/golang-standin.Dockerfile'];
+const DOCKERFILES = ['Dockerfile.gateway', 'Dockerfile.broker', 'Dockerfile.core', 'test/support/stack/Dockerfile.probe', 'scripts/images/golang-standin.Dockerfile', 'deploy/monitoring/Dockerfile.prometheus'];
 const TRIVY_OFFLINE = ['--skip-check-update', '--quiet'];
 
 /**
@@ -54,7 +54,7 @@ describe('container and configuration scanners', function () {
     assert.equal(r.status, 0, r.stderr);
     const report = JSON.parse(r.stdout) as TrivyReport;
     const scanned = (report.Results ?? []).map((x) => x.Target).sort();
-    for (const f of ['Dockerfile.broker', 'Dockerfile.core', 'Dockerfile.gateway', 'scripts/images/golang-standin.Dockerfile']) assert.ok(scanned.includes(f), `${f} was not scanned`);
+    for (const f of ['Dockerfile.broker', 'Dockerfile.core', 'Dockerfile.gateway', 'scripts/images/golang-standin.Dockerfile', 'deploy/monitoring/Dockerfile.prometheus']) assert.ok(scanned.includes(f), `${f} was not scanned`);
     const findings = (report.Results ?? []).flatMap((x) => (x.Misconfigurations ?? []).map((m) => `${x.Target}: ${m.ID} ${m.Title}`));
     assert.deepEqual(findings, []);
   });
