@@ -40,7 +40,7 @@ phase lint bash scripts/lint.sh
 # The suite's harness builds through scripts/build-images.sh too; after this phase its
 # build is all cache hits.
 if [ "$full_suite" = 1 ]; then
-  phase "images, no layer cache" bash scripts/build-images.sh --tag test --probe --no-cache >/dev/null
+  phase "images, no layer cache" bash scripts/build-images.sh --tag test --probe --monitoring --no-cache >/dev/null
 fi
 
 log "running tests"

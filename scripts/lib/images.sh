@@ -67,3 +67,10 @@ build_all_images() {
     printf 'probe=nonstop/probe:%s\n' "$tag"
   fi
 }
+
+# The compose demo's Prometheus (profile `monitoring`) tagged $1; prints "prometheus=image".
+build_monitoring_image() {
+  local tag="$1"
+  build_image deploy/monitoring/Dockerfile.prometheus "nonstop/prometheus:$tag"
+  printf 'prometheus=nonstop/prometheus:%s\n' "$tag"
+}

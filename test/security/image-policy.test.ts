@@ -110,8 +110,10 @@ describe('image and compose policy', function () {
   it('publishes ports for the gateway only, and puts core on the internal network only', () => {
     for (const name of ['broker', 'core', 'keygen']) assert.deepEqual(compose.services[name]!.ports, [], name);
     assert.deepEqual(compose.services.core!.networks, ['private']);
-    assert.deepEqual(compose.services.gateway!.networks, ['edge']);
+    // `monitoring`: where Prometheus scrapes the gateway (test/security/monitoring-compose.test.ts).
+    assert.deepEqual(compose.services.gateway!.networks, ['edge', 'monitoring']);
     assert.equal(compose.networks.private!.internal, true);
+    assert.equal(compose.networks.monitoring!.internal, true);
     assert.equal(compose.services.keygen!.networkMode, 'none');
   });
 

@@ -46,6 +46,8 @@ export interface ServiceSpec {
   coreLimit?: { soft: number; hard: number };
   ports: PortSpec[];
   networks: string[];
+  /** Aliases the service has on one network only, besides its name (which it has on all). */
+  aliases: Record<string, string[]>;
   networkMode?: string;
   restart: string;
   dependsOn: Record<string, string>;
@@ -118,10 +120,15 @@ function asStringMap(v: unknown): Record<string, string> {
   return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, val]) => [k, val === null || val === undefined ? '' : scalar(val)]));
 }
 
-/** Loads and normalises compose.yaml with `env` overriding the process environment. */
-export function loadCompose(env: Record<string, string>): ComposeSpec {
+/**
+ * Loads and normalises compose.yaml with `env` overriding the process environment. A service
+ * with `profiles:` is kept only when one of them is in `profiles`, as `docker compose
+ * --profile` starts it (compose v1 lists every service in `config`, v2 only the active ones),
+ * and only the networks the kept services use are kept.
+ */
+export function loadCompose(env: Record<string, string>, profiles: readonly string[] = []): ComposeSpec {
   const { cmd, args } = composeCommand();
-  const text = execFileSync(cmd, [...args, '-f', `${REPO_ROOT}/compose.yaml`, 'config'], {
+  const text = execFileSync(cmd, [...args, ...profiles.flatMap((p) => ['--profile', p]), '-f', `${REPO_ROOT}/compose.yaml`, 'config'], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     encoding: 'utf8',
@@ -133,12 +140,18 @@ export function loadCompose(env: Record<string, string>): ComposeSpec {
   };
   const services: Record<string, ServiceSpec> = {};
   for (const [name, s] of Object.entries(raw.services)) {
+    const own = (s.profiles as string[] | undefined) ?? [];
+    if (own.length > 0 && !own.some((p) => profiles.includes(p))) continue;
     const tmpfs: Record<string, string> = {};
     for (const t of (s.tmpfs as string[] | undefined) ?? []) {
       const i = t.indexOf(':');
       tmpfs[i < 0 ? t : t.slice(0, i)] = i < 0 ? '' : t.slice(i + 1);
     }
     const networks = s.networks ? (Array.isArray(s.networks) ? (s.networks as string[]) : Object.keys(s.networks)) : [];
+    const aliases: Record<string, string[]> = {};
+    if (s.networks && !Array.isArray(s.networks)) {
+      for (const [net, opts] of Object.entries(s.networks as Record<string, { aliases?: string[] } | null>)) aliases[net] = opts?.aliases ?? [];
+    }
     const dependsOn: Record<string, string> = {};
     const dep = s.depends_on as Record<string, { condition?: string }> | string[] | undefined;
     if (Array.isArray(dep)) for (const d of dep) dependsOn[d] = 'service_started';
@@ -166,6 +179,7 @@ export function loadCompose(env: Record<string, string>): ComposeSpec {
       ...(s.stop_grace_period !== undefined ? { stopGraceSeconds: parseSeconds(scalar(s.stop_grace_period)) } : {}),
       ports: ((s.ports as unknown[] | undefined) ?? []).map(parsePort),
       networks,
+      aliases,
       ...(s.network_mode ? { networkMode: scalar(s.network_mode) } : {}),
       restart: scalar(s.restart ?? 'no'),
       dependsOn,
@@ -173,7 +187,11 @@ export function loadCompose(env: Record<string, string>): ComposeSpec {
   }
   return {
     services,
-    networks: Object.fromEntries(Object.entries(raw.networks ?? {}).map(([k, v]) => [k, { internal: v?.internal === true }])),
+    networks: Object.fromEntries(
+      Object.entries(raw.networks ?? {})
+        .filter(([k]) => Object.values(services).some((s) => s.networks.includes(k)))
+        .map(([k, v]) => [k, { internal: v?.internal === true }]),
+    ),
     volumes: Object.keys(raw.volumes ?? {}),
   };
 }

@@ -33,7 +33,8 @@ export class Stack {
     this.project = project;
   }
 
-  static async up(docker: Docker, images: ImageSet, opts: { tag: string; env?: Record<string, string>; adjust?: (spec: ComposeSpec) => void }): Promise<Stack> {
+  /** `profiles`: compose profiles to run (`monitoring`: Prometheus); their images must be built. */
+  static async up(docker: Docker, images: ImageSet, opts: { tag: string; env?: Record<string, string>; profiles?: string[]; adjust?: (spec: ComposeSpec) => void }): Promise<Stack> {
     const project = `nonstop-test-${randomBytes(3).toString('hex')}`;
     const spec = loadCompose({
       NONSTOP_TAG: opts.tag,
@@ -42,8 +43,9 @@ export class Stack {
       NONSTOP_HTTP_PORT: '0',
       NONSTOP_HTTPS_PORT: '0',
       NONSTOP_SSH_PORT: '0',
+      NONSTOP_PROMETHEUS_PORT: '0',
       ...opts.env,
-    });
+    }, opts.profiles);
     opts.adjust?.(spec);
     const stack = new Stack(docker, spec, images, project);
     try {
@@ -111,9 +113,9 @@ export class Stack {
       ExposedPorts: Object.fromEntries(s.ports.map((p) => [`${p.containerPort}/${p.protocol}`, {}])),
       HostConfig: hostConfig,
       ...(s.stopGraceSeconds !== undefined ? { StopTimeout: s.stopGraceSeconds } : {}),
-      ...(first && !s.networkMode ? { NetworkingConfig: { EndpointsConfig: { [this.name(first)]: { Aliases: [s.name] } } } } : {}),
+      ...(first && !s.networkMode ? { NetworkingConfig: { EndpointsConfig: { [this.name(first)]: { Aliases: [s.name, ...(s.aliases[first] ?? [])] } } } } : {}),
     });
-    for (const net of rest) await this.docker.getNetwork(this.name(net)).connect({ Container: container.id, EndpointConfig: { Aliases: [s.name] } });
+    for (const net of rest) await this.docker.getNetwork(this.name(net)).connect({ Container: container.id, EndpointConfig: { Aliases: [s.name, ...(s.aliases[net] ?? [])] } });
     this.containers.set(s.name, container);
     await container.start();
   }
