@@ -124,7 +124,7 @@ const gatewayEnv = {
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
   // A name of the gateway on an internal network of its own with Prometheus, never the edge;
-  // the firewall opens the metrics port on that interface only (common/metrics/scrape-address.ts).
+  // the firewall lets that network alone reach the metrics port (common/metrics/scrape-address.ts).
   METRICS_SCRAPE_HOST: METRICS_SCRAPE_HOST_ENV,
   METRICS_ALLOW_CIDRS: env.list(strItem(/^[0-9a-fA-F:.]+\/\d{1,3}$/), { def: '', expected: 'CIDRs' }),
   SHUTDOWN_TIMEOUT_MS: env.int({ min: 1000, max: 600_000, def: DEFAULT_SHUTDOWN_TIMEOUT_MS }),
