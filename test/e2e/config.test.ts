@@ -30,6 +30,8 @@ describe('configuration errors in the images', function () {
     ['broker', { CORE_URL: 'http://core:8443' }, 'CORE_URL'],
     ['core', { DB_ENGINE: 'postgres' }, 'DB_ENGINE'],
     ['core', { CORE_PORT: '70000' }, 'CORE_PORT'],
+    // Any readable file stands in for the TLS files, which are read (not parsed) before the keys.
+    ['core', { TLS_CERT_FILE: '/etc/os-release', TLS_KEY_FILE: '/etc/os-release', CORE_DATA_KEYS_FILE: '/etc/os-release' }, 'CORE_DATA_KEYS_FILE'],
   ];
 
   for (const [tier, env, variable] of cases) {

@@ -61,8 +61,11 @@ function storedDocs(stack: Stack): Promise<StoredDoc[]> {
     const crypto = require('crypto');
     const canonicalJson = ${canonicalJson.toString()};
     const out = [];
-    for await (const d of records.find({ 'data.title': { $regex: '^${CANARY_PREFIX}' } })) {
-      out.push({ id: d._id, collection: d.collection, canary: d.data.title, contentHash: crypto.createHash('sha256').update(canonicalJson(d.data), 'utf8').digest('hex') });
+    // Content is encrypted: every record is read and decrypted, then filtered.
+    for await (const d of records.find({})) {
+      const data = plain(d);
+      if (typeof data.title !== 'string' || !data.title.startsWith('${CANARY_PREFIX}')) continue;
+      out.push({ id: d._id, collection: d.collection, canary: data.title, contentHash: crypto.createHash('sha256').update(canonicalJson(data), 'utf8').digest('hex') });
     }
     return out;
   })()`);

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiClient, createToken } from '../../support/stack/api-client';
 import { upStack } from '../../support/stack/fixture';
 import type { Stack } from '../../support/stack/stack';
-import { countRecords, queryCore } from '../../support/stack/core-db';
+import { countRecordsTitled, queryCore } from '../../support/stack/core-db';
 import { waitFor } from '../../support/wait';
 
 describe('core through the whole chain', function () {
@@ -50,7 +50,7 @@ describe('core through the whole chain', function () {
       assert.equal(res.status, status, `${what}: ${res.text}`);
       assert.equal((res.json as { error: { code: string } }).error.code, status === 401 ? 'unauthenticated' : 'forbidden');
     }
-    assert.equal(await countRecords(stack, { 'data.title': { $regex: '^written with' } }), 0);
+    assert.equal(await countRecordsTitled(stack, /^written with/), 0);
   });
 
   // Killing the container leaves the page cache to the kernel, so this cannot tell a synced
@@ -93,7 +93,7 @@ describe('core through the whole chain', function () {
     assert.deepEqual(failures, []);
 
     await waitFor('the chain after the restart', async () => (await api.get('notes', [...acked.keys()][0]!, token)).status === 200, 60_000, 500);
-    const stored = await queryCore<[string, string][]>(stack, `records.find({ _id: { $in: ${JSON.stringify([...acked.keys()])} } }).toArray().then((d) => d.map((r) => [r._id, r.data.title]))`);
+    const stored = await queryCore<[string, string][]>(stack, `records.find({ _id: { $in: ${JSON.stringify([...acked.keys()])} } }).toArray().then((d) => d.map((r) => [r._id, plain(r).title]))`);
     const found = new Map(stored);
     const lost = [...acked.keys()].filter((id) => !found.has(id));
     assert.deepEqual(lost, [], `${lost.length} of ${acked.size} acknowledged records lost`);

@@ -45,7 +45,7 @@ describe('nonstop-keygen (the compose one-shot and the fleet tool)', function ()
   it('creates every tier\'s files once and changes nothing when run again', () => {
     assert.equal(keygen(tmp.dir, {}).status, 0);
     const first = snapshot(tmp.dir);
-    for (const f of ['pki/ca.key', 'core/server.key', 'broker/client.key', 'broker/id_ed25519', 'gateway/ssh/ssh_host_ed25519_key', 'gateway/queue.password', 'gateway/knock.secret']) {
+    for (const f of ['pki/ca.key', 'core/server.key', 'core/data-keys.json', 'broker/client.key', 'broker/id_ed25519', 'gateway/ssh/ssh_host_ed25519_key', 'gateway/queue.password', 'gateway/knock.secret']) {
       const path = join(tmp.dir, f);
       assert.ok(first[path], `${f} missing`);
       assert.equal(statSync(path).mode & 0o077, 0, `${f} is readable by others`);

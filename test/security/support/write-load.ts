@@ -170,7 +170,8 @@ export async function storedRecords(stack: Stack, prefix: string): Promise<[stri
   if (!/^[A-Za-z0-9-]+$/.test(prefix)) throw new Error(`unsafe prefix ${prefix}`);
   return queryCore<[string, string][]>(
     stack,
-    `records.find({ 'data.title': { $regex: '^${prefix}-' } }, { projection: { 'data.title': 1 } }).toArray().then((docs) => docs.map((d) => [d._id, d.data.title]))`,
+    // Content is encrypted: every record is decrypted, then filtered by its title.
+    `records.find({}).toArray().then((docs) => docs.map((d) => [d._id, plain(d).title]).filter(([, t]) => typeof t === 'string' && t.startsWith('${prefix}-')))`,
   );
 }
 
