@@ -22,6 +22,9 @@ const EXIT_NOT_SIGNALLED = 3;
  * ever shown — so it can be captured with `$(...)`; everything else goes to stderr.
  * A revocation is signalled to the service through the generation file in RUN_DIR, which
  * this process shares with it inside the container, so it holds from the next request on.
+ * `keys ...` (keys.ts) rotates the key-encryption keys in CORE_DATA_KEYS_FILE, which core
+ * mounts read-only: those commands run in a container that mounts the key volume writable
+ * and shares core's network namespace (README); inside core they exit 2 naming the file.
  */
 async function main(argv: string[]): Promise<number> {
   const [noun, verb, ...rest] = argv;
