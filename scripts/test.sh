@@ -21,6 +21,8 @@ source "$(dirname "$0")/lib/base-images.sh"
 source "$(dirname "$0")/lib/ferretdb.sh"
 # shellcheck source=lib/scanners.sh
 source "$(dirname "$0")/lib/scanners.sh"
+# shellcheck source=lib/release-tools.sh
+source "$(dirname "$0")/lib/release-tools.sh"
 
 full_suite=1
 [ $# -gt 0 ] && full_suite=0
@@ -31,7 +33,7 @@ if [ "$full_suite" = 1 ]; then
   phase "fresh-machine bootstrap" bash scripts/check-fresh-bootstrap.sh
 fi
 phase "node and npm ci" eval 'use_pinned_node && ensure_node_modules'
-phase "test tools (FerretDB, scanners)" eval 'ensure_ferretdb_binary && ensure_scanners'
+phase "test tools (FerretDB, scanners, release tools)" eval 'ensure_ferretdb_binary && ensure_scanners && ensure_release_test_tools'
 export FERRETDB_BINARY="$NONSTOP_FERRETDB_BIN"
 
 phase "type-check and compile" npx tsc -p tsconfig.json

@@ -39,8 +39,12 @@ build_image() {
   # An engine whose bridge has no route out (the fresh-bootstrap check's, which must not
   # touch the machine's NAT rules) builds on the host's network.
   [ -n "${NONSTOP_BUILD_NETWORK:-}" ] && args+=(--network "$NONSTOP_BUILD_NETWORK")
+  # A release (scripts/release.sh) labels its images with the version, the full revision
+  # and the source repository; other builds keep the Dockerfiles' defaults and a short revision.
+  [ -n "${NONSTOP_IMAGE_VERSION:-}" ] && args+=(--build-arg "VERSION=$NONSTOP_IMAGE_VERSION")
+  [ -n "${NONSTOP_IMAGE_SOURCE:-}" ] && args+=(--build-arg "SOURCE_URL=$NONSTOP_IMAGE_SOURCE")
   local revision started logfile
-  revision=$(git -C "$NONSTOP_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  revision=${NONSTOP_IMAGE_REVISION:-$(git -C "$NONSTOP_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
   mkdir -p "$NONSTOP_CACHE/build-logs"
   logfile="$NONSTOP_CACHE/build-logs/$(echo "$tag" | tr '/:' '__').log"
   started=$(date +%s)
