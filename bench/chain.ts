@@ -1,157 +1,313 @@
 import type Docker from 'dockerode';
 import type { Stack } from '../test/support/stack/stack';
-import { quantile, round } from './stats';
-import type { Row } from './report';
-import { hostNoise } from './readiness';
-import { benchSession, chainTarget, coresText, directTarget, errorsText, runLoad, withCpu, type LoadResult, type Target } from './load';
-
-export interface ChainBenchOptions {
-  /** Measured seconds per closed-loop run (after `warmupSeconds`). */
-  seconds: number;
-  warmupSeconds: number;
-  concurrency: number;
-  /** Rounds (chain, then direct) and measured seconds per open-loop run at half the chain's peak. */
-  halfLoadRounds: number;
-  halfLoadSeconds: number;
-}
-
-const ms = (x: number | null): string => (x === null ? '—' : String(round(x, 1)));
-
-interface Measured {
-  run: LoadResult;
-  cores: Record<string, number>;
-}
+import { startBaselines } from './baselines';
+import { busyThresholds, MIN_REPORTED_ROUNDS, quietWait, type BenchConfig } from './config';
+import { busyReasons, HostBusyError, HostMeter, quietCheck, worstOf, windowText } from './host';
+import { benchSession, chainTarget, directTarget, errorsText, measuredRun, type Measured, type Target } from './load';
+import type { Comparison, ComparisonRow, RunSummary, SectionResult } from './report';
+import { fig, percentiles, pooled, quantileInterval, round, roundOrder, spread, spreadText, type Percentiles } from './stats';
 
 /**
- * The whole chain (client → nginx TLS → gateway app → SSH tunnel → Redis → broker → core →
- * FerretDB) against the same requests sent straight to core's storage service, which is
- * what a client would get with no gateway and no broker in front of the data.
+ * The whole chain against what a user would set up instead, side by side in one run:
+ *
+ *   chain   client → nginx (TLS) → gateway app → SSH tunnel opened by the broker → Redis
+ *           queue → broker → core (mutual TLS) → FerretDB
+ *   (a)     straight to core over mutual TLS, from the private network
+ *   (b)     a TLS edge: client → nginx → core
+ *   (c)     the do-it-yourself origin-hiding setup: client → nginx → `ssh -R` reverse tunnel
+ *           opened by the hidden host (autossh) → core
+ *
+ * Every side takes its turn in every round, in a rotating order (stats.roundOrder); each run
+ * is warm-up then a measured window at whose edges every container's cgroup CPU counter and
+ * the machine's are read (load.measuredRun). A round during which other work on the machine
+ * passed the threshold is discarded and run again, a few times at most; then the section
+ * refuses (HostBusyError) rather than publish it.
  */
-export async function chainBench(stack: Stack, o: ChainBenchOptions): Promise<Row[]> {
+
+/** How late the counters may be read at a window's edge before the run counts as disturbed. */
+const MAX_EDGE_SKEW_MS = 25;
+
+type PathKey = 'chain' | 'direct' | 'edge' | 'tunnel';
+const PATH_KEYS: readonly PathKey[] = ['chain', 'direct', 'edge', 'tunnel'];
+
+/** Column headers and what each path does (printed under the table). */
+export const PATHS: Record<PathKey, { column: string; does: string }> = {
+  chain: {
+    column: 'nonstop chain',
+    does: 'client → nginx (TLS) in the gateway → gateway app → SSH tunnel opened from the hidden side by the broker → Redis queue → broker → core (mutual TLS) → FerretDB. The gateway never has a route to core. POSTs that reach the broker while its previous batch is with core go to core together (group commit, one insert per batch); the baselines send each POST on its own.',
+  },
+  direct: {
+    column: '(a) straight to core',
+    does: "a client on the private network → core over mutual TLS with the broker's client certificate: what a client gets with no edge at all, and nothing hidden.",
+  },
+  edge: {
+    column: '(b) nginx TLS edge',
+    does: "client → nginx (TLS) → core (mutual TLS). nginx is the gateway image's own binary with a minimal proxy configuration: one worker and the gateway's TLS settings, keep-alive connections to core, an access line per request. The edge sits on the private network, so core's address is one hop from the internet.",
+  },
+  tunnel: {
+    column: '(c) nginx + ssh -R',
+    does: "client → nginx (TLS, same configuration as (b)) on a public host with no route to the private network → 127.0.0.1:9443, an OpenSSH reverse forward (`ssh -R`) whose SSH connection the hidden host opens to the public host's sshd and keeps up with autossh → core (mutual TLS). The do-it-yourself origin-hiding setup, from Debian's OpenSSH and autossh.",
+  },
+};
+
+interface Side {
+  key: PathKey;
+  target: Target;
+  /** The containers this path's requests pass through (client excluded). */
+  tiers: string[];
+  client: string;
+}
+
+type Runs = Record<PathKey, Measured[]>;
+
+export async function chainBench(stack: Stack, c: BenchConfig): Promise<SectionResult> {
   const { token, recordId } = await benchSession(stack);
   const chain = await chainTarget(stack, token);
   const direct = await directTarget(stack, token);
-  const paths = { POST: '/v1/records/notes', GET: `/v1/records/notes/${recordId}` } as const;
+  const baselines = await startBaselines(stack, chain.client, token, recordId);
+  const sides: Side[] = [
+    { key: 'chain', target: chain, tiers: ['gateway', 'broker', 'core'], client: 'edge client' },
+    { key: 'direct', target: direct, tiers: ['core'], client: 'private client' },
+    { key: 'edge', target: baselines.edge, tiers: baselines.paths.edge, client: 'edge client' },
+    { key: 'tunnel', target: baselines.tunnel, tiers: baselines.paths.tunnel, client: 'edge client' },
+  ];
+  const watch: Record<string, Docker.Container> = {
+    gateway: stack.container('gateway'),
+    broker: stack.container('broker'),
+    core: stack.container('core'),
+    ...baselines.containers,
+    'edge client': chain.client,
+    'private client': direct.client,
+  };
+  const meter = await HostMeter.create(stack.docker, watch);
+  const thresholds = busyThresholds(c);
+  const unreported: string[] = [];
+  if (c.BENCH_CHAIN_ROUNDS < MIN_REPORTED_ROUNDS) unreported.push(`${c.BENCH_CHAIN_ROUNDS} rounds per side (at least ${MIN_REPORTED_ROUNDS} are published)`);
+
+  // The stack and the baselines are up and idle: the machine must be quiet before the first round.
+  const before = await quietCheck(meter, thresholds, c.BENCH_QUIET_SECONDS, quietWait(c));
+  if (before.reasons.length > 0) {
+    if (!c.BENCH_ALLOW_BUSY) throw new HostBusyError('before the chain section (stack idle)', before.reasons);
+    unreported.push(`host busy before the rounds: ${before.reasons.join('; ')}`);
+  }
+
+  let retriesLeft = c.BENCH_BUSY_RETRIES;
+  const discarded: string[] = [];
+  /** With BENCH_ALLOW_BUSY: the rounds kept although the host was busy. */
+  const keptBusy: string[] = [];
+  const all: Measured[] = [];
+  const summaries: RunSummary[] = [];
   const expected = { POST: 201, GET: 200 } as const;
-  const services = { gateway: stack.container('gateway'), broker: stack.container('broker'), core: stack.container('core') };
-  const measure = async (t: Target, watch: Record<string, Docker.Container>, method: 'GET' | 'POST', rate?: number, connections = o.concurrency): Promise<Measured> => {
-    const { result, cores } = await withCpu(watch, () =>
-      runLoad(stack, t, {
+  const paths = { POST: '/v1/records/notes', GET: `/v1/records/notes/${recordId}` } as const;
+
+  /** `rounds` rounds of every side in turn; a round that saw a busy host is run again. */
+  const runRounds = async (name: string, run: (s: Side) => Promise<Measured>): Promise<Runs> => {
+    const out: Runs = { chain: [], direct: [], edge: [], tunnel: [] };
+    for (let r = 0; r < c.BENCH_CHAIN_ROUNDS; ) {
+      const started = Date.now();
+      const order = roundOrder(sides.length, r).map((i) => sides[i]!);
+      const got = new Map<PathKey, Measured>();
+      for (const s of order) got.set(s.key, await run(s));
+      const busy = order.flatMap((s) => {
+        const m = got.get(s.key)!;
+        // A timer this late means this process waited for a CPU: the machine is oversubscribed.
+        const late = m.edgeSkewMs > MAX_EDGE_SKEW_MS ? [`counters read ${round(m.edgeSkewMs)} ms after a window edge (> ${MAX_EDGE_SKEW_MS})`] : [];
+        return [...busyReasons(m.host, thresholds), ...late].map((why) => `${s.key}: ${why}`);
+      });
+      process.stdout.write(
+        `  ${name}, round ${r + 1} (${Math.round((Date.now() - started) / 1000)} s): ${order.map((s) => `${s.key} ${got.get(s.key)!.result.okPerSecond}/s`).join(', ')}` +
+          `${busy.length > 0 ? ` — host busy: ${busy.join('; ')}` : ''}\n`,
+      );
+      if (busy.length > 0 && !c.BENCH_ALLOW_BUSY) {
+        if (retriesLeft === 0) throw new HostBusyError(`during ${name}, round ${r + 1} (${c.BENCH_BUSY_RETRIES} busy rounds already run again)`, busy);
+        retriesLeft--;
+        discarded.push(`${name} round ${r + 1} (${busy.join('; ')})`);
+        const quiet = await quietCheck(meter, thresholds, c.BENCH_QUIET_SECONDS, quietWait(c));
+        if (quiet.reasons.length > 0) throw new HostBusyError(`after a busy round of ${name}`, quiet.reasons);
+        continue;
+      }
+      if (busy.length > 0) keptBusy.push(`${name} round ${r + 1}`);
+      order.forEach((s, position) => {
+        const m = got.get(s.key)!;
+        out[s.key].push(m);
+        all.push(m);
+        summaries.push(summary(name, s.key, r + 1, position + 1, m));
+      });
+      r++;
+    }
+    return out;
+  };
+
+  const load = (s: Side, method: 'POST' | 'GET', rate?: number): Promise<Measured> =>
+    measuredRun(
+      stack,
+      s.target,
+      {
         method,
         path: paths[method],
-        concurrency: rate === undefined ? connections : 2 * connections,
-        ...(rate === undefined ? { seconds: o.seconds, warmupSeconds: o.warmupSeconds } : { seconds: o.halfLoadSeconds, warmupSeconds: 1, rate }),
-      }),
+        warmupSeconds: c.BENCH_WARMUP_SECONDS,
+        timeoutMs: c.BENCH_TIMEOUT_MS,
+        ...(rate === undefined ? { seconds: c.BENCH_CHAIN_SECONDS, concurrency: c.BENCH_CONCURRENCY } : { seconds: c.BENCH_LATENCY_SECONDS, concurrency: 2 * c.BENCH_CONCURRENCY, rate }),
+      },
+      meter,
     );
-    return { run: result, cores };
+
+  const rows: ComparisonRow[] = [];
+  const rates: Record<string, number> = {};
+  for (const method of ['POST', 'GET'] as const) {
+    const runs = await runRounds(`${method} closed loop`, (s) => load(s, method));
+    rates[method] = Math.max(1, Math.floor(spread(runs.chain.map((m) => m.result.okPerSecond)).median / 2));
+    rows.push(...closedLoopRows(method, expected[method], runs, sides, c));
+  }
+  for (const method of ['POST', 'GET'] as const) {
+    const runs = await runRounds(`${method} open loop`, (s) => load(s, method, rates[method]));
+    rows.push(...openLoopRows(method, expected[method], rates[method]!, runs, sides, c));
+  }
+
+  const worst = worstOf(all.map((m) => m.host));
+  if (keptBusy.length > 0) {
+    unreported.push(`host busy in ${keptBusy.length} of ${all.length / sides.length} rounds (worst window: other work ${round(worst.other)} cores, steal ${round(worst.stealFraction * 100, 1)} %)`);
+  }
+  const comparison: Comparison = { columns: PATH_KEYS.map((k) => PATHS[k].column), rows };
+  const notes = [
+    `What each path does: ${PATH_KEYS.map((k) => `**${PATHS[k].column}**: ${PATHS[k].does}`).join(' ')}`,
+    `Method: ${c.BENCH_CHAIN_ROUNDS} rounds per path and scenario; within a round the four paths run one after another in a rotating order (a Williams square: each path runs in each position, and after each other path, equally often). ` +
+      `Each run is ${c.BENCH_WARMUP_SECONDS} s of warm-up and then a measured window (closed loop ${c.BENCH_CHAIN_SECONDS} s with ${c.BENCH_CONCURRENCY} connections; open loop ${c.BENCH_LATENCY_SECONDS} s at a fixed rate, latency from each request's scheduled start). ` +
+      `All four paths use the same load client (bench/tools/load.js in a probe container), keep-alive HTTPS with TLS to the client, a unique record per POST. ` +
+      `A failed request (any other status, a reset, no answer within ${c.BENCH_TIMEOUT_MS / 1000} s) counts as a latency sample of ${c.BENCH_TIMEOUT_MS / 1000} s. ` +
+      `Latency quantiles pool every request of a path's rounds; a quantile is shown only when at least 10 samples lie beyond it, else "—". Throughput and CPU per request are median [min–max] over rounds; the ratios are taken round by round (a round's runs follow one another), median [min–max].`,
+    `CPU: each container's cgroup counter (cgroup v${meter.cgroupVersion} ${meter.cgroupVersion === 1 ? 'cpuacct.usage' : 'cpu.stat usage_usec'}) and /proc/stat, read by this process at the two edges of every measured window (the window is planned here and the load client starts measuring at its start; the reads landed at most ${round(Math.max(...all.map((m) => m.edgeSkewMs)), 1)} ms from the edges, and a run whose reads are more than ${MAX_EDGE_SKEW_MS} ms late counts as disturbed, like a busy host). ` +
+      `All tiers, both databases, the baselines and the load clients share this machine's ${all[0]?.host.cores ?? '?'} cores; on separate hosts each tier would have its own.`,
+    `Busy host: a run counts only when, over its window, other work (containers not in this benchmark, and host processes other than the Docker engine, kernel threads and this benchmark) used at most ${thresholds.maxOtherCores} cores and steal stayed at or below ${thresholds.maxStealFraction * 100} %; ` +
+      `the machine was also measured idle for ${c.BENCH_QUIET_SECONDS} s before the first round (${windowText(before.window)}${before.waitedSeconds >= 1 ? `, after waiting ${before.waitedSeconds} s for quiet` : ''}). ` +
+      `Worst window of this run: other work ${round(worst.other)} cores (other containers ${round(worst.otherContainers)}, other host processes ${round(worst.otherHost)}), steal ${round(worst.stealFraction * 100, 1)} %; ` +
+      `reported apart, not counted as other work: the Docker engine (logs, execs and health checks of every container, ours included) up to ${round(worst.engine)} cores, kernel threads (I/O and packets, mostly ours) up to ${round(worst.kernel)}, interrupts up to ${round(worst.interrupts)}. ` +
+      `Load average is shown but not a criterion: it counts our own runnable threads and lags a minute. ` +
+      `Rounds discarded as busy and run again (at most ${c.BENCH_BUSY_RETRIES}): ${discarded.length === 0 ? 'none' : discarded.join('; ')}.`,
+  ];
+  return { comparison, notes, unreported, runs: summaries };
+}
+
+/** A run as the results file keeps it: its figures, rounded, without the raw samples. */
+function summary(scenario: string, path: PathKey, round_: number, position: number, m: Measured): RunSummary {
+  const p = percentiles(m.latency);
+  const r2 = (x: number): number => round(x, 3);
+  const h = m.host;
+  return {
+    scenario,
+    path,
+    round: round_,
+    position,
+    windowStart: new Date(m.result.windowStart).toISOString(),
+    warmupSeconds: m.result.warmupSeconds,
+    okPerSecond: m.result.okPerSecond,
+    sent: m.result.sent,
+    failed: m.result.failed,
+    statuses: m.result.statuses,
+    latencyMs: { p50: p.p50, p99: p.p99, p999: p.p999, max: p.max },
+    cores: Object.fromEntries(Object.entries(h.ours).map(([k, v]) => [k, r2(v)])),
+    host: {
+      other: r2(h.other),
+      otherContainers: r2(h.otherContainers),
+      otherHost: r2(h.otherHost),
+      stealPercent: r2(h.stealFraction * 100),
+      engine: r2(h.engine),
+      kernel: r2(h.kernel),
+      interrupts: r2(h.interrupts),
+      loadAvg1: h.loadAvg1,
+    },
+    edgeSkewMs: r2(m.edgeSkewMs),
   };
-  const chainWatch = { ...services, client: chain.client };
-  const directWatch = { ...services, client: direct.client };
-
-  const noise = await hostNoise(stack);
-  const rows: Row[] = [];
-  const peaks: Record<string, number> = {};
-  const directPeaks: Record<string, number> = {};
-  for (const method of ['POST', 'GET'] as const) {
-    const c = await measure(chain, chainWatch, method);
-    const d = await measure(direct, directWatch, method);
-    peaks[method] = c.run.okPerSecond;
-    directPeaks[method] = d.run.okPerSecond;
-    const ratio = c.run.okPerSecond / d.run.okPerSecond;
-    rows.push({
-      scenario: `${method} ${method === 'POST' ? '/v1/records/notes' : '/v1/records/notes/{id}'}, closed loop, ${o.concurrency} connections`,
-      metric: `throughput, ${expected[method]}s per second`,
-      value: `${c.run.okPerSecond}`,
-      baseline: `straight to core ${d.run.okPerSecond}`,
-      ratio: round(ratio),
-      target: '≥ 0.5 × straight to core',
-      met: ratio >= 0.5,
-      note:
-        `${o.seconds} s each after ${o.warmupSeconds} s warm-up; errors chain ${errorsText(c.run, expected[method])}, direct ${errorsText(d.run, expected[method])}; ` +
-        `CPU cores, chain run: ${coresText(c.cores)}; direct run: ${coresText(d.cores)}; ` +
-        `CPU ms per request in the tiers: chain ${cpuPerRequest(c)}, direct ${cpuPerRequest(d)}; ` +
-        `the tiers and the clients share this machine's cores, so the ratio compares the chain's whole CPU cost with core's alone; ${noise}`,
-    });
-    rows.push({
-      scenario: `${method} at that peak (${o.concurrency} connections)`,
-      metric: 'latency p50 / p99 ms (ratio of p50)',
-      value: `${ms(c.run.latencyMs.p50)} / ${ms(c.run.latencyMs.p99)}`,
-      baseline: `straight to core ${ms(d.run.latencyMs.p50)} / ${ms(d.run.latencyMs.p99)}`,
-      ratio: round((c.run.latencyMs.p50 ?? NaN) / (d.run.latencyMs.p50 ?? NaN)),
-      note: `closed loop: latency here is mostly queueing (connections ÷ throughput); p99 ratio ${round((c.run.latencyMs.p99 ?? NaN) / (d.run.latencyMs.p99 ?? NaN))}`,
-    });
-  }
-
-  // Four times the connections: a chain bound by its latency (a fixed wait per request)
-  // scales with them; one bound by CPU does not.
-  const wide = 4 * o.concurrency;
-  {
-    const c = await measure(chain, chainWatch, 'POST', undefined, wide);
-    const d = await measure(direct, directWatch, 'POST', undefined, wide);
-    const ratio = c.run.okPerSecond / d.run.okPerSecond;
-    rows.push({
-      scenario: `POST /v1/records/notes, closed loop, ${wide} connections`,
-      metric: 'throughput, 201s per second',
-      value: `${c.run.okPerSecond}`,
-      baseline: `straight to core ${d.run.okPerSecond}`,
-      ratio: round(ratio),
-      target: '≥ 0.5 × straight to core',
-      met: ratio >= 0.5,
-      note:
-        `as above with ${wide} connections: chain ${round(c.run.okPerSecond / peaks.POST!, 2)}× its ${o.concurrency}-connection figure, direct ${round(d.run.okPerSecond / directPeaks.POST!, 2)}×; ` +
-        `p50 / p99 ms chain ${ms(c.run.latencyMs.p50)} / ${ms(c.run.latencyMs.p99)}, direct ${ms(d.run.latencyMs.p50)} / ${ms(d.run.latencyMs.p99)}; ` +
-        `errors chain ${errorsText(c.run, 201)}, direct ${errorsText(d.run, 201)}; CPU cores, chain run: ${coresText(c.cores)}; direct run: ${coresText(d.cores)}`,
-    });
-    peaks.POST = Math.max(peaks.POST!, c.run.okPerSecond);
-  }
-
-  // Both paths at the same fixed rate, half of what the chain can do: the latency the
-  // chain adds when it is not saturated. Short runs, chain and direct taking turns, so a
-  // burst of other work on the machine lands in one round rather than on one side; the
-  // figure is the median over rounds of (chain p99 − direct p99).
-  for (const method of ['POST', 'GET'] as const) {
-    const rate = Math.max(1, Math.floor(peaks[method]! / 2));
-    const cs: Measured[] = [];
-    const ds: Measured[] = [];
-    for (let i = 0; i < o.halfLoadRounds; i++) {
-      cs.push(await measure(chain, chainWatch, method, rate));
-      ds.push(await measure(direct, directWatch, method, rate));
-    }
-    const p = (xs: Measured[], q: 'p50' | 'p99'): number => median(xs.map((x) => x.run.latencyMs[q] ?? NaN));
-    const addedEach = cs.map((c, i) => (c.run.latencyMs.p99 ?? NaN) - (ds[i]!.run.latencyMs.p99 ?? NaN));
-    const added = median(addedEach);
-    rows.push({
-      scenario: `${method} at half the chain's peak (best closed-loop figure above): ${rate} req/s, open loop`,
-      metric: 'p99 latency the chain adds, ms (median of rounds)',
-      value: `+${round(added, 1)} (chain p50 ${ms(p(cs, 'p50'))} / p99 ${ms(p(cs, 'p99'))})`,
-      baseline: `straight to core p50 ${ms(p(ds, 'p50'))} / p99 ${ms(p(ds, 'p99'))}`,
-      ratio: round(p(cs, 'p99') / p(ds, 'p99')),
-      target: '≤ 15 ms added at p99',
-      met: added <= 15,
-      note:
-        `${o.halfLoadRounds} rounds of ${o.halfLoadSeconds} s each way after 1 s warm-up; added p99 per round ${addedEach.map((x) => round(x, 1)).join(', ')} ms; ` +
-        `latency from each request's scheduled start; achieved ${median(cs.map((c) => c.run.okPerSecond))} vs ${median(ds.map((d) => d.run.okPerSecond))} req/s; ` +
-        `errors chain ${cs.map((c) => errorsText(c.run, expected[method])).join('/')}, direct ${ds.map((d) => errorsText(d.run, expected[method])).join('/')}; ` +
-        `mean CPU cores, chain runs: ${coresText(meanCores(cs))}; direct runs: ${coresText(meanCores(ds))}`,
-    });
-  }
-  return rows;
 }
 
-/** CPU time the three tiers spent per answered request, e.g. "3.2 (gateway 0.7, ...)". */
-function cpuPerRequest(m: Measured): string {
-  const per = (name: string): number => ((m.cores[name] ?? 0) * 1000) / m.run.okPerSecond;
-  const tiers = ['gateway', 'broker', 'core'];
-  const total = tiers.reduce((sum, t) => sum + per(t), 0);
-  return `${round(total)} (${tiers.map((t) => `${t} ${round(per(t))}`).join(', ')})`;
+/** One cell per baseline: `f` over the chain's rounds and that baseline's, round by round. */
+function against(sides: Side[], runs: Runs, f: (chain: Measured, other: Measured, side: Side) => number, text: (perRound: number[]) => string): string[] {
+  return sides.filter((s) => s.key !== 'chain').map((s) => text(runs.chain.map((m, r) => f(m, runs[s.key][r]!, s))));
 }
 
-function median(xs: number[]): number {
-  return quantile(xs, 0.5);
+/** CPU ms per expected answer on a path's tiers over a run's window. */
+function cpuPerRequest(m: Measured, tiers: string[]): number {
+  const cores = tiers.reduce((s, t) => s + (m.host.ours[t] ?? 0), 0);
+  return (cores * 1000) / m.result.okPerSecond;
 }
 
-function meanCores(runs: Measured[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const r of runs) for (const [k, v] of Object.entries(r.cores)) out[k] = (out[k] ?? 0) + v / runs.length;
-  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, round(v)]));
+function errorsOver(runs: Measured[], expected: number): string {
+  const statuses: Record<string, number> = {};
+  for (const m of runs) for (const [k, v] of Object.entries(m.result.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+  return errorsText({ statuses }, expected);
+}
+
+function latencyText(p: Percentiles): string {
+  return `${fig(p.p50)} / ${fig(p.p99)} / ${fig(p.p999)}`;
+}
+
+/** Mean cores of each container over a path's runs, e.g. "gateway 0.31, broker 0.4". */
+function meanCores(runs: Measured[], names: string[]): string {
+  return names.map((n) => `${n} ${round(runs.reduce((s, m) => s + (m.host.ours[n] ?? 0), 0) / runs.length)}`).join(', ');
+}
+
+/** "+3.2", "-1.5" or "—". */
+const signed = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${fig(x)}` : '—');
+const roundP99 = (m: Measured): number => percentiles(m.latency).p99 ?? NaN;
+const ratioText = (xs: number[]): string => `${spreadText(xs, 2)}×`;
+
+function closedLoopRows(method: 'POST' | 'GET', expected: number, runs: Runs, sides: Side[], c: BenchConfig): ComparisonRow[] {
+  const scenario = `${method} ${method === 'POST' ? '/v1/records/notes' : '/v1/records/notes/{id}'}, closed loop, ${c.BENCH_CONCURRENCY} connections`;
+  const ok = (m: Measured): number => m.result.okPerSecond;
+  const chainTiers = sides[0]!.tiers;
+  const vsDirect = spread(runs.chain.map((m, r) => ok(m) / ok(runs.direct[r]!))).median;
+  const lat = Object.fromEntries(sides.map((s) => [s.key, percentiles(pooled(runs[s.key].map((m) => m.latency)))])) as Record<PathKey, Percentiles>;
+  return [
+    {
+      scenario,
+      metric: `throughput, ${expected}s per second, median [min–max] of rounds; against: chain ÷ baseline per round`,
+      values: sides.map((s) => spreadText(runs[s.key].map(ok))),
+      against: against(sides, runs, (a, b) => ok(a) / ok(b), ratioText),
+      target: '≥ 0.5 × (a) straight to core',
+      ...(Number.isFinite(vsDirect) ? { met: vsDirect >= 0.5 } : {}),
+      note: `${c.BENCH_CHAIN_ROUNDS} rounds × ${c.BENCH_CHAIN_SECONDS} s per path; errors: ${sides.map((s) => `${s.key} ${errorsOver(runs[s.key], expected)}`).join(', ')}`,
+    },
+    {
+      scenario: `${method}, the same closed-loop runs`,
+      metric: 'latency p50 / p99 / p99.9 ms, all rounds pooled (mostly queueing: connections ÷ throughput); against: chain p99 ÷ baseline p99 per round',
+      values: sides.map((s) => latencyText(lat[s.key])),
+      against: against(sides, runs, (a, b) => roundP99(a) / roundP99(b), ratioText),
+      note: `samples: ${sides.map((s) => `${s.key} ${lat[s.key].n}`).join(', ')}; p99 per round: ${sides.map((s) => `${s.key} ${spreadText(runs[s.key].map(roundP99))}`).join(', ')}`,
+    },
+    {
+      scenario: `${method}, the same closed-loop runs`,
+      metric: 'CPU ms per answered request in the containers on the path (client excluded), median [min–max]; against: chain ÷ baseline per round',
+      values: sides.map((s) => spreadText(runs[s.key].map((m) => cpuPerRequest(m, s.tiers)), 2)),
+      against: against(sides, runs, (a, b, side) => cpuPerRequest(a, chainTiers) / cpuPerRequest(b, side.tiers), ratioText),
+      note: `mean cores per container: ${sides.map((s) => `${s.key}: ${meanCores(runs[s.key], [...s.tiers, s.client])}`).join('; ')}`,
+    },
+  ];
+}
+
+function openLoopRows(method: 'POST' | 'GET', expected: number, rate: number, runs: Runs, sides: Side[], c: BenchConfig): ComparisonRow[] {
+  const lat = Object.fromEntries(sides.map((s) => [s.key, pooled(runs[s.key].map((m) => m.latency))])) as Record<PathKey, number[]>;
+  const p = Object.fromEntries(sides.map((s) => [s.key, percentiles(lat[s.key])])) as Record<PathKey, Percentiles>;
+  const added = (other: PathKey): number => (p.chain.p99 ?? NaN) - (p[other].p99 ?? NaN);
+  const interval = (k: PathKey): string => {
+    const ci = quantileInterval(lat[k], 0.99);
+    return ci ? `${fig(ci[0])}–${fig(ci[1])}` : '—';
+  };
+  return [
+    {
+      scenario: `${method} ${method === 'POST' ? '/v1/records/notes' : '/v1/records/notes/{id}'}, open loop at ${rate} req/s (half the chain's median closed-loop throughput)`,
+      metric: 'latency p50 / p99 / p99.9 ms, all rounds pooled; against: p99 the chain adds, pooled (per round median [min–max])',
+      values: sides.map((s) => latencyText(p[s.key])),
+      against: sides
+        .filter((s) => s.key !== 'chain')
+        .map((s) => `${signed(added(s.key))} ms (${spreadText(runs.chain.map((m, r) => roundP99(m) - roundP99(runs[s.key][r]!)))})`),
+      target: '≤ 15 ms added at p99 against (a)',
+      ...(Number.isFinite(added('direct')) ? { met: added('direct') <= 15 } : {}),
+      note:
+        `${c.BENCH_CHAIN_ROUNDS} rounds × ${c.BENCH_LATENCY_SECONDS} s per path; samples ${sides.map((s) => `${s.key} ${p[s.key].n}`).join(', ')}; ` +
+        `95 % interval of the pooled p99: ${sides.map((s) => `${s.key} ${interval(s.key)}`).join(', ')}; ` +
+        `achieved req/s ${sides.map((s) => `${s.key} ${spreadText(runs[s.key].map((m) => m.result.okPerSecond))}`).join(', ')}; ` +
+        `errors: ${sides.map((s) => `${s.key} ${errorsOver(runs[s.key], expected)}`).join(', ')}; ` +
+        `mean cores: ${sides.map((s) => `${s.key}: ${meanCores(runs[s.key], [...s.tiers, s.client])}`).join('; ')}`,
+    },
+  ];
 }

@@ -1,12 +1,12 @@
 import type Docker from 'dockerode';
-import { cpus } from 'node:os';
 import { ApiClient, createToken } from '../test/support/stack/api-client';
 import type { ComposeSpec } from '../test/support/stack/compose-config';
 import { testImages, TEST_TAG } from '../test/support/stack/fixture';
 import { docker } from '../test/support/stack/docker';
 import { execIn, Stack } from '../test/support/stack/stack';
 import { waitFor } from '../test/support/wait';
-import { coresUsed, cpuSnapshot } from './container-stats';
+import { hostWindow, type HostMeter, type HostWindow } from './host';
+import { latencySamples } from './stats';
 
 /**
  * The load client of the chain, recovery and footprint benchmarks: bench/tools/load.js,
@@ -30,7 +30,9 @@ export interface Target {
 export interface LoadOptions {
   method: 'GET' | 'POST';
   path: string;
+  /** Length of the measured window. */
   seconds: number;
+  /** Load before the window, discarded (the window follows without a gap). */
   warmupSeconds?: number;
   concurrency?: number;
   /** Open loop at this many requests/s; closed loop when absent. */
@@ -41,17 +43,39 @@ export interface LoadOptions {
   stopWhenRecovered?: number;
   /** Overrides the target's host (e.g. a DNS name that survives a restart). */
   host?: string;
+  /** Epoch ms the window starts; load.js warms up until then (see measuredRun). */
+  windowStart?: number;
+  minWarmupSeconds?: number;
 }
 
+/** What bench/tools/load.js reports about the requests that started inside its window. */
 export interface LoadResult {
   seconds: number;
+  /** Warm-up the client actually had before the window. */
+  warmupSeconds: number;
+  /** The window, epoch ms. */
+  windowStart: number;
+  windowEnd: number;
   sent: number;
   ok: number;
+  failed: number;
   statuses: Record<string, number>;
+  /** Expected answers completed inside the window, per second. */
   okPerSecond: number;
-  latencyMs: { p50: number | null; p90: number | null; p99: number | null; max: number | null; mean: number | null };
+  timeoutMs: number;
+  /** Latency of each expected answer, ms, in completion order. */
+  okMs: number[];
   /** [start, end, status] per request, epoch ms (with `timeline`). */
   timeline?: [number, number, number][];
+}
+
+/** load.js was launched too late to warm up before the planned window (a slow exec on a busy host). */
+export class LateStartError extends Error {
+  constructor(readonly lateMs: number) {
+    super(`load.js started ${lateMs} ms too late for its window`);
+    this.name = 'LateStartError';
+    Object.setPrototypeOf(this, new.target.prototype);
+  }
 }
 
 /**
@@ -117,6 +141,7 @@ export async function runLoad(stack: Stack, t: Target, o: LoadOptions): Promise<
     path: o.path,
     seconds: o.seconds,
     warmupSeconds: o.warmupSeconds ?? 0,
+    ...(o.windowStart !== undefined ? { windowStart: o.windowStart, minWarmupSeconds: o.minWarmupSeconds ?? 0 } : {}),
     concurrency: o.concurrency ?? 32,
     ...(o.rate !== undefined ? { rate: o.rate } : {}),
     timeoutMs: o.timeoutMs ?? 30_000,
@@ -124,35 +149,57 @@ export async function runLoad(stack: Stack, t: Target, o: LoadOptions): Promise<
     timeline: o.timeline ?? false,
     ...(o.stopWhenRecovered !== undefined ? { stopWhenRecovered: o.stopWhenRecovered } : {}),
   };
-  const res = await execIn(stack.docker, t.client, ['node', '/usr/local/bin/load', JSON.stringify(options)], { timeoutMs: ((o.warmupSeconds ?? 0) + o.seconds + 90) * 1000 });
+  const lead = o.windowStart !== undefined ? Math.max(0, o.windowStart - Date.now()) / 1000 : (o.warmupSeconds ?? 0);
+  const res = await execIn(stack.docker, t.client, ['node', '/usr/local/bin/load', JSON.stringify(options)], { timeoutMs: (lead + o.seconds + options.timeoutMs / 1000 + 60) * 1000 });
+  if (res.exitCode === LATE_EXIT) throw new LateStartError((JSON.parse(res.stdout) as { late: number }).late);
   if (res.exitCode !== 0) throw new Error(`load.js (${t.label}) failed: ${res.stderr}`);
   return JSON.parse(res.stdout) as LoadResult;
 }
 
-/** CPU time the whole machine has spent busy so far (ms, all cores), and when. */
-function hostBusy(): { busyMs: number; at: number } {
-  const busyMs = cpus().reduce((sum, c) => sum + c.times.user + c.times.nice + c.times.sys + c.times.irq, 0);
-  return { busyMs, at: Date.now() };
+/** load.js's exit code when launched too late for its window. */
+const LATE_EXIT = 3;
+
+/** A run with the machine's counters read at the window's edges. */
+export interface Measured {
+  result: LoadResult;
+  /** Latency samples, ascending: answered requests, and failures at the timeout. */
+  latency: number[];
+  host: HostWindow;
+  /** How far from the window's edges the counters were read, ms (the larger of the two). */
+  edgeSkewMs: number;
 }
 
 /**
- * Runs `during` and reports the CPU cores each watched container used meanwhile, and
- * (`host`) how many of the machine's cores were busy with anything at all.
+ * One load run whose window is planned here: it starts `warmupSeconds` after load.js is up
+ * (about a second after the exec), and `meter` reads every CPU counter at its start and
+ * its end, on timers in this process while the load runs in its container. Both use the
+ * machine's clock, so the counters bracket exactly the requests being measured.
  */
-export async function withCpu<T>(watch: Record<string, Docker.Container>, during: () => Promise<T>): Promise<{ result: T; cores: Record<string, number> }> {
-  const names = Object.keys(watch);
-  const before = await Promise.all(names.map((n) => cpuSnapshot(watch[n]!)));
-  const host0 = hostBusy();
-  const result = await during();
-  const host1 = hostBusy();
-  const after = await Promise.all(names.map((n) => cpuSnapshot(watch[n]!)));
-  const cores = Object.fromEntries(names.map((n, i) => [n, Math.round(coresUsed(before[i]!, after[i]!) * 100) / 100]));
-  const host = (host1.busyMs - host0.busyMs) / Math.max(1, host1.at - host0.at);
-  const ours = Object.values(cores).reduce((a, b) => a + b, 0);
-  cores[`machine (of ${cpus().length})`] = Math.round(host * 100) / 100;
-  // Docker, the kernel's network path, and whatever else runs on the machine.
-  cores.rest = Math.round((host - ours) * 100) / 100;
-  return { result, cores };
+export async function measuredRun(stack: Stack, t: Target, o: LoadOptions & { warmupSeconds: number }, meter: HostMeter): Promise<Measured> {
+  for (let attempt = 1; ; attempt++) {
+    // Time for `docker exec` and Node to start; more after a late start.
+    const windowStart = Date.now() + 1000 * attempt + o.warmupSeconds * 1000;
+    const windowEnd = windowStart + o.seconds * 1000;
+    const edges = Promise.all([meter.snapshotAt(windowStart), meter.snapshotAt(windowEnd)]);
+    let result: LoadResult;
+    try {
+      result = await runLoad(stack, t, { ...o, windowStart, minWarmupSeconds: o.warmupSeconds / 2 });
+    } catch (err) {
+      await edges;
+      if (err instanceof LateStartError && attempt < 3) {
+        process.stdout.write(`  ${t.label}: ${err.message}; again with more lead time\n`);
+        continue;
+      }
+      throw err;
+    }
+    const [a, b] = await edges;
+    return {
+      result,
+      latency: latencySamples(result.okMs, result.failed, result.timeoutMs),
+      host: hostWindow(a, b),
+      edgeSkewMs: Math.max(Math.abs(a.at - result.windowStart), Math.abs(b.at - result.windowEnd)),
+    };
+  }
 }
 
 /** "gateway 0.91, broker 0.42, ..." */
@@ -162,8 +209,8 @@ export function coresText(cores: Record<string, number>): string {
     .join(', ');
 }
 
-/** The answers that were not the expected success, e.g. "{503: 4}", or "none". */
-export function errorsText(r: LoadResult, expected: number): string {
+/** The answers that were not the expected success, e.g. "503×4", or "none". */
+export function errorsText(r: Pick<LoadResult, 'statuses'>, expected: number): string {
   const bad = Object.entries(r.statuses).filter(([s]) => Number(s) !== expected);
   return bad.length === 0 ? 'none' : bad.map(([s, n]) => `${s === '0' ? 'no answer' : s}×${n}`).join(' ');
 }

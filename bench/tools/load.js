@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// Runs inside a probe container: an HTTPS load generator for the chain and recovery
-// benchmarks. Plain Node (node:https with a keep-alive Agent) rather than autocannon,
-// so the probe image needs no npm install and both sides of every comparison (through
-// the gateway, straight to core) are driven by exactly the same client code.
+// Runs inside a probe container: an HTTPS load generator for the chain, recovery and
+// footprint benchmarks. Plain Node (node:https with a keep-alive Agent) rather than
+// autocannon, so the probe image needs no npm install and every side of a comparison
+// (the chain, straight to core, the nginx baselines) is driven by exactly the same code.
 //
 // usage: load.js '<JSON options>'
 //   host, port, servername      where to connect (TLS SNI/verification name)
@@ -13,11 +13,18 @@
 //                               open loop: the most sockets the agent opens
 //   rate                        requests/s; present = open loop (requests start on a
 //                               schedule, latency counted from the scheduled start)
-//   seconds, warmupSeconds      measured run, preceded by a discarded warm-up
+//   seconds                     length of the measured window
+//   windowStart                 epoch ms the measured window starts (the caller reads CPU
+//                               counters at both edges); load runs from launch and is warm-up
+//                               until then. Absent: launch + warmupSeconds
+//   warmupSeconds, minWarmupSeconds   with windowStart: launched with less warm-up left than
+//                               minWarmupSeconds, print {"late": ms} and exit 3 (the caller retries)
 //   timeoutMs, keepAlive        per request; keepAlive false = a new connection each time
 //   timeline                    true: also return [start, end, status] per request (epoch ms)
 //   stopWhenRecovered           n: stop once, after a failure, n answers in a row succeed
-// Prints one JSON line: counts, statuses, achieved rate and latency quantiles (ms).
+// Prints one JSON line about the requests that started inside the window: status counts,
+// the latency of each expected answer (okMs, unsorted) and how many failed (the caller
+// counts those at timeoutMs), plus answers completed inside the window per second.
 'use strict';
 const https = require('node:https');
 const fs = require('node:fs');
@@ -27,6 +34,7 @@ const { Buffer } = require('node:buffer');
 
 const o = JSON.parse(process.argv[2]);
 const expected = o.method === 'POST' ? 201 : 200;
+const timeoutMs = o.timeoutMs ?? 30_000;
 const agent = new https.Agent({
   keepAlive: o.keepAlive !== false,
   maxSockets: o.concurrency ?? 32,
@@ -48,7 +56,7 @@ function send() {
       headers['content-length'] = String(Buffer.byteLength(body));
     }
     if (o.requestId) headers['x-request-id'] = randomUUID();
-    const req = https.request({ agent, host: o.host, port: o.port, servername: o.servername, method: o.method, path: o.path, headers, timeout: o.timeoutMs ?? 30_000 }, (res) => {
+    const req = https.request({ agent, host: o.host, port: o.port, servername: o.servername, method: o.method, path: o.path, headers, timeout: timeoutMs }, (res) => {
       res.on('data', () => {});
       res.on('end', () => resolve(res.statusCode ?? 0));
       res.on('error', () => resolve(0));
@@ -60,57 +68,59 @@ function send() {
   });
 }
 
-/** Collects one run: latencies of good answers, status counts, optional timeline. */
-function collector() {
-  const c = { latencies: [], statuses: {}, timeline: [], ok: 0, done: 0, okInWindow: 0, start: now(), end: 0, failedOnce: false, okStreak: 0 };
-  c.record = (started, ended, status) => {
-    c.done++;
-    c.statuses[status] = (c.statuses[status] ?? 0) + 1;
-    const good = status === expected;
-    if (good) {
-      c.ok++;
-      c.latencies.push(ended - started);
-      c.okStreak++;
-    } else {
-      c.failedOnce = true;
-      c.okStreak = 0;
-    }
-    if (good && ended <= c.end) c.okInWindow++;
-    if (o.timeline) c.timeline.push([Math.round(epoch(started) * 10) / 10, Math.round(epoch(ended) * 10) / 10, status]);
-  };
-  c.recovered = () => o.stopWhenRecovered !== undefined && c.failedOnce && c.okStreak >= o.stopWhenRecovered;
-  return c;
+// The measured window in this process's clock: [t0, t1).
+const launched = now();
+const t0 = o.windowStart !== undefined ? o.windowStart - performance.timeOrigin : launched + (o.warmupSeconds ?? 0) * 1000;
+const t1 = t0 + o.seconds * 1000;
+if (o.windowStart !== undefined && t0 - launched < (o.minWarmupSeconds ?? 0) * 1000) {
+  process.stdout.write(JSON.stringify({ late: Math.round(launched - (t0 - (o.minWarmupSeconds ?? 0) * 1000)) }) + '\n');
+  process.exit(3);
 }
 
-async function closedLoop(seconds) {
-  const c = collector();
-  c.end = c.start + seconds * 1000;
+/** Requests that started in the window: statuses, latencies of expected answers, timeline. */
+const c = { okMs: [], statuses: {}, timeline: [], sent: 0, failed: 0, okInWindow: 0, failedOnce: false, okStreak: 0 };
+function record(started, ended, status) {
+  const good = status === expected;
+  if (good) c.okStreak++;
+  else {
+    c.failedOnce = true;
+    c.okStreak = 0;
+  }
+  // Throughput counts answers completed inside the window, whenever they started.
+  if (good && ended >= t0 && ended < t1) c.okInWindow++;
+  if (started < t0) return;
+  c.sent++;
+  c.statuses[status] = (c.statuses[status] ?? 0) + 1;
+  if (good) c.okMs.push(Math.round((ended - started) * 1000) / 1000);
+  else c.failed++;
+  if (o.timeline) c.timeline.push([Math.round(epoch(started) * 10) / 10, Math.round(epoch(ended) * 10) / 10, status]);
+}
+const recovered = () => o.stopWhenRecovered !== undefined && c.failedOnce && c.okStreak >= o.stopWhenRecovered;
+
+async function closedLoop() {
   const loop = async () => {
-    while (now() < c.end && !c.recovered()) {
+    while (now() < t1 && !recovered()) {
       const t = now();
       const status = await send();
-      c.record(t, now(), status);
+      record(t, now(), status);
     }
   };
   await Promise.all(Array.from({ length: o.concurrency ?? 32 }, loop));
-  return c;
 }
 
-async function openLoop(seconds) {
-  const c = collector();
-  c.end = c.start + seconds * 1000;
+async function openLoop() {
   const interval = 1000 / o.rate;
   const inflight = new Set();
   let i = 0;
   for (;;) {
     const t = now();
-    if (t >= c.end || c.recovered()) break;
+    if (t >= t1 || recovered()) break;
     // Everything whose time has come starts now; latency counts from the scheduled time.
-    while (c.start + i * interval <= t && c.start + i * interval < c.end) {
-      const scheduled = c.start + i * interval;
+    while (launched + i * interval <= t && launched + i * interval < t1) {
+      const scheduled = launched + i * interval;
       i++;
       const p = send().then((status) => {
-        c.record(scheduled, now(), status);
+        record(scheduled, now(), status);
         inflight.delete(p);
       });
       inflight.add(p);
@@ -118,35 +128,25 @@ async function openLoop(seconds) {
     await sleep(1);
   }
   await Promise.all(inflight);
-  return c;
-}
-
-function quantile(xs, q) {
-  if (xs.length === 0) return null;
-  const pos = (xs.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo);
-}
-
-function summary(c, seconds) {
-  const xs = c.latencies.sort((a, b) => a - b);
-  const q = (p) => (xs.length ? Math.round(quantile(xs, p) * 1000) / 1000 : null);
-  return {
-    seconds,
-    sent: c.done,
-    ok: c.ok,
-    statuses: c.statuses,
-    okPerSecond: Math.round((c.okInWindow / seconds) * 10) / 10,
-    latencyMs: { p50: q(0.5), p90: q(0.9), p99: q(0.99), max: q(1), mean: xs.length ? Math.round((xs.reduce((a, b) => a + b, 0) / xs.length) * 1000) / 1000 : null },
-    ...(o.timeline ? { timeline: c.timeline } : {}),
-  };
 }
 
 (async () => {
-  const run = o.rate ? openLoop : closedLoop;
-  if (o.warmupSeconds) await run(o.warmupSeconds);
-  const c = await run(o.seconds);
-  process.stdout.write(JSON.stringify(summary(c, o.seconds)) + '\n');
+  await (o.rate ? openLoop() : closedLoop());
+  process.stdout.write(
+    JSON.stringify({
+      seconds: o.seconds,
+      warmupSeconds: Math.round(t0 - launched) / 1000,
+      windowStart: Math.round(epoch(t0) * 1000) / 1000,
+      windowEnd: Math.round(epoch(t1) * 1000) / 1000,
+      sent: c.sent,
+      ok: c.okMs.length,
+      failed: c.failed,
+      statuses: c.statuses,
+      okPerSecond: Math.round((c.okInWindow / o.seconds) * 10) / 10,
+      timeoutMs,
+      okMs: c.okMs,
+      ...(o.timeline ? { timeline: c.timeline } : {}),
+    }) + '\n',
+  );
   agent.destroy();
 })();

@@ -1,0 +1,66 @@
+import { env, parseEnv, type EnvOf } from '../services/common/config/env';
+import type { BusyThresholds } from './host';
+
+/**
+ * Every setting of `npm run bench`, declared once and checked at start (a bad value names
+ * the variable and stops the run before anything is built). The defaults are the ones a
+ * published BENCHMARKS.md is made with; `MIN_REPORTED_ROUNDS` says what may be lowered for
+ * a quick look without the figures being published.
+ */
+const SHAPE = {
+  /** knock: knocks per side. */
+  BENCH_ROUNDS: env.int({ min: 1, max: 1000, def: 20 }),
+  /** footprint: seconds of load while memory is sampled. */
+  BENCH_SECONDS: env.int({ min: 1, max: 600, def: 12 }),
+  BENCH_RECOVERY_ROUNDS: env.int({ min: 1, max: 50, def: 3 }),
+  /** chain: rounds per path and scenario; paths take turns within a round, in a rotating order. */
+  BENCH_CHAIN_ROUNDS: env.int({ min: 1, max: 100, def: 5 }),
+  /** chain: measured seconds of each closed-loop run (throughput). */
+  BENCH_CHAIN_SECONDS: env.int({ min: 1, max: 600, def: 6 }),
+  /** chain: measured seconds of each open-loop run (latency at a fixed rate). */
+  BENCH_LATENCY_SECONDS: env.int({ min: 1, max: 600, def: 10 }),
+  /** chain: load before each window, discarded. */
+  BENCH_WARMUP_SECONDS: env.int({ min: 1, max: 60, def: 1 }),
+  BENCH_CONCURRENCY: env.int({ min: 1, max: 1024, def: 32 }),
+  /**
+   * chain: the client's per-request timeout; a failed request counts as a latency sample of
+   * this long. Above the gateway's own 10 s request deadline, so the chain's 504 arrives first.
+   */
+  BENCH_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: 15_000 }),
+  /** Busy host: cores of other work (other containers + other host processes) a window may see, in thousandths. */
+  BENCH_MAX_OTHER_MILLICORES: env.int({ min: 0, max: 64_000, def: 150 }),
+  /** Busy host: steal a window may see, percent of the machine's CPU time. */
+  BENCH_MAX_STEAL_PERCENT: env.int({ min: 0, max: 100, def: 5 }),
+  /** Busy host: length of the idle window measured before a section. */
+  BENCH_QUIET_SECONDS: env.int({ min: 1, max: 60, def: 5 }),
+  /** Busy host: how long to wait for a quiet idle window before refusing. */
+  BENCH_QUIET_WAIT_SECONDS: env.int({ min: 0, max: 3600, def: 120 }),
+  /** Busy host: rounds that may be discarded and run again (after a quiet window) per section. */
+  BENCH_BUSY_RETRIES: env.int({ min: 0, max: 20, def: 2 }),
+  /**
+   * Measure on a busy host anyway, to try the harness out: the figures are written to
+   * bench/results/unreported/ and never to BENCHMARKS.md.
+   */
+  BENCH_ALLOW_BUSY: env.bool(false),
+};
+
+export type BenchConfig = EnvOf<typeof SHAPE>;
+
+/** Fewer rounds per side than this and a section's figures are not published. */
+export const MIN_REPORTED_ROUNDS = 5;
+
+let cached: BenchConfig | undefined;
+
+export function benchConfig(): BenchConfig {
+  cached ??= parseEnv(SHAPE);
+  return cached;
+}
+
+/** How long to wait for a quiet window: not at all when a busy host is accepted anyway. */
+export function quietWait(c: BenchConfig): number {
+  return c.BENCH_ALLOW_BUSY ? 0 : c.BENCH_QUIET_WAIT_SECONDS;
+}
+
+export function busyThresholds(c: BenchConfig): BusyThresholds {
+  return { maxOtherCores: c.BENCH_MAX_OTHER_MILLICORES / 1000, maxStealFraction: c.BENCH_MAX_STEAL_PERCENT / 100 };
+}
