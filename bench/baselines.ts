@@ -7,6 +7,7 @@ import { REPO_ROOT } from '../test/support/stack/build';
 import { TEST_TAG } from '../test/support/stack/fixture';
 import { execIn, type Stack } from '../test/support/stack/stack';
 import { waitFor } from '../test/support/wait';
+import { TLS_SERVER_DIRECTIVES } from '../services/gateway/nginx/config';
 import type { Target } from './load';
 
 /**
@@ -55,13 +56,7 @@ http {
     listen ${NGINX_PORT} ssl;
     ssl_certificate /gw/tls/server.crt;
     ssl_certificate_key /gw/tls/server.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
-    ssl_ecdh_curve X25519:prime256v1:secp384r1;
-    ssl_prefer_server_ciphers off;
-    ssl_session_cache shared:TLS:10m;
-    ssl_session_timeout 1d;
-    ssl_session_tickets off;
+${TLS_SERVER_DIRECTIVES}
     location /v1/ {
       proxy_pass https://core;
       proxy_http_version 1.1;

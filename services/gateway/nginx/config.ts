@@ -173,6 +173,19 @@ ${listen(o.httpPort, false, ' default_server')}
   ].join('\n\n');
 }
 
+/**
+ * The public TLS endpoint's protocol settings, indented for a server block; the comment
+ * where they are used says why each. Exported so the benchmark's TLS-edge baseline offers
+ * clients exactly what the gateway does.
+ */
+export const TLS_SERVER_DIRECTIVES = `    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+    ssl_ecdh_curve X25519:prime256v1:secp384r1;
+    ssl_prefer_server_ciphers off;
+    ssl_session_cache shared:TLS:10m;
+    ssl_session_timeout 1d;
+    ssl_session_tickets off;`;
+
 export function renderNginxConf(o: NginxOptions): string {
   const listen = (port: number, ssl: boolean, flags = ''): string => {
     const suffix = `${ssl ? ' ssl' : ''}${flags}`;
@@ -255,13 +268,7 @@ ${listen(o.httpsPort, true)}
     # include runtimes whose TLS stops at 1.2 (Java 8, OpenSSL 1.0.2, .NET on older Windows),
     # and the 1.2 suites left here have no known weakness. No DHE: the profile's DHE suites
     # need an ssl_dhparam file, and every client of the profile has ECDHE.
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
-    ssl_ecdh_curve X25519:prime256v1:secp384r1;
-    ssl_prefer_server_ciphers off;
-    ssl_session_cache shared:TLS:10m;
-    ssl_session_timeout 1d;
-    ssl_session_tickets off;
+${TLS_SERVER_DIRECTIVES}
     add_header Strict-Transport-Security "max-age=63072000" always;
     add_header X-Content-Type-Options nosniff always;
 
