@@ -98,8 +98,11 @@ export class InsertBatcher {
     try {
       const now = performance.now();
       const live = batch.filter((w) => w.deadline > now);
-      // Never sent: its budget was spent waiting, and nothing of it reached core.
-      for (const w of batch) if (w.deadline <= now) w.reject(new ApiError('unavailable', 'storage is unavailable; nothing was stored'));
+      // Its budget was spent waiting for a batch to go (core slow or paused): never sent.
+      // Answered as the gateway answers it at the same instant, 504 deadline_exceeded: a
+      // "not stored" from here could overtake the gateway's own answer, and an earlier
+      // attempt under the same key may still be on its way to core.
+      for (const w of batch) if (w.deadline <= now) w.reject(new ApiError('deadline', 'the request ran out of time waiting for storage'));
       if (live.length === 1) {
         const w = live[0]!;
         await this.core.insert({ ...w.item, deadline: w.deadline }, w.record).then(w.resolve, w.reject);
@@ -117,7 +120,14 @@ export class InsertBatcher {
           for (const w of live) w.reject(err);
           return;
         }
-        live.forEach((w, i) => w.resolve(results[i]!));
+        // A record core answered 503 (its database not reached: not stored) goes again on its
+        // own, with the single insert's retries and backoff inside its budget, as it would have
+        // without batching: a batch hit by a database hiccup must not turn into refusals.
+        live.forEach((w, i) => {
+          const result = results[i]!;
+          if (result.status === 503) void this.core.insert({ ...w.item, deadline: w.deadline }, w.record).then(w.resolve, w.reject);
+          else w.resolve(result);
+        });
       }
     } finally {
       this.inFlight--;

@@ -82,8 +82,14 @@ describe('the monitoring profile: Prometheus scraping the three tiers', function
   it('has loaded every alert rule of deploy/monitoring/rules/nonstop.rules.yml, none of them firing on a healthy stack', async () => {
     const file = parse(readFileSync(join(REPO_ROOT, 'deploy', 'monitoring', 'rules', 'nonstop.rules.yml'), 'utf8')) as { groups: { rules: { alert?: string }[] }[] };
     const expected = file.groups.flatMap((g) => g.rules.map((r) => r.alert)).filter((a): a is string => a !== undefined).sort();
-    const res = (await (await fetch(`${base}/api/v1/rules?type=alert`)).json()) as { data: { groups: { rules: { name: string; state: string; health: string }[] }[] } };
-    const loaded = res.data.groups.flatMap((g) => g.rules);
+    type Rule = { name: string; state: string; health: string };
+    const rules = async (): Promise<Rule[]> => ((await (await fetch(`${base}/api/v1/rules?type=alert`)).json()) as { data: { groups: { rules: Rule[] }[] } }).data.groups.flatMap((g) => g.rules);
+    // A rule's health is "unknown" until its group's first evaluation (every 10 s), which may
+    // not have come yet on a stack that just started; after it, "ok" or "err".
+    const loaded = await waitFor('every rule evaluated once', async () => {
+      const now = await rules();
+      return now.length > 0 && now.every((r) => r.health !== 'unknown') ? now : undefined;
+    }, 60_000, 1000);
     assert.deepEqual(loaded.map((r) => r.name).sort(), expected);
     for (const r of loaded) assert.equal(r.health, 'ok', `${r.name} evaluates with errors`);
     assert.deepEqual(loaded.filter((r) => r.state === 'firing').map((r) => r.name), []);

@@ -8,6 +8,8 @@ import { RECORD_BATCH_MAX_BYTES, type RecordBatchItem, type RecordBatchResult } 
 
 /** A stand-in for core: records what it was sent; each call waits until the test settles it. */
 class FakeCore {
+  /** Statuses the next batch answers for these ids instead of 201. */
+  readonly batchStatus = new Map<string, number>();
   readonly calls: { kind: 'single' | 'batch'; ids: string[]; deadline: number; settle: (ok: boolean) => void }[] = [];
 
   insert(call: CoreCall, _record: Record<string, unknown>): Promise<CoreResponse> {
@@ -18,7 +20,7 @@ class FakeCore {
 
   insertBatch(items: readonly RecordBatchItem[], deadline: number): Promise<RecordBatchResult[]> {
     return new Promise((resolve, reject) => {
-      this.calls.push({ kind: 'batch', ids: items.map((i) => i.requestId), deadline, settle: (ok) => (ok ? resolve(items.map((i) => ({ status: 201, body: { id: i.requestId } }))) : reject(new ApiError('outcomeUnknown', 'lost'))) });
+      this.calls.push({ kind: 'batch', ids: items.map((i) => i.requestId), deadline, settle: (ok) => (ok ? resolve(items.map((i) => ({ status: this.batchStatus.get(i.requestId) ?? 201, body: { id: i.requestId } }))) : reject(new ApiError('outcomeUnknown', 'lost'))) });
     });
   }
 
@@ -127,7 +129,7 @@ describe('InsertBatcher (group commit)', () => {
     assert.deepEqual(await Promise.all(replies), ['outcome_unknown', 'outcome_unknown']);
   });
 
-  it('answers unavailable (not stored), without sending it, a record whose budget ran out while it waited', async () => {
+  it('answers deadline_exceeded, as its gateway does at that instant, without sending it, a record whose budget ran out while it waited', async () => {
     const b = batcher();
     void b.insert(call('a'), {});
     await tick();
@@ -135,7 +137,7 @@ describe('InsertBatcher (group commit)', () => {
     const fresh = b.insert(call('c'), {});
     await new Promise((r) => setTimeout(r, 10));
     core.calls[0]!.settle(true);
-    assert.equal(await expired, 'unavailable');
+    assert.equal(await expired, 'deadline_exceeded');
     await tick();
     assert.deepEqual(core.shape(), ['single:a', 'single:c']);
     core.calls[1]!.settle(true);
@@ -147,5 +149,21 @@ describe('InsertBatcher (group commit)', () => {
     for (const id of ['a', 'b', 'c']) void b.insert(call(id), {});
     await tick();
     assert.deepEqual(core.shape(), ['single:a', 'single:b', 'single:c']);
+  });
+
+  it('sends again on its own, with the single insert, a record core answered 503 (not stored) inside a batch; other answers stand', async () => {
+    const b = batcher();
+    core.batchStatus.set('b', 503);
+    core.batchStatus.set('c', 409);
+    const replies = ['a', 'b', 'c'].map((id) => b.insert(call(id), {}));
+    await tick();
+    core.calls[0]!.settle(true);
+    await tick();
+    assert.deepEqual(core.shape(), ['batch:a,b,c', 'single:b']);
+    core.calls[1]!.settle(true);
+    assert.deepEqual(
+      (await Promise.all(replies)).map((r) => r.status),
+      [201, 201, 409],
+    );
   });
 });
