@@ -59,6 +59,16 @@ async function rewrap(file: DataKeyFile, rotation: KeyRotation, waitMs: number):
  *   rewrap          rewraps every record (and encrypts those stored in clear) under the active key
  *   retire ID       removes a key from the file; refused while the key is active or wraps any record
  */
+/** What `keys status` prints, one JSON line. */
+export interface KeyStatusReport {
+  active: string;
+  keys: string[];
+  /** The key core last said it wraps new records under; null before it has said. */
+  serviceActive: string | null;
+  recordsByKey: Record<string, number>;
+  recordsInClear: number;
+}
+
 export async function keysCommand(verb: string, rest: string[], db: Db, keysFile: string): Promise<number> {
   const file = new DataKeyFile(keysFile);
   const rotation = new KeyRotation(db);
@@ -66,7 +76,8 @@ export async function keysCommand(verb: string, rest: string[], db: Db, keysFile
     if (rest.length > 0) throw new UsageError('keys status takes no arguments');
     const set = file.read();
     const usage = await rotation.usage();
-    process.stdout.write(`${JSON.stringify({ active: set.active, keys: [...set.keys.keys()], serviceActive: (await rotation.serviceActiveKey()) ?? null, recordsByKey: usage.byKey, recordsInClear: usage.plaintext })}\n`);
+    const report: KeyStatusReport = { active: set.active, keys: [...set.keys.keys()], serviceActive: (await rotation.serviceActiveKey()) ?? null, recordsByKey: usage.byKey, recordsInClear: usage.plaintext };
+    process.stdout.write(`${JSON.stringify(report)}\n`);
     return 0;
   }
   if (verb === 'rotate' || verb === 'rewrap') {

@@ -6,6 +6,7 @@ import { ApiClient, createToken } from '../../support/stack/api-client';
 import { demux, type Stack } from '../../support/stack/stack';
 import { upStack } from '../../support/stack/fixture';
 import { waitFor } from '../../support/wait';
+import type { KeyStatusReport as KeyStatus } from '../../../services/core/admin/keys';
 
 /** Every regular file of a directory in a container, as the Docker API copies it out (GET /archive). */
 async function copyOut(stack: Stack, service: string, path: string): Promise<Map<string, Buffer>> {
@@ -30,14 +31,6 @@ async function copyOut(stack: Stack, service: string, path: string): Promise<Map
 }
 
 const holding = (files: Map<string, Buffer>, text: string): string[] => [...files].filter(([, bytes]) => bytes.includes(Buffer.from(text, 'utf8'))).map(([name]) => name);
-
-interface KeyStatus {
-  active: string;
-  keys: string[];
-  serviceActive: string | null;
-  recordsByKey: Record<string, number>;
-  recordsInClear: number;
-}
 
 describe('core encrypts records at rest (the compose stack)', function () {
   this.timeout(600_000);

@@ -11,14 +11,7 @@ import { coreRequest, createCorePki, startCoreServer, startScratchDatabase, type
 import { silentLogger } from '../../../support/logger';
 import { tempDir } from '../../../support/tmp';
 import { waitFor } from '../../../support/wait';
-
-interface KeyStatus {
-  active: string;
-  keys: string[];
-  serviceActive: string | null;
-  recordsByKey: Record<string, number>;
-  recordsInClear: number;
-}
+import type { KeyStatusReport as KeyStatus } from '../../../../services/core/admin/keys';
 
 /** How often the service under test re-reads its key file: faster than core's 1 s, so the suite stays short. */
 const FOLLOW_MS = 100;
