@@ -112,8 +112,9 @@ export class CoreClient {
 
   /**
    * Attempts until core answers, the retries are used up or the budget is spent. The error
-   * then says what the client may conclude: `unavailable` (no attempt reached core: not
-   * stored), `deadline_exceeded` or `outcome_unknown` (one may have: maybe stored).
+   * then says what the client may conclude: `deadline_exceeded` (the budget is spent: maybe
+   * stored), `unavailable` (core refused every attempt with time left: not stored) or
+   * `outcome_unknown` (an attempt may have reached it: maybe stored).
    */
   private async call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, deadline: number, body: string | undefined): Promise<CoreResponse> {
     let maybeArrived = false;
@@ -129,8 +130,12 @@ export class CoreClient {
         if (attempt < this.opts.retries) await sleep(Math.min(backoffDelay({ baseMs: 50, capMs: 1000, minMs: 10 }, attempt), Math.max(0, deadline - performance.now())));
       }
     }
-    if (!maybeArrived) throw new ApiError('unavailable', 'storage is unavailable; nothing was stored');
+    // A spent budget is 504 even when no attempt of this call was written (a frozen core
+    // takes TCP connections and never answers TLS): "not stored" holds for these attempts
+    // but not for the client's key, whose earlier attempt may still reach core, and the
+    // gateway answers 504 at this same instant. Only refusals with time left are 503.
     if (deadline - performance.now() <= 0) throw new ApiError('deadline', 'storage did not answer in time; the record may be stored');
+    if (!maybeArrived) throw new ApiError('unavailable', 'storage is unavailable; nothing was stored');
     throw new ApiError('outcomeUnknown', 'the connection to storage failed after the request was sent; the record may be stored');
   }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
@@ -174,6 +174,25 @@ describe('CoreClient retries against an mTLS server', function () {
     const res = await c.insert({ requestId: randomUUID(), collection: 'notes', token: 'tok-abcdefgh', key: 'retry-key-1', deadline: performance.now() + 5000 }, { title: 'hi' });
     assert.equal(res.status, 201);
     assert.equal(headers.at(-1)!['idempotency-key'], 'retry-key-1');
+  });
+
+  it('answers deadline_exceeded, not unavailable, when the budget ran out before a request could be written (core frozen: TCP accepted, TLS never answered)', async () => {
+    // A paused core container: the kernel completes the TCP handshake, nobody answers the
+    // TLS one, so no attempt is ever written. "Not stored" would be true of these attempts
+    // but not of the key: an earlier attempt under it may still reach core, and the gateway
+    // answers 504 at this same instant.
+    const frozen = createNetServer(() => undefined);
+    await new Promise<void>((resolve) => frozen.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      const c = newClient({ retries: 3, timeoutMs: 300 }, `https://127.0.0.1:${(frozen.address() as AddressInfo).port}`);
+      await assert.rejects(
+        c.insert({ requestId: randomUUID(), collection: 'notes', token: 'tok-abcdefgh', deadline: performance.now() + 1200 }, { title: 'hi' }),
+        (err: unknown) => isNonstopError(err) && err.code === ErrorCodes.deadline.code && err.status === 504,
+      );
+      assert.ok((await retriesMetric(registry)) >= 1, 'the frozen core was tried more than once');
+    } finally {
+      frozen.close();
+    }
   });
 
   it('leaves the counter unchanged when core answers on the first try, and moves it on the next retried call', async () => {
