@@ -1,16 +1,9 @@
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Registry } from 'prom-client';
 import { DEFAULT_JSON_LIMITS } from '../../../../services/common/json/limits';
-import type { ReplyEnvelope } from '../../../../services/common/queue/envelope';
-import { PROTOCOL_VERSION } from '../../../../services/common/queue/keys';
 import { AdmissionControl } from '../../../../services/gateway/http/admission';
-import { createApp } from '../../../../services/gateway/http/app';
-import type { QueueRequest } from '../../../../services/gateway/queue/dispatcher';
-import { gatewayMetrics } from '../../../../services/gateway/metrics';
-import { silentLogger } from '../../../support/logger';
+import { startParkingGatewayApp, type ParkedRequest, type ParkingGatewayApp } from '../../../support/parking-gateway-app';
 import { waitFor } from '../../../support/wait';
 
 /**
@@ -26,38 +19,21 @@ describe('gateway app: body deadline', function () {
   /** Well inside the deadline: no gap between two pieces comes near it. */
   const PIECE_INTERVAL_MS = 100;
   const BODY_BYTES = 4096;
-  let server: Server;
+  let app: ParkingGatewayApp;
   let port: number;
   let control: AdmissionControl;
-  let parked: { request: QueueRequest; answer: () => void }[];
+  let parked: ParkedRequest[];
 
   beforeEach(async () => {
     parked = [];
     control = new AdmissionControl({ maxPendingRequests: 8, maxPendingBytes: 64 * 1024 });
-    const app = createApp({
-      gatewayId: 'gw1',
-      limits: DEFAULT_JSON_LIMITS,
-      requestTimeoutMs: 10_000,
-      bodyTimeoutMs: DEADLINE_MS,
-      submit: (request: QueueRequest): Promise<ReplyEnvelope> =>
-        new Promise((resolve) => {
-          parked.push({ request, answer: () => resolve({ v: PROTOCOL_VERSION, id: request.id, status: 201, body: { id: request.id } }) });
-        }),
-      admission: control,
-      metrics: gatewayMetrics(new Registry()),
-      log: silentLogger(),
-    });
-    server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-      s.once('error', reject);
-    });
-    port = (server.address() as AddressInfo).port;
+    app = await startParkingGatewayApp({ admission: control, limits: DEFAULT_JSON_LIMITS, requestTimeoutMs: 10_000, bodyTimeoutMs: DEADLINE_MS });
+    port = app.port;
+    parked = app.parked;
   });
 
   afterEach(async () => {
-    for (const p of parked) p.answer();
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await app.close();
   });
 
   /** A JSON body of exactly BODY_BYTES. */

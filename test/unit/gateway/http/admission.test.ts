@@ -1,15 +1,8 @@
 import assert from 'node:assert/strict';
-import http, { type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Registry } from 'prom-client';
+import http from 'node:http';
 import { DEFAULT_JSON_LIMITS } from '../../../../services/common/json/limits';
-import type { ReplyEnvelope } from '../../../../services/common/queue/envelope';
-import { PROTOCOL_VERSION } from '../../../../services/common/queue/keys';
 import { AdmissionControl, chargedBytes, RETRY_AFTER_SECONDS, type Admission } from '../../../../services/gateway/http/admission';
-import { createApp } from '../../../../services/gateway/http/app';
-import type { QueueRequest } from '../../../../services/gateway/queue/dispatcher';
-import { gatewayMetrics } from '../../../../services/gateway/metrics';
-import { silentLogger } from '../../../support/logger';
+import { startParkingGatewayApp, type ParkedRequest, type ParkingGatewayApp } from '../../../support/parking-gateway-app';
 import { waitFor } from '../../../support/wait';
 
 function admitted(a: Admission): () => void {
@@ -83,38 +76,21 @@ describe('chargedBytes', () => {
 describe('gateway app: admission control', () => {
   const MAX_BODY = 64 * 1024;
   const HOLD_AFTER_ABORT_MS = 2000;
-  let server: Server;
+  let app: ParkingGatewayApp;
   let port: number;
   let control: AdmissionControl;
-  let parked: { request: QueueRequest; answer: () => void }[];
+  let parked: ParkedRequest[];
 
   beforeEach(async () => {
     parked = [];
     control = new AdmissionControl({ maxPendingRequests: 3, maxPendingBytes: MAX_BODY + MAX_BODY / 2 });
-    const app = createApp({
-      gatewayId: 'gw1',
-      limits: { ...DEFAULT_JSON_LIMITS, maxBytes: MAX_BODY },
-      requestTimeoutMs: HOLD_AFTER_ABORT_MS,
-      bodyTimeoutMs: 30_000,
-      submit: (request: QueueRequest): Promise<ReplyEnvelope> =>
-        new Promise((resolve) => {
-          parked.push({ request, answer: () => resolve({ v: PROTOCOL_VERSION, id: request.id, status: 201, body: { id: request.id } }) });
-        }),
-      admission: control,
-      metrics: gatewayMetrics(new Registry()),
-      log: silentLogger(),
-    });
-    server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-      s.once('error', reject);
-    });
-    port = (server.address() as AddressInfo).port;
+    app = await startParkingGatewayApp({ admission: control, limits: { ...DEFAULT_JSON_LIMITS, maxBytes: MAX_BODY }, requestTimeoutMs: HOLD_AFTER_ABORT_MS, bodyTimeoutMs: 30_000 });
+    port = app.port;
+    parked = app.parked;
   });
 
   afterEach(async () => {
-    for (const p of parked) p.answer();
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await app.close();
   });
 
   const TOKEN = 'Bearer nst_0123456789abcdef_secret';
@@ -191,7 +167,7 @@ describe('gateway app: admission control', () => {
     await waitFor('the body parked', () => parked.length === 1, 5000, 10);
     whole.req.destroy();
     await waitFor('the server to see the client gone', async () => {
-      const n = await new Promise<number>((resolve, reject) => server.getConnections((err, c) => (err ? reject(err) : resolve(c))));
+      const n = await new Promise<number>((resolve, reject) => app.server.getConnections((err, c) => (err ? reject(err) : resolve(c))));
       return n === 0;
     }, 5000, 10);
     // The queued envelope (and its body) is still held by the app until a reply or the deadline.
