@@ -73,10 +73,8 @@ const brokerEnv = {
   CORE_MAX_IN_FLIGHT: env.int({ min: 1, max: 4096, def: 64 }),
   CORE_RETRIES: env.int({ min: 0, max: 10, def: 3 }),
   // Group commit (core-client/insert-batcher.ts): records stored in one database call at
-  // most; 1 (the default) sends each alone. Off by default until a paused core answers
-  // exactly as without it: with 32, test/security/faults.test.ts saw a stray 503 among the
-  // 504s of the pause window.
-  CORE_BATCH_MAX_RECORDS: env.int({ min: 1, max: RECORD_BATCH_MAX_RECORDS, def: 1 }),
+  // most; 1 sends each alone. 32 is WORKER_CONCURRENCY: a whole read of the queue fits.
+  CORE_BATCH_MAX_RECORDS: env.int({ min: 1, max: RECORD_BATCH_MAX_RECORDS, def: 32 }),
   METRICS_HOST: env.str({ def: '127.0.0.1' }),
   METRICS_PORT: env.port(9464),
   // A name of this broker on the private network, where Prometheus scrapes it (common/metrics/scrape-address.ts).
