@@ -14,6 +14,10 @@ export const ErrorCodes = {
   badRequest: { code: 'bad_request', status: 400, stored: 'no' },
   badCollection: { code: 'bad_collection', status: 400, stored: 'no' },
   badRecordId: { code: 'bad_record_id', status: 400, stored: 'no' },
+  /** A list request's query: an unknown or repeated parameter, a limit or timestamp out of shape. */
+  badQuery: { code: 'bad_query', status: 400, stored: 'no' },
+  /** A list cursor core did not issue for this collection and these filters (malformed, tampered, or another's). */
+  badCursor: { code: 'bad_cursor', status: 400, stored: 'no' },
   /** nginx: the request headers exceeded its buffers (its own status 494, sent as 400). */
   headersTooLarge: { code: 'headers_too_large', status: 400, stored: 'no' },
   forbiddenKey: { code: 'forbidden_key', status: 422, stored: 'no' },

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ApiError } from '../errors/api-error';
 import { NonstopError } from '../errors/nonstop-error';
+import { LIST_CURSOR_MAX_CHARS, LIST_LIMIT_MAX } from '../http/list-query';
 import { GATEWAY_ID, REQUEST_ID } from '../ids/names';
 import { PROTOCOL_VERSION } from './keys';
 import { MAX_BUDGET_MS } from './timing';
@@ -22,9 +23,23 @@ const requestSchema = z
      * gateway's monotonic clock. No absolute time crosses hosts: their clocks may differ.
      */
     budgetMs: z.number().int().min(1).max(MAX_BUDGET_MS),
-    method: z.enum(['POST', 'GET']),
+    /** POST stores, GET reads one record, LIST pages through a collection, DELETE erases one. */
+    method: z.enum(['POST', 'GET', 'LIST', 'DELETE']),
     collection: z.string().max(200),
     recordId: z.string().max(200).optional(),
+    /**
+     * A LIST's query (common/http/list-query.ts), already in its types: strings stay strings
+     * and nothing else fits, so no object can ride in on it. The broker checks the shapes.
+     */
+    query: z
+      .object({
+        limit: z.number().int().min(1).max(LIST_LIMIT_MAX).optional(),
+        cursor: z.string().max(LIST_CURSOR_MAX_CHARS).optional(),
+        createdFrom: z.string().max(64).optional(),
+        createdTo: z.string().max(64).optional(),
+      })
+      .strict()
+      .optional(),
     /** The client's Idempotency-Key; core derives a keyed record's id from it. */
     key: z.string().regex(/^[\x21-\x7e]{1,128}$/).optional(),
     token: z.string().max(512),

@@ -59,6 +59,37 @@ describe('request envelopes', () => {
     assert.deepEqual(decodeRequest(encodeRequest(get)), get);
   });
 
+  it('round-trips a LIST with its query and a DELETE through encode and decode', () => {
+    const list = request({ method: 'LIST', query: { limit: 100, cursor: 'AQID-_x', createdFrom: '2026-11-28T10:00:00Z', createdTo: '2026-11-29T10:00:00+01:00' }, body: undefined });
+    delete list.body;
+    assert.deepEqual(decodeRequest(encodeRequest(list)), list);
+    const erase = request({ method: 'DELETE', recordId: ID, body: undefined });
+    delete erase.body;
+    assert.deepEqual(decodeRequest(encodeRequest(erase)), erase);
+  });
+
+  it('refuses a query that is not the four typed fields: objects, arrays, numbers as text, extra keys, limits out of range', () => {
+    const bad: unknown[] = [
+      { createdFrom: { $ne: 'x' } },
+      { cursor: { $gt: '' } },
+      { cursor: ['a', 'b'] },
+      { limit: '20' },
+      { limit: 0 },
+      { limit: -1 },
+      { limit: 101 },
+      { limit: 1e9 },
+      { limit: 2.5 },
+      { $where: 'sleep(1)' },
+      { sort: 'createdAt' },
+      { cursor: 'c'.repeat(513) },
+      ['limit', 5],
+      'limit=5',
+    ];
+    for (const query of bad) poison(() => decodeRequest(tampered({ method: 'LIST', body: undefined, query })), 'bad_shape');
+    // Positive control: the same envelope with a query of the right shape decodes.
+    assert.deepEqual(decodeRequest(tampered({ method: 'LIST', body: undefined, query: { limit: 5 } })).query, { limit: 5 });
+  });
+
   it('refuses an envelope larger than the limit as oversize', () => {
     // What a hostile gateway could send: our own encodeRequest refuses to make it.
     const big = JSON.stringify(request({ body: 'x'.repeat(MAX_ENVELOPE_BYTES) }));
@@ -120,7 +151,8 @@ describe('request envelopes', () => {
       { gw: '-gw' },
       { gw: 'a'.repeat(33) },
       { gw: 'gw:1' },
-      { method: 'DELETE' },
+      { method: 'delete' },
+      { method: 'PUT' },
       { method: 'post' },
       { budgetMs: 0 },
       { budgetMs: -1 },
