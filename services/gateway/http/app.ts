@@ -4,6 +4,7 @@ import { idempotentRequestId, newRequestId } from '../../common/ids/request-id';
 import { checkJsonDepth, decodeUtf8, type JsonLimits } from '../../common/json/limits';
 import type { Logger } from '../../common/log/logger';
 import { describeClientError } from '../../common/http/client-error';
+import { parseListQuery } from '../../common/http/list-query';
 import type { ReplyEnvelope } from '../../common/queue/envelope';
 import type { GatewayMetrics } from '../metrics';
 import { admissionMiddleware, type AdmissionControl } from './admission';
@@ -35,6 +36,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('trust proxy', 'loopback');
+  // No route reads req.query (see the list route): nothing parsed from a URL can become an object.
+  app.set('query parser', false);
 
   app.use((req, res, next) => {
     res.on('finish', () => deps.metrics.requests.inc({ method: req.method, status: String(res.statusCode) }));
@@ -84,13 +87,29 @@ export function createApp(deps: AppDeps): express.Express {
     await enqueue(res, { id: newRequestId(), method: 'GET', collection, recordId, token });
   });
 
+  // The query is read from the URL's own text, never from req.query: Express's parser
+  // turns a repeated parameter into an array (and other parsers `a[$ne]=x` into an object).
+  app.get('/v1/records/:collection', async (req, res) => {
+    const token = bearerToken(req.get('authorization'));
+    const collection = collectionParam(req.params.collection);
+    const query = parseListQuery(req.originalUrl);
+    await enqueue(res, { id: newRequestId(), method: 'LIST', collection, token, query });
+  });
+
+  app.delete('/v1/records/:collection/:id', async (req, res) => {
+    const token = bearerToken(req.get('authorization'));
+    const collection = collectionParam(req.params.collection);
+    const recordId = recordIdParam(req.params.id);
+    await enqueue(res, { id: newRequestId(), method: 'DELETE', collection, recordId, token });
+  });
+
   app.all('/v1/records/:collection', (_req, res) => {
-    res.setHeader('allow', 'POST');
-    throw new ApiError('methodNotAllowed', 'use POST');
+    res.setHeader('allow', 'GET, POST');
+    throw new ApiError('methodNotAllowed', 'use GET or POST');
   });
   app.all('/v1/records/:collection/:id', (_req, res) => {
-    res.setHeader('allow', 'GET');
-    throw new ApiError('methodNotAllowed', 'use GET');
+    res.setHeader('allow', 'GET, DELETE');
+    throw new ApiError('methodNotAllowed', 'use GET or DELETE');
   });
   app.use(() => {
     throw new ApiError('notFound', 'no such endpoint');

@@ -60,9 +60,10 @@ describe('gateway app: unknown paths and wrong methods', () => {
   it('answers a wrong method with 405, the shared code and the allowed method', async () => {
     const before = submitted.length;
     for (const [method, path, allow] of [
-      ['GET', '/v1/records/notes', 'POST'],
-      ['DELETE', '/v1/records/notes', 'POST'],
-      ['POST', '/v1/records/notes/0b7f3c1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b', 'GET'],
+      ['PUT', '/v1/records/notes', 'GET, POST'],
+      ['DELETE', '/v1/records/notes', 'GET, POST'],
+      ['POST', '/v1/records/notes/0b7f3c1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b', 'GET, DELETE'],
+      ['PATCH', '/v1/records/notes/0b7f3c1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b', 'GET, DELETE'],
     ] as const) {
       const res = await fetch(`${base}${path}`, { method, headers, ...(method === 'POST' ? { body: '{}' } : {}) });
       assert.equal(res.status, 405, `${method} ${path}`);
@@ -72,6 +73,35 @@ describe('gateway app: unknown paths and wrong methods', () => {
       assert.equal(body.error.code, 'method_not_allowed');
     }
     assert.equal(submitted.length, before, 'nothing was queued');
+  });
+
+  it('queues a list with its query as typed values, and a delete with its record id', async () => {
+    const before = submitted.length;
+    const list = await fetch(`${base}/v1/records/notes?limit=5&createdFrom=2026-11-28T10:00:00%2B01:00&cursor=AQID-_x`, { headers });
+    assert.equal(list.status, 201);
+    const bare = await fetch(`${base}/v1/records/notes`, { headers });
+    assert.equal(bare.status, 201);
+    const erase = await fetch(`${base}/v1/records/notes/0b7f3c1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b`, { method: 'DELETE', headers });
+    assert.equal(erase.status, 201);
+    const queued = submitted.slice(before).map(({ method, collection, recordId, query, body }) => ({ method, collection, recordId, query, body }));
+    assert.deepEqual(queued, [
+      { method: 'LIST', collection: 'notes', recordId: undefined, query: { limit: 5, createdFrom: '2026-11-28T10:00:00+01:00', cursor: 'AQID-_x' }, body: undefined },
+      { method: 'LIST', collection: 'notes', recordId: undefined, query: {}, body: undefined },
+      { method: 'DELETE', collection: 'notes', recordId: '0b7f3c1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b', query: undefined, body: undefined },
+    ]);
+  });
+
+  it('refuses a hostile list query with 400 bad_query and queues nothing', async () => {
+    const before = submitted.length;
+    for (const q of ['createdFrom[$ne]=x', 'createdFrom%5B%24ne%5D=x', 'limit=5&limit=6', 'limit=1000000', 'limit=-1', 'limit=0', 'cursor[$gt]=', 'sort=_id', 'createdTo=yesterday']) {
+      const res = await fetch(`${base}/v1/records/notes?${q}`, { headers });
+      assert.equal(res.status, 400, q);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'bad_query', q);
+    }
+    const badId = await fetch(`${base}/v1/records/notes/${encodeURIComponent('{"$gt":""}')}`, { method: 'DELETE', headers });
+    assert.equal(badId.status, 400);
+    assert.equal(((await badId.json()) as { error: { code: string } }).error.code, 'bad_record_id');
+    assert.equal(submitted.length, before, 'a refused request was queued');
   });
 
   it('answers an unknown path with a JSON 404', async () => {
