@@ -70,7 +70,7 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
       claimIdleMs: config.queue.claimIdleMs,
       claimIntervalMs: config.queue.claimIntervalMs,
     },
-    createPipeline(validator, { insert: (call, record) => inserts.insert(call, record), read: (call, id) => core.read(call, id) }, metrics, componentLogger(log, 'pipeline')),
+    createPipeline(validator, { insert: (call, record) => inserts.insert(call, record), read: (call, id) => core.read(call, id), list: (call, query) => core.list(call, query), erase: (call, id) => core.erase(call, id) }, metrics, componentLogger(log, 'pipeline')),
     metrics,
     componentLogger(log, 'queue'),
   );

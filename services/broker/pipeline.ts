@@ -6,18 +6,34 @@ import { PROTOCOL_VERSION } from '../common/queue/keys';
 import type { ReplyEnvelope, RequestEnvelope } from '../common/queue/envelope';
 import type { CoreCall, CoreResponse } from './core-client/client';
 import type { BrokerMetrics } from './metrics';
-import type { RequestValidator } from './validate/validator';
+import type { ListQuery } from '../common/http/list-query';
+import type { RequestValidator, ValidRequest } from './validate/validator';
 
-/** Core's two calls as the pipeline makes them: inserts through the group commit (insert-batcher.ts). */
+/** Core's calls as the pipeline makes them: inserts through the group commit (insert-batcher.ts). */
 export interface CoreCalls {
   insert(call: CoreCall, record: Record<string, unknown>): Promise<CoreResponse>;
   read(call: CoreCall, recordId: string): Promise<CoreResponse>;
+  list(call: CoreCall, query: ListQuery): Promise<CoreResponse>;
+  erase(call: CoreCall, recordId: string): Promise<CoreResponse>;
+}
+
+function callCore(core: CoreCalls, call: CoreCall, valid: ValidRequest): Promise<CoreResponse> {
+  switch (valid.method) {
+    case 'POST':
+      return core.insert(call, valid.record);
+    case 'GET':
+      return core.read(call, valid.recordId);
+    case 'LIST':
+      return core.list(call, valid.query);
+    case 'DELETE':
+      return core.erase(call, valid.recordId);
+  }
 }
 
 /**
  * What the broker does with one request: validate, then (only if valid) ask core, and
  * turn either outcome into a reply for the gateway. Never throws; never logs the token or
- * the body.
+ * the body (nor a list's query: its cursor is core's, its times the client's).
  */
 export function createPipeline(validator: RequestValidator, core: CoreCalls, metrics: BrokerMetrics, log: Logger) {
   return async (env: RequestEnvelope, deadline: number): Promise<ReplyEnvelope> => {
@@ -35,7 +51,7 @@ export function createPipeline(validator: RequestValidator, core: CoreCalls, met
     const end = metrics.coreSeconds.startTimer({ method: valid.method });
     try {
       const call = { requestId: env.id, collection: valid.collection, token: valid.token, key: env.key, deadline };
-      const res = valid.method === 'POST' ? await core.insert(call, valid.record) : await core.read(call, valid.recordId);
+      const res = await callCore(core, call, valid);
       metrics.processed.inc({ outcome: res.status < 400 ? 'ok' : 'core_refused' });
       return reply(res.status, res.body);
     } catch (err) {

@@ -2,6 +2,7 @@ import { Agent, request } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, apiErrorBody } from '../../common/errors/api-error';
+import { listQueryString, type ListQuery } from '../../common/http/list-query';
 import { RECORD_BATCH_PATH, type RecordBatchItem, type RecordBatchResult } from '../../common/http/record-batch';
 import { backoffDelay } from '../../common/lifecycle/backoff';
 
@@ -91,6 +92,16 @@ export class CoreClient {
     return this.call('GET', `/v1/records/${call.collection}/${recordId}`, callHeaders(call), call.deadline, undefined);
   }
 
+  /** One page of a collection; the query is re-encoded from its checked fields, never passed on as text. */
+  list(call: CoreCall, query: ListQuery): Promise<CoreResponse> {
+    return this.call('GET', `/v1/records/${call.collection}${listQueryString(query)}`, callHeaders(call), call.deadline, undefined);
+  }
+
+  /** Erase is idempotent at core, so it is retried like a read. */
+  erase(call: CoreCall, recordId: string): Promise<CoreResponse> {
+    return this.call('DELETE', `/v1/records/${call.collection}/${recordId}`, callHeaders(call), call.deadline, undefined);
+  }
+
   /**
    * Several inserts as one request (common/http/record-batch.ts), retried whole like an
    * insert (each record is idempotent by its id). Resolves with core's answer per record
@@ -116,7 +127,7 @@ export class CoreClient {
    * stored), `unavailable` (core refused every attempt with time left: not stored) or
    * `outcome_unknown` (an attempt may have reached it: maybe stored).
    */
-  private async call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, deadline: number, body: string | undefined): Promise<CoreResponse> {
+  private async call(method: 'GET' | 'POST' | 'DELETE', path: string, headers: Record<string, string>, deadline: number, body: string | undefined): Promise<CoreResponse> {
     let maybeArrived = false;
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
       const left = Math.floor(deadline - performance.now());

@@ -1,5 +1,6 @@
 import type { ErrorObject } from 'ajv';
 import { ApiError } from '../../common/errors/api-error';
+import { checkListQuery, type ListQuery } from '../../common/http/list-query';
 import { isCollectionName, isRequestId, TOKEN_SHAPE } from '../../common/ids/names';
 import { parseJsonRecord, type JsonLimits } from '../../common/json/limits';
 import type { RequestEnvelope } from '../../common/queue/envelope';
@@ -7,7 +8,9 @@ import type { SchemaRegistry } from './schemas';
 
 export type ValidRequest =
   | { method: 'POST'; collection: string; token: string; record: Record<string, unknown> }
-  | { method: 'GET'; collection: string; token: string; recordId: string };
+  | { method: 'GET'; collection: string; token: string; recordId: string }
+  | { method: 'LIST'; collection: string; token: string; query: ListQuery }
+  | { method: 'DELETE'; collection: string; token: string; recordId: string };
 
 
 /**
@@ -28,11 +31,18 @@ export class RequestValidator {
     if (!TOKEN_SHAPE.test(env.token)) throw new ApiError('unauthenticated', 'malformed bearer token');
     const validate = this.schemas.get(env.collection);
     if (!validate) throw new ApiError('unknownCollection', `collection ${env.collection} does not exist`);
-    if (env.method === 'GET') {
+    if (env.method !== 'POST') {
+      if (env.body !== undefined) throw new ApiError('badRequest', `${env.method} carries no body`);
+      if (env.key !== undefined) throw new ApiError('badRequest', `${env.method} carries no Idempotency-Key`);
+    }
+    if (env.method !== 'LIST' && env.query !== undefined) throw new ApiError('badQuery', `${env.method} carries no query`);
+    if (env.method === 'LIST') {
+      if (env.recordId !== undefined) throw new ApiError('badRequest', 'LIST names no record id');
+      return { method: 'LIST', collection: env.collection, token: env.token, query: checkListQuery(env.query) };
+    }
+    if (env.method === 'GET' || env.method === 'DELETE') {
       if (!isRequestId(env.recordId)) throw new ApiError('badRecordId', 'record ids are UUIDs');
-      if (env.body !== undefined) throw new ApiError('badRequest', 'GET carries no body');
-      if (env.key !== undefined) throw new ApiError('badRequest', 'GET carries no Idempotency-Key');
-      return { method: 'GET', collection: env.collection, token: env.token, recordId: env.recordId };
+      return { method: env.method, collection: env.collection, token: env.token, recordId: env.recordId };
     }
     if (env.recordId !== undefined) throw new ApiError('badRequest', 'POST names no record id');
     if (env.body === undefined) throw new ApiError('badJson', 'body is missing');

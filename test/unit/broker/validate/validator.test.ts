@@ -155,4 +155,74 @@ describe('RequestValidator', () => {
   it('passes a valid GET and returns the record id', () => {
     assert.deepEqual(validator.check(get(ID)), { method: 'GET', collection: 'notes', token: TOKEN, recordId: ID });
   });
+
+  describe('LIST and DELETE', () => {
+    const list = (query: unknown, overrides: Partial<RequestEnvelope> = {}): RequestEnvelope =>
+      ({ v: 2, id: ID, gw: 'gw-1', budgetMs: 1000, method: 'LIST', collection: 'notes', token: TOKEN, ...(query === undefined ? {} : { query }), ...overrides }) as RequestEnvelope;
+    const erase = (recordId: string | undefined, overrides: Partial<RequestEnvelope> = {}): RequestEnvelope => ({ ...get(recordId, overrides), method: 'DELETE' });
+
+    it('passes a LIST with each parameter, and one with none, returning only the checked fields', () => {
+      const query = { limit: 100, cursor: 'AQAAAZ-_x', createdFrom: '2026-11-28T10:00:00Z', createdTo: '2026-11-28T11:00:00.5+01:00' };
+      assert.deepEqual(validator.check(list(query)), { method: 'LIST', collection: 'notes', token: TOKEN, query });
+      assert.deepEqual(validator.check(list(undefined)), { method: 'LIST', collection: 'notes', token: TOKEN, query: {} });
+    });
+
+    it('refuses a LIST whose query holds an operator object, an array, a limit out of range or an unknown key, with 400 bad_query and without echoing it', () => {
+      // What a compromised gateway could put in an envelope that decoded (or a decoder that let it through).
+      const bad: unknown[] = [
+        { createdFrom: { $ne: 'x' } },
+        { cursor: { $gt: '' } },
+        { cursor: ['AAAA', 'BBBB'] },
+        { createdTo: ['2026-11-28T10:00:00Z'] },
+        { limit: 0 },
+        { limit: -5 },
+        { limit: 101 },
+        { limit: 1e12 },
+        { limit: '20' },
+        { limit: 2.5 },
+        { $where: 'sleep(1000)' },
+        { sort: 'SECRET-VALUE' },
+        { cursor: 'has space' },
+        { cursor: 'a'.repeat(513) },
+        { cursor: '' },
+        { createdFrom: '2026-11-28 10:00:00' },
+        { createdFrom: '2026-11-28T10:00:00' },
+        { createdFrom: '2026-02-30T10:00:00Z' },
+        { createdTo: '1700000000000' },
+        ['limit', 5],
+        'limit=5',
+        null,
+      ];
+      for (const query of bad) {
+        const err = refused(list(query), 'bad_query', 400);
+        assert.ok(!err.message.includes('SECRET-VALUE'), err.message);
+      }
+    });
+
+    it('refuses a LIST with a record id, a body or an Idempotency-Key', () => {
+      refused(list(undefined, { recordId: ID }), 'bad_request', 400);
+      refused(list(undefined, { body: '{}' }), 'bad_request', 400);
+      refused(list(undefined, { key: 'k1' }), 'bad_request', 400);
+    });
+
+    it('refuses a query on anything but a LIST', () => {
+      refused(get(ID, { query: { limit: 5 } }), 'bad_query', 400);
+      refused(erase(ID, { query: { limit: 5 } }), 'bad_query', 400);
+      refused(post('{"title":"x"}', { query: { limit: 5 } }), 'bad_query', 400);
+    });
+
+    it('passes a DELETE of a UUID and refuses one of anything else, or with a body or an Idempotency-Key', () => {
+      assert.deepEqual(validator.check(erase(ID)), { method: 'DELETE', collection: 'notes', token: TOKEN, recordId: ID });
+      for (const recordId of ['1', '{"$gt":""}', ID.toUpperCase(), `${ID} `]) refused(erase(recordId), 'bad_record_id', 400);
+      refused(erase(undefined), 'bad_record_id', 400);
+      refused(erase(ID, { body: '' }), 'bad_request', 400);
+      refused(erase(ID, { key: 'k1' }), 'bad_request', 400);
+    });
+
+    it('refuses LIST and DELETE on an unknown collection, a bad name or a malformed token, as for POST', () => {
+      refused(list(undefined, { collection: 'secrets' }), 'unknown_collection', 404);
+      refused(erase(ID, { collection: '$cmd' }), 'bad_collection', 400);
+      refused(list(undefined, { token: 'nst_{"$gt":""}_x' }), 'unauthenticated', 401);
+    });
+  });
 });
