@@ -10,7 +10,8 @@ import { TokenStore } from './auth/tokens';
 import { loadCoreConfig, type CoreConfig } from './config';
 import { coreMetrics } from './metrics';
 import { startDatabase } from './db/database';
-import { DB_NAME } from './db/engine';
+import { DB_NAME, ferretdbSqliteFile } from './db/engine';
+import { SqliteWalPurge } from './db/sqlite-wal-purge';
 import { createCoreApp } from './http/app';
 import { ClientIdentity } from './http/client-identity';
 import { createCoreHttpsServer } from './http/server';
@@ -56,8 +57,19 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
   lifecycle.onClose('database', () => child.stop());
   lifecycle.onClose('db-client', () => client.close());
   const db = client.db(DB_NAME);
-  const records = new RecordStore(db, dataKeys);
+  // FerretDB: an erase returns once SQLite's WAL holds no copy of the record. MongoDB has no
+  // such step (WiredTiger frees the space for reuse; see SECURITY.md on erasure).
+  const erasePurge = config.db.engine === 'ferretdb' ? new SqliteWalPurge(ferretdbSqliteFile(config.db), componentLogger(log, 'erase-purge')) : undefined;
+  const records = new RecordStore(db, dataKeys, erasePurge);
   await records.init();
+  if (erasePurge) {
+    lifecycle.onClose('erase-purge', () => erasePurge.stop());
+    // A crash between an erase and its purge left the record's copy in the WAL: purge now.
+    erasePurge.purge().then(
+      () => log.info('write-ahead log purged at start'),
+      (err: unknown) => log.warn('write-ahead log purge at start stopped', { err: (err as Error).message }),
+    );
+  }
   // nonstop-admin keys rotate waits for this before rewrapping: after it, no new record is
   // wrapped under the previous key.
   const stopKeyWatch = new KeyRotation(db).follow(dataKeys, DATA_KEYS_POLL_MS, keysLog);

@@ -20,7 +20,7 @@ import { createCoreApp } from '../../services/core/http/app';
 import { ClientIdentity } from '../../services/core/http/client-identity';
 import { createCoreHttpsServer } from '../../services/core/http/server';
 import { createCrl } from '../../services/common/pki/crl';
-import { RecordStore } from '../../services/core/storage/records';
+import { RecordStore, type ErasePurge } from '../../services/core/storage/records';
 import { DataKeyRing, type KeyLookup } from '../../services/core/storage/data-keys';
 import { firstDataKeySet } from '../../services/common/pki/data-key-file';
 import { freePort } from './ports';
@@ -190,10 +190,11 @@ export interface CoreServer {
 /**
  * Core's storage API on 127.0.0.1, wired as services/core/main.ts wires it. `tokens` lets a
  * fault test act between a request's steps (a TokenStore subclass); `defaultBudgetMs` is
- * core's REQUEST_BUDGET_MS; `dataKeys` its key file (a fixed test key when omitted).
+ * core's REQUEST_BUDGET_MS; `dataKeys` its key file (a fixed test key when omitted);
+ * `erasePurge` what core's main.ts gives FerretDB (db/sqlite-wal-purge.ts).
  */
-export async function startCoreServer(opts: { pki: CorePki; db: Db; maxBodyBytes?: number; log?: Logger; tokens?: TokenStore; defaultBudgetMs?: number; dataKeys?: KeyLookup }): Promise<CoreServer> {
-  const records = new RecordStore(opts.db, opts.dataKeys ?? testDataKeys());
+export async function startCoreServer(opts: { pki: CorePki; db: Db; maxBodyBytes?: number; log?: Logger; tokens?: TokenStore; defaultBudgetMs?: number; dataKeys?: KeyLookup; erasePurge?: ErasePurge }): Promise<CoreServer> {
+  const records = new RecordStore(opts.db, opts.dataKeys ?? testDataKeys(), opts.erasePurge);
   await records.init();
   const tokens = opts.tokens ?? new TokenStore(opts.db);
   const log = opts.log ?? silentLogger();

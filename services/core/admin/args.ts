@@ -4,7 +4,7 @@ import type { Scope } from '../auth/tokens';
 export class UsageError extends Error {}
 
 export const USAGE = `usage:
-  nonstop-admin token create --collections a,b --scopes read,write [--client NAME] [--expires-in 30d] [--label text]
+  nonstop-admin token create --collections a,b --scopes read,write,delete [--client NAME] [--expires-in 30d] [--label text]
   nonstop-admin token rotate ID [--revoke-old] [--expires-in 30d]
   nonstop-admin token list
   nonstop-admin token revoke ID
@@ -48,7 +48,7 @@ export function parseDuration(text: string): number {
 
 export function parseScopes(text: string): Scope[] {
   const scopes = text.split(',').map((s) => s.trim());
-  for (const s of scopes) if (s !== 'read' && s !== 'write') throw new UsageError(`unknown scope ${JSON.stringify(s)} (read, write)`);
+  for (const s of scopes) if (s !== 'read' && s !== 'write' && s !== 'delete') throw new UsageError(`unknown scope ${JSON.stringify(s)} (read, write, delete)`);
   return scopes as Scope[];
 }
 

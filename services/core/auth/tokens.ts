@@ -8,7 +8,8 @@ import { GrantCache, type GrantCacheLimits } from './grant-cache';
 import { generateToken, hashMatches, tokenId } from './token-format';
 import type { TokenGeneration } from './token-generation';
 
-export type Scope = 'read' | 'write';
+/** read: get and list; write: store; delete: erase. */
+export type Scope = 'read' | 'write' | 'delete';
 
 export interface TokenDoc {
   _id: string;

@@ -21,7 +21,11 @@ export interface EngineCommand {
  * - FerretDB v1 (SQLite): authentication exists only with `--test-enable-new-auth`; the
  *   setup user is created on first start of an empty data directory, its password passed
  *   in the environment (a flag would show in `ps`). SQLite runs with WAL and
- *   synchronous=FULL so an acknowledged write is on disk (FerretDB ignores writeConcern).
+ *   synchronous=FULL so an acknowledged write is on disk (FerretDB ignores writeConcern),
+ *   and secure_delete=ON so an erased record's bytes are overwritten with zeros in its
+ *   pages, freed pages included, not left in free space (the WAL's older copies are
+ *   purged after each erase: db/sqlite-wal-purge.ts). FerretDB passes every `_pragma` of
+ *   the URL to each SQLite connection it opens.
  *   Its debug HTTP listener is off and telemetry disabled: nothing listens or calls out.
  */
 export function engineCommand(cfg: DbConfig, password: string): EngineCommand {
@@ -34,13 +38,13 @@ export function engineCommand(cfg: DbConfig, password: string): EngineCommand {
       dirs: [dbPath],
     };
   }
-  const sqliteDir = join(cfg.dataDir, 'ferretdb');
+  const sqliteDir = ferretdbSqliteDir(cfg);
   const stateDir = join(cfg.dataDir, 'ferretdb-state');
   return {
     command: cfg.ferretdbBinary,
     args: [
       '--handler=sqlite',
-      `--sqlite-url=file:${sqliteDir}/?_pragma=synchronous(FULL)`,
+      `--sqlite-url=file:${sqliteDir}/?_pragma=synchronous(FULL)&_pragma=secure_delete(ON)`,
       `--listen-addr=127.0.0.1:${cfg.port}`,
       `--state-dir=${stateDir}`,
       '--debug-addr=-',
@@ -55,6 +59,15 @@ export function engineCommand(cfg: DbConfig, password: string): EngineCommand {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DO_NOT_TRACK: '1', FERRETDB_SETUP_PASSWORD: password },
     dirs: [sqliteDir, stateDir],
   };
+}
+
+function ferretdbSqliteDir(cfg: DbConfig): string {
+  return join(cfg.dataDir, 'ferretdb');
+}
+
+/** The SQLite file FerretDB keeps the service's database in (one file per database, `<name>.sqlite`). */
+export function ferretdbSqliteFile(cfg: DbConfig): string {
+  return join(ferretdbSqliteDir(cfg), `${DB_NAME}.sqlite`);
 }
 
 export function mongoUri(port: number): string {

@@ -5,6 +5,7 @@ import { isCollectionName, isRequestId, TOKEN_SHAPE } from '../../common/ids/nam
 import { DEFAULT_JSON_LIMITS, decodeUtf8, parseJsonRecord } from '../../common/json/limits';
 import type { Logger } from '../../common/log/logger';
 import { describeClientError } from '../../common/http/client-error';
+import { parseListQuery } from '../../common/http/list-query';
 import { RECORD_BATCH_MAX_BYTES, RECORD_BATCH_PATH } from '../../common/http/record-batch';
 import type { TokenStore } from '../auth/tokens';
 import type { ClientIdentity } from './client-identity';
@@ -59,6 +60,8 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
+  // No route reads req.query: nothing parsed from a URL can become an object.
+  app.set('query parser', false);
 
   // Decided once per TLS connection, and again after the identity files changed (a broker
   // revoked while its keep-alive connection stays open): getPeerCertificate() builds a
@@ -127,6 +130,32 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
     const record = await deps.records.get(collection, id, { deadline });
     if (!record) throw new ApiError('notFound', 'no such record');
     res.status(200).json(record);
+  });
+
+  // The query is read from the URL's own text, never from req.query (see the gateway's list route).
+  app.get('/v1/records/:collection', async (req, res) => {
+    const collection = collectionOf(req);
+    const query = parseListQuery(req.originalUrl);
+    const token = bearer(req);
+    const { deadline } = res.locals as Locals;
+    await deps.tokens.authorize(token, collection, 'read', { deadline });
+    const page = await deps.records.list(collection, query, { deadline });
+    res.status(200).json(page);
+  });
+
+  app.delete('/v1/records/:collection/:id', async (req, res) => {
+    const collection = collectionOf(req);
+    const id = req.params.id;
+    if (!isRequestId(id)) throw new ApiError('badRecordId', 'record ids are UUIDs');
+    const token = bearer(req);
+    const { deadline } = res.locals as Locals;
+    const grant = await deps.tokens.authorize(token, collection, 'delete', { deadline });
+    const erased = await deps.records.erase(collection, id, { deadline });
+    const requestId = req.get('x-request-id');
+    // At info: an erasure is an audit event (ids and the token's id only, never content).
+    deps.log.info('record erased', { requestId: isRequestId(requestId) ? requestId : undefined, id, collection, tokenId: grant.id, found: erased });
+    // The same answer whether it existed, was already erased or never was: nothing to learn.
+    res.status(200).json({ id, erased: true });
   });
 
   app.use(() => {

@@ -112,3 +112,23 @@ export function writeFailure(err: unknown): Error {
       return new ApiError('outcomeUnknown', 'the connection to storage failed after the write was sent; the record may have been stored', { cause: err });
   }
 }
+
+/**
+ * A failed erase as the client should see it. The DELETE is idempotent: whatever happened,
+ * sending it again converges, so only the code differs: 503 when the database was never
+ * reached or refused it (not erased), 504/502 when it may have been.
+ */
+export function eraseFailure(err: unknown): Error {
+  if (!isStorageError(err)) return asError(err);
+  switch (failureStage(err)) {
+    case 'deadline':
+      return new ApiError('deadline', 'the request ran out of time in storage; the record may or may not be erased: retry the DELETE', { cause: err });
+    case 'notSent':
+    case 'refused':
+      return new ApiError('unavailable', 'storage could not be reached or refused the erase; nothing was erased', { cause: err });
+    case 'storageFull':
+      return new ApiError('storageFull', 'storage is full; nothing was erased', { cause: err });
+    case 'unknown':
+      return new ApiError('outcomeUnknown', 'the connection to storage failed after the erase was sent; retry the DELETE', { cause: err });
+  }
+}

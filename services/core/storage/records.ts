@@ -1,9 +1,12 @@
-import { Binary, MongoBulkWriteError, MongoServerError, type Collection, type Db } from 'mongodb';
+import { Binary, MongoBulkWriteError, MongoServerError, type Collection, type Db, type Filter } from 'mongodb';
 import { ApiError } from '../../common/errors/api-error';
+import { ErrorCodes } from '../../common/errors/codes';
+import { LIST_LIMIT_DEFAULT, timestampMs, type ListQuery } from '../../common/http/list-query';
 import { canonicalJson } from '../../common/json/canonical';
 import type { KeyLookup } from './data-keys';
 import type { Deadline } from './deadline';
-import { comparisonFailure, readFailure, writeFailure } from './errors';
+import { comparisonFailure, eraseFailure, readFailure, writeFailure } from './errors';
+import { decodeCursor, encodeCursor } from './list-cursor';
 import { openRecord, sealRecord, type RecordBinding, type Sealed } from './record-cipher';
 
 /** A record's content as stored: record-cipher.ts's Sealed, in BSON binaries. */
@@ -53,6 +56,40 @@ export interface StoredRecord {
   createdAt: string;
 }
 
+/** A listed record that does not decrypt: listed without content, so it never blocks the rest. */
+export interface UnreadableRecord {
+  id: string;
+  collection: string;
+  createdAt: string;
+  error: 'record_unreadable';
+}
+
+export interface RecordPage {
+  records: (StoredRecord | UnreadableRecord)[];
+  /** Where the next page starts; null when this page reached the end. */
+  nextCursor: string | null;
+}
+
+/**
+ * A page stops adding records past this many bytes of JSON (it always holds at least one),
+ * so a page of records near the 1 MiB body limit still fits the broker's 4 MiB read of
+ * core's answer and the queue's reply.
+ */
+export const LIST_PAGE_MAX_BYTES = 1024 * 1024;
+/** Records fetched per database round trip while filling a page: at most 16 of up to 1 MiB each. */
+const LIST_BATCH = 16;
+
+/**
+ * What erase needs from the engine so an erased record leaves no copy in its files
+ * (db/sqlite-wal-purge.ts for FerretDB). `pending`: a purge was asked for and has not
+ * completed; erase waits for it even when it found nothing to delete, so a retried DELETE
+ * answers only once the first one's purge is done.
+ */
+export interface ErasePurge {
+  readonly pending: boolean;
+  purge(): Promise<void>;
+}
+
 /** MongoDB's DuplicateKey. */
 const DUPLICATE_KEY = 11000;
 
@@ -93,6 +130,7 @@ export class RecordStore {
   constructor(
     db: Db,
     private readonly keys: KeyLookup,
+    private readonly erasePurge?: ErasePurge,
   ) {
     this.records = db.collection<RecordDoc>('records');
   }
@@ -198,6 +236,91 @@ export class RecordStore {
     throw new ApiError('recordUnreadable', 'the record holds no content');
   }
 
+  /**
+   * One page of a collection in (createdAt, id) order, after the cursor's position, within
+   * [createdFrom, createdTo). The filter is built from typed values only: the collection
+   * name, Dates and a UUID string, whatever the query held. A record stored while a client
+   * pages has a createdAt at or after the moment it was stored, so it lands after every
+   * page already returned: never twice, and every record stored before listing began is
+   * returned once. Uses only $gte/$lt/$gt/$or and a two-key sort, which FerretDB v1 and
+   * MongoDB both have (FerretDB filters and sorts such a query in memory, reading the table).
+   */
+  async list(collection: string, query: ListQuery, opts: { deadline?: Deadline } = {}): Promise<RecordPage> {
+    const limit = query.limit ?? LIST_LIMIT_DEFAULT;
+    const fromMs = query.createdFrom === undefined ? undefined : timestampMs(query.createdFrom, 'createdFrom');
+    const toMs = query.createdTo === undefined ? undefined : timestampMs(query.createdTo, 'createdTo');
+    const scope = { collection, fromMs, toMs };
+    const after = query.cursor === undefined ? undefined : decodeCursor(this.keys, scope, query.cursor);
+    const filter: Filter<RecordDoc> = { collection };
+    if (fromMs !== undefined || toMs !== undefined) {
+      filter.createdAt = { ...(fromMs !== undefined ? { $gte: new Date(fromMs) } : {}), ...(toMs !== undefined ? { $lt: new Date(toMs) } : {}) };
+    }
+    if (after) filter.$or = [{ createdAt: { $gt: after.createdAt } }, { createdAt: after.createdAt, _id: { $gt: after.id } }];
+
+    const records: RecordPage['records'] = [];
+    let bytes = 0;
+    let last: RecordDoc | undefined;
+    let more = false;
+    try {
+      const cursor = this.records.find(filter, { sort: { createdAt: 1, _id: 1 }, limit: limit + 1, batchSize: LIST_BATCH, ...(opts.deadline ? opts.deadline.operation() : {}) });
+      // Leaving the loop early closes the database cursor.
+      for await (const doc of cursor) {
+        if (records.length === limit) {
+          more = true;
+          break;
+        }
+        const item = this.listed(doc);
+        const size = Buffer.byteLength(JSON.stringify(item), 'utf8') + 1;
+        if (records.length > 0 && bytes + size > LIST_PAGE_MAX_BYTES) {
+          more = true;
+          break;
+        }
+        records.push(item);
+        bytes += size;
+        last = doc;
+      }
+    } catch (err) {
+      throw readFailure(err);
+    }
+    return { records, nextCursor: more && last ? encodeCursor(this.keys, scope, { createdAt: last.createdAt, id: last._id }) : null };
+  }
+
+  private listed(doc: RecordDoc): StoredRecord | UnreadableRecord {
+    try {
+      return this.stored(doc);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === ErrorCodes.recordUnreadable.code) {
+        return { id: doc._id, collection: doc.collection, createdAt: doc.createdAt.toISOString(), error: 'record_unreadable' };
+      }
+      throw err;
+    }
+  }
+
+  /** The record as the API answers it; record_unreadable (500) when its content does not decrypt. */
+  private stored(doc: RecordDoc): StoredRecord {
+    // Authenticated: the text is what this store encrypted for this id and collection.
+    const data = doc.enc ? (JSON.parse(openRecord(this.keys, { id: doc._id, collection: doc.collection }, fromSealedDoc(doc.enc))) as Record<string, unknown>) : doc.data;
+    if (!data) throw new ApiError('recordUnreadable', 'the record holds no content');
+    return { id: doc._id, collection: doc.collection, data, createdAt: doc.createdAt.toISOString() };
+  }
+
+  /**
+   * Erases a record of this collection: true when this call deleted it, false when there
+   * was none (never stored, already erased, or another collection's: left untouched). With
+   * an ErasePurge, it returns only after the engine's files hold no copy of it.
+   */
+  async erase(collection: string, id: string, opts: { deadline?: Deadline } = {}): Promise<boolean> {
+    let deleted: boolean;
+    try {
+      // {_id, collection}: another collection's record with this id is not this one to erase.
+      deleted = (await this.records.deleteOne({ _id: id, collection }, opts.deadline ? opts.deadline.operation() : {})).deletedCount === 1;
+    } catch (err) {
+      throw eraseFailure(err);
+    }
+    if (this.erasePurge && (deleted || this.erasePurge.pending)) await withinDeadline(this.erasePurge.purge(), opts.deadline);
+    return deleted;
+  }
+
   async get(collection: string, id: string, opts: { deadline?: Deadline } = {}): Promise<StoredRecord | undefined> {
     let doc: RecordDoc | null;
     try {
@@ -209,9 +332,25 @@ export class RecordStore {
       throw readFailure(err);
     }
     if (!doc || doc.collection !== collection) return undefined;
-    // Authenticated: the text is what this store encrypted for this id and collection.
-    const data = doc.enc ? (JSON.parse(openRecord(this.keys, { id: doc._id, collection: doc.collection }, fromSealedDoc(doc.enc))) as Record<string, unknown>) : doc.data;
-    if (!data) throw new ApiError('recordUnreadable', 'the record holds no content');
-    return { id: doc._id, collection: doc.collection, data, createdAt: doc.createdAt.toISOString() };
+    return this.stored(doc);
+  }
+}
+
+/**
+ * The purge as the request's budget allows: past it, 504 deadline_exceeded (the record is
+ * already unreadable; its purge goes on, and a retried DELETE answers once it is done).
+ */
+async function withinDeadline(purge: Promise<void>, deadline: Deadline | undefined): Promise<void> {
+  if (!deadline) return purge;
+  if (deadline.signal.aborted) throw new ApiError('deadline', 'the record is erased; purging its copies from the database files did not finish in time: retry the DELETE');
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new ApiError('deadline', 'the record is erased; purging its copies from the database files did not finish in time: retry the DELETE'));
+    deadline.signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([purge, aborted]);
+  } finally {
+    if (onAbort) deadline.signal.removeEventListener('abort', onAbort);
   }
 }

@@ -42,15 +42,17 @@ describe('parseDuration', () => {
 });
 
 describe('parseScopes', () => {
-  it('reads read and write, trimming blanks', () => {
+  it('reads read, write and delete, trimming blanks', () => {
     assert.deepEqual(parseScopes('read,write'), ['read', 'write']);
+    assert.deepEqual(parseScopes('read,write,delete'), ['read', 'write', 'delete']);
+    assert.deepEqual(parseScopes('delete'), ['delete']);
     assert.deepEqual(parseScopes(' write '), ['write']);
     assert.deepEqual(parseScopes('read , write'), ['read', 'write']);
   });
 
   it('refuses unknown or empty scopes with a UsageError naming them', () => {
     assert.throws(() => parseScopes('read,admin'), (err: unknown) => err instanceof UsageError && /unknown scope "admin"/.test(err.message));
-    for (const text of ['', 'read,', 'READ', 'read;write']) assert.throws(() => parseScopes(text), UsageError, JSON.stringify(text));
+    for (const text of ['', 'read,', 'READ', 'read;write', 'Delete', 'erase']) assert.throws(() => parseScopes(text), UsageError, JSON.stringify(text));
   });
 });
 

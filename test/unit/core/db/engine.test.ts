@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { DbConfig } from '../../../../services/core/config';
-import { DB_USER, engineCommand, mongoUri } from '../../../../services/core/db/engine';
+import { DB_USER, engineCommand, ferretdbSqliteFile, mongoUri } from '../../../../services/core/db/engine';
 
 const PASSWORD = 'Zx9-very-secret-db-password';
 
@@ -38,11 +38,13 @@ describe('engineCommand for FerretDB', () => {
     assert.ok(!cmd.args.some((a) => a.startsWith('--setup-password')));
   });
 
-  it('stores data in SQLite under DATA_DIR with synchronous=FULL', () => {
+  it('stores data in SQLite under DATA_DIR with synchronous=FULL and secure_delete=ON, in nonstop.sqlite', () => {
     const url = cmd.args.find((a) => a.startsWith('--sqlite-url='));
-    assert.equal(url, '--sqlite-url=file:/var/lib/nonstop/data/ferretdb/?_pragma=synchronous(FULL)');
+    assert.equal(url, '--sqlite-url=file:/var/lib/nonstop/data/ferretdb/?_pragma=synchronous(FULL)&_pragma=secure_delete(ON)');
     assert.ok(cmd.args.includes('--handler=sqlite'));
     assert.ok(cmd.args.includes('--state-dir=/var/lib/nonstop/data/ferretdb-state'));
+    // The file the erase purge checkpoints: FerretDB names it after the database.
+    assert.equal(ferretdbSqliteFile(config('ferretdb')), '/var/lib/nonstop/data/ferretdb/nonstop.sqlite');
     assert.deepEqual(cmd.dirs, ['/var/lib/nonstop/data/ferretdb', '/var/lib/nonstop/data/ferretdb-state']);
   });
 
