@@ -11,7 +11,9 @@ export const USAGE = `usage:
   nonstop-admin keys status
   nonstop-admin keys rotate [--wait-seconds 30]
   nonstop-admin keys rewrap [--wait-seconds 30]
-  nonstop-admin keys retire KEY_ID`;
+  nonstop-admin keys retire KEY_ID
+  nonstop-admin backup [--out FILE]
+  nonstop-admin restore [--in FILE] [--merge] [--check]`;
 
 /** `--name value` pairs; anything else is a usage error. */
 export function parseFlags(args: string[]): Map<string, string> {

@@ -8,6 +8,8 @@ import { connectClient, ensureDbPassword } from '../db/database';
 import { DB_NAME } from '../db/engine';
 import { parseCollections, parseDuration, parseFlags, parseRotate, parseScopes, USAGE, UsageError } from './args';
 import { KeyCommandRefusedError, keysCommand } from './keys';
+import { BackupRefusedError } from '../backup/backup-refused-error';
+import { backupCommand, EXIT_REFUSED, restoreCommand } from './backup';
 import { KeyFileBusyError } from './data-key-file';
 
 /**
@@ -25,9 +27,21 @@ const EXIT_NOT_SIGNALLED = 3;
  * `keys ...` (keys.ts) rotates the key-encryption keys in CORE_DATA_KEYS_FILE, which core
  * mounts read-only: those commands run in a container that mounts the key volume writable
  * and shares core's network namespace (README); inside core they exit 2 naming the file.
+ * `backup` and `restore` (backup.ts) only read the key file, and run inside core; a refused
+ * restore (damaged or foreign file, a core that holds records) exits 1 having written nothing.
  */
 async function main(argv: string[]): Promise<number> {
   const [noun, verb, ...rest] = argv;
+  if (noun === 'backup' || noun === 'restore') {
+    const cfg = loadDbConfig();
+    const keysFile = loadDataKeysFile();
+    const client = connectClient(cfg, ensureDbPassword(cfg));
+    try {
+      return await (noun === 'backup' ? backupCommand : restoreCommand)(argv.slice(1), client.db(DB_NAME), keysFile);
+    } finally {
+      await client.close();
+    }
+  }
   if ((noun !== 'token' && noun !== 'keys') || verb === undefined) throw new UsageError('expected a command');
   const cfg = loadDbConfig();
   if (noun === 'keys') {
@@ -108,6 +122,10 @@ main(process.argv.slice(2)).then(
           `Run nonstop-admin inside the core container (docker compose exec core ...), where RUN_DIR is the service's.\n`,
       );
       process.exit(EXIT_NOT_SIGNALLED);
+    }
+    if (err instanceof BackupRefusedError) {
+      process.stderr.write(`nonstop-admin: ${process.argv[2] ?? ''} refused (${err.code}): ${err.message}\n`);
+      process.exit(EXIT_REFUSED);
     }
     if (err instanceof KeyCommandRefusedError || err instanceof KeyFileBusyError) {
       process.stderr.write(`nonstop-admin: ${err.message}\n`);
