@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { ConfigError } from '../common/errors/config-error';
 import { env, intItem, parseEnv, readSecretFile, strItem } from '../common/config/env';
 import { GATEWAY_ID } from '../common/ids/names';
@@ -54,6 +55,10 @@ const gatewayEnv = {
   // The HTTPS port clients reach, for the Location of plain HTTP's redirect: differs from
   // HTTPS_PORT when Docker publishes the container's port on another host port.
   PUBLIC_HTTPS_PORT: env.optional(env.port()),
+  // The one local address nginx and the SSH server listen on; unset, every address. Host
+  // networking (the Helm chart's DaemonSet) shares the node's interfaces: this keeps the
+  // public ports off the ones that are not the edge (a private NIC, a cluster bridge).
+  LISTEN_ADDRESS: env.optional(env.str({ pattern: /^[0-9a-fA-F:.]{2,45}$/, expected: 'an IPv4 or IPv6 address' })),
   APP_PORT: env.port(8080),
   TLS_CERT_FILE: env.absPath('/var/lib/nonstop/tls/server.crt'),
   TLS_KEY_FILE: env.absPath('/var/lib/nonstop/tls/server.key'),
@@ -137,6 +142,8 @@ export interface GatewayConfig {
     httpPort: number;
     httpsPort: number;
     publicHttpsPort: number;
+    /** Where nginx and the SSH server listen; undefined: every address. */
+    listenAddress: string | undefined;
     appPort: number;
     certFile: string;
     keyFile: string;
@@ -231,6 +238,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
     // allowed CIDRs would make the gateway filter it, so without them it would be open.
     problems.push(`METRICS_HOST=${JSON.stringify(e.METRICS_HOST)}: beyond loopback with FIREWALL_SCOPE=ports, METRICS_ALLOW_CIDRS must name who may scrape it`);
   }
+  if (e.LISTEN_ADDRESS !== undefined && isIP(e.LISTEN_ADDRESS) === 0) problems.push(`LISTEN_ADDRESS=${JSON.stringify(e.LISTEN_ADDRESS)}: not an IPv4 or IPv6 address`);
   if (problems.length > 0 || !spec) throw new ConfigError(problems);
   return {
     gatewayId: e.GATEWAY_ID,
@@ -239,6 +247,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
       httpPort: e.HTTP_PORT,
       httpsPort: e.HTTPS_PORT,
       publicHttpsPort: e.PUBLIC_HTTPS_PORT ?? e.HTTPS_PORT,
+      listenAddress: e.LISTEN_ADDRESS,
       appPort: e.APP_PORT,
       certFile: e.TLS_CERT_FILE,
       keyFile: e.TLS_KEY_FILE,

@@ -118,7 +118,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
     componentLogger(log, 'ssh'),
   );
   ssh.on('tunnel', (t) => dispatcher.addTunnel(t));
-  await ssh.listen(config.ssh.port, ipv6Enabled() ? '::' : '0.0.0.0');
+  await ssh.listen(config.ssh.port, config.http.listenAddress ?? (ipv6Enabled() ? '::' : '0.0.0.0'));
   lifecycle.onClose('ssh', () => ssh.close());
   // Followed while running: a broker keygen adds or revokes is let in or cut off without a restart.
   const followKeys = (keys: readonly AuthorizedKey[]): void => {
@@ -161,6 +161,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
       serverNames: config.http.tlsNames,
       publicHttpsPort: config.http.publicHttpsPort,
       ipv6: ipv6Enabled(),
+      listenAddress: config.http.listenAddress,
       appPort: config.http.appPort,
       certFile: config.http.certFile,
       keyFile: config.http.keyFile,

@@ -28,6 +28,8 @@ export interface NginxOptions {
   /** The HTTPS port clients reach the gateway on, written into the redirect (PUBLIC_HTTPS_PORT). */
   publicHttpsPort: number;
   ipv6: boolean;
+  /** The one address to listen on (LISTEN_ADDRESS); undefined: every IPv4 address, and IPv6 when `ipv6`. */
+  listenAddress?: string | undefined;
   appPort: number;
   certFile: string;
   keyFile: string;
@@ -189,6 +191,7 @@ export const TLS_SERVER_DIRECTIVES = `    ssl_protocols TLSv1.2 TLSv1.3;
 export function renderNginxConf(o: NginxOptions): string {
   const listen = (port: number, ssl: boolean, flags = ''): string => {
     const suffix = `${ssl ? ' ssl' : ''}${flags}`;
+    if (o.listenAddress !== undefined) return `    listen ${isIPv6(o.listenAddress) ? `[${o.listenAddress}]` : o.listenAddress}:${port}${suffix};`;
     return `    listen ${port}${suffix};` + (o.ipv6 ? `\n    listen [::]:${port}${suffix};` : '');
   };
   const timeoutS = Math.ceil(o.requestTimeoutMs / 1000) + 5;
