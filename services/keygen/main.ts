@@ -14,6 +14,7 @@ import { firstDataKeySet, formatDataKeyFile } from '../common/pki/data-key-file'
 import { certificateCommonName, certificateSerial } from '../common/pki/crl';
 import { brokerRestrictionProblems, loadBrokers, saveBrokers, writeIdentityFiles, type BrokerRecord } from './brokers';
 import { keyLayout, type KeyLayout } from './layout';
+import { k8sSecretList, parseK8sSecretArgs } from './k8s-secrets';
 
 const keygenEnv = {
   KEYGEN_OUT: env.absPath('/keys'),
@@ -50,13 +51,21 @@ const keygenEnv = {
  *   nonstop-keygen                       issue what is missing for GATEWAY_ID and BROKER_NAME
  *   nonstop-keygen revoke-broker NAME    revoke a broker: its certificate on the CRL, its name
  *                                        off core's list, its key out of authorized_keys
+ *   nonstop-keygen k8s-secrets [--prefix P] [--namespace NS]
+ *                                        print the keys as Kubernetes Secrets (a JSON List for
+ *                                        `kubectl apply -f -`), one per tier, for the Helm chart
  */
 async function main(): Promise<void> {
   const log = createLogger('keygen');
   const e = parseEnv(keygenEnv);
   const [command, ...args] = process.argv.slice(2);
   if (command === 'revoke-broker') return revokeBroker(e, args, log);
-  if (command !== undefined) throw new ConfigError([`arguments: expected none or "revoke-broker NAME", got ${JSON.stringify(process.argv.slice(2).join(' '))}`]);
+  if (command === 'k8s-secrets') {
+    const list = k8sSecretList(keyLayout(e.KEYGEN_OUT, e.KEYGEN_GATEWAY_SUBDIR, e.KEYGEN_BROKER_SUBDIR), parseK8sSecretArgs(args));
+    process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+    return;
+  }
+  if (command !== undefined) throw new ConfigError([`arguments: expected none, "revoke-broker NAME" or "k8s-secrets [--prefix P] [--namespace NS]", got ${JSON.stringify(process.argv.slice(2).join(' '))}`]);
   const restrictionProblems = brokerRestrictionProblems(e.BROKER_FROM, e.BROKER_KEY_EXPIRY);
   if (restrictionProblems.length > 0) throw new ConfigError(restrictionProblems);
   if (e.KNOCK_MODE === 'static') {
