@@ -193,7 +193,7 @@ export function buildOpenApiDocument(input: DocumentInput): Json {
   Object.assign(schemas, {
     RecordId: { type: 'string', pattern: REQUEST_ID.source, description: 'A UUID in lowercase canonical form.' },
     Timestamp: { type: 'string', format: 'date-time', description: 'RFC 3339, UTC, with milliseconds.' },
-    Cursor: { type: 'string', minLength: 1, maxLength: CURSOR_MAX_LENGTH, description: 'Opaque; bound to the collection and filters it was issued for.' },
+    Cursor: { type: 'string', pattern: '^[A-Za-z0-9_-]+$', minLength: 1, maxLength: CURSOR_MAX_LENGTH, description: 'Opaque base64url text; bound to the collection and filters it was issued for.' },
     Stored: {
       enum: ['no', 'unknown'],
       description: '`no`: the write is known not stored. `unknown`: it may have been stored; retry with the same Idempotency-Key to converge on one record.',
