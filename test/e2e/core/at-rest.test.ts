@@ -5,6 +5,7 @@ import { extract } from 'tar-stream';
 import { ApiClient, createToken } from '../../support/stack/api-client';
 import { demux, type Stack } from '../../support/stack/stack';
 import { upStack } from '../../support/stack/fixture';
+import { queryCore } from '../../support/stack/core-db';
 import { waitFor } from '../../support/wait';
 import type { KeyStatusReport as KeyStatus } from '../../../services/core/admin/keys';
 
@@ -58,6 +59,42 @@ describe('core encrypts records at rest (the compose stack)', function () {
 
   after(async () => {
     await stack?.down();
+  });
+
+  it("leaves no copy of an erased record's id or ciphertext in a copy of core's data volume, where the same copy finds both before the erase and a record not erased after it", async () => {
+    const full = await createToken(stack, ['notes'], 'read,write,delete');
+    const store = async (title: string): Promise<string> => {
+      const res = await api.post('notes', { title, body: 'x'.repeat(200) }, full);
+      assert.equal(res.status, 201, res.text);
+      return (res.json as { id: string }).id;
+    };
+    const victim = await store('erase me');
+    const keeper = await store('keep me');
+    // The ciphertext as FerretDB's JSON holds it (base64), in 32-character pieces: a record
+    // past a page's room continues on another page, splitting the text.
+    const needles = async (id: string): Promise<string[]> => {
+      const b64 = await queryCore<string>(stack, `records.findOne({ _id: ${JSON.stringify(id)} }).then((d) => Buffer.from(d.enc.ciphertext.buffer).toString('base64'))`);
+      const pieces = [id];
+      for (let at = 0; at + 32 <= b64.length; at += 256) pieces.push(b64.slice(at, at + 32));
+      return pieces;
+    };
+    const [victimNeedles, keeperNeedles] = [await needles(victim), await needles(keeper)];
+    const holdingAny = (files: Map<string, Buffer>, texts: string[]): string[] => [...new Set(texts.flatMap((t) => holding(files, t)))];
+
+    const before = await copyOut(stack, 'core', '/var/lib/nonstop/data');
+    assert.notDeepEqual(holding(before, victim), [], 'positive control: the id is not in the copy before the erase');
+    assert.notDeepEqual(holdingAny(before, victimNeedles.slice(1)), [], 'positive control: the ciphertext is not in the copy before the erase');
+
+    const erased = await api.send('DELETE', `/v1/records/notes/${victim}`, { token: full });
+    assert.deepEqual([erased.status, erased.json], [200, { id: victim, erased: true }]);
+    assert.equal((await api.get('notes', victim, full)).status, 404);
+
+    const after = await copyOut(stack, 'core', '/var/lib/nonstop/data');
+    assert.deepEqual(holding(after, victim), [], 'the erased id is still on the data volume');
+    assert.deepEqual(holdingAny(after, victimNeedles.slice(1)), [], 'the erased ciphertext is still on the data volume');
+    // Positive control after: the record not erased, by the same search in the same copy.
+    assert.notDeepEqual(holding(after, keeper), [], 'the kept id is not found after the erase');
+    assert.notDeepEqual(holdingAny(after, keeperNeedles.slice(1)), [], 'the kept ciphertext is not found after the erase');
   });
 
   async function keyStatus(): Promise<KeyStatus> {

@@ -62,4 +62,29 @@ describe('core on MongoDB (the default target)', function () {
     }, 120_000, 500);
     assert.deepEqual((read.json as { data: unknown }).data, { title: 'on mongodb' });
   });
+
+  // WiredTiger has no secure delete: this checks the API's answers only (SECURITY.md says
+  // what stays in its files after an erase).
+  it('lists a collection page by page and erases a record, which GET then answers 404', async () => {
+    const s = stack!;
+    const api = await ApiClient.forStack(s);
+    const token = await createToken(s, ['notes'], 'read,write,delete');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await api.post('notes', { title: `listed on mongodb ${i}` }, token);
+      assert.equal(res.status, 201, res.text);
+      ids.push((res.json as { id: string }).id);
+    }
+    const first = await api.send('GET', '/v1/records/notes?limit=2', { token });
+    assert.equal(first.status, 200, first.text);
+    const page1 = first.json as { records: { id: string }[]; nextCursor: string };
+    const page2 = (await api.send('GET', `/v1/records/notes?limit=100&cursor=${page1.nextCursor}`, { token })).json as { records: { id: string }[]; nextCursor: null };
+    const listed = [...page1.records, ...page2.records].map((r) => r.id);
+    assert.equal(new Set(listed).size, listed.length);
+    assert.deepEqual(ids.filter((id) => !listed.includes(id)), []);
+    const erased = await api.send('DELETE', `/v1/records/notes/${ids[0]!}`, { token });
+    assert.deepEqual([erased.status, erased.json], [200, { id: ids[0], erased: true }]);
+    assert.equal((await api.get('notes', ids[0]!, token)).status, 404);
+    assert.equal((await api.get('notes', ids[1]!, token)).status, 200);
+  });
 });
