@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { ApiClient, createToken } from '../support/stack/api-client';
 import { upStack } from '../support/stack/fixture';
 import { lookupName, startListener, tcpProbe, type Runner } from '../support/stack/net-probe';
@@ -202,6 +203,74 @@ describe('a compromised gateway', function () {
     assert.equal((await stack.inspect('broker')).State.Health?.Status, 'healthy');
     assert.equal(await countRecords(stack), before.records);
   });
+  it('cannot list or erase with LIST and DELETE envelopes the broker does not take: operator objects and stray fields are dead-lettered, bad ids, queries and forged cursors refused, and the record stays until a valid DELETE (positive control)', async () => {
+    const api = await ApiClient.forStack(stack);
+    const token = await createToken(stack, ['notes'], 'read,write,delete');
+    const created = await api.post('notes', { title: 'target of a compromised gateway' }, token);
+    assert.equal(created.status, 201, created.text);
+    const target = (created.json as { id: string }).id;
+    const poisonTotal = async (): Promise<number> => {
+      const m = await stack.exec('broker', ['node', '-e', "fetch('http://127.0.0.1:9464/metrics').then((r) => r.text()).then((t) => console.log(t))"]);
+      return [...m.stdout.matchAll(/^nonstop_broker_poison_total\{[^}]*\} (\d+)/gm)].reduce((a, x) => a + Number(x[1]), 0);
+    };
+    const envelope = (fields: Record<string, unknown>): Record<string, unknown> => ({ v: 2, id: randomUUID(), gw: 'gw1', budgetMs: 20_000, collection: 'notes', token, ...fields });
+    // Dead-lettered by the envelope decoder: no reply.
+    const poisoned = [
+      envelope({ method: 'LIST', query: { createdFrom: { $ne: 'x' } } }),
+      envelope({ method: 'LIST', query: { limit: 1_000_000_000 } }),
+      envelope({ method: 'LIST', query: { cursor: { $gt: '' } } }),
+      envelope({ method: 'DELETE', recordId: target, filter: { _id: { $exists: true } } }),
+      envelope({ method: 'DELETE', recordId: { $gt: '' } }),
+    ];
+    // Decoded, then refused by the broker's validator or by core: a reply each.
+    const refused: [Record<string, unknown>, number, string][] = [
+      [envelope({ method: 'DELETE', recordId: '{"$gt":""}' }), 400, 'bad_record_id'],
+      [envelope({ method: 'DELETE', recordId: target, query: { limit: 1 } }), 400, 'bad_query'],
+      [envelope({ method: 'DELETE', recordId: target, body: '{"_id":{"$exists":true}}' }), 400, 'bad_request'],
+      [envelope({ method: 'LIST', query: { createdFrom: '{"$gt":""}' } }), 400, 'bad_query'],
+      [envelope({ method: 'LIST', query: { cursor: Buffer.from('{"$gt":""}').toString('base64url') } }), 400, 'bad_cursor'],
+      [envelope({ method: 'DELETE', collection: 'orders', recordId: target }), 403, 'forbidden'],
+    ];
+    const valid = envelope({ method: 'DELETE', recordId: target });
+    const poisonBefore = await poisonTotal();
+
+    const send = (envs: Record<string, unknown>[], awaitIds: string[]): Promise<unknown> =>
+      inGateway(`${redisPreamble}
+        (async () => {
+          const sub = r.duplicate();
+          sub.on('error', () => {});
+          await r.connect();
+          await sub.connect();
+          const replies = {};
+          sub.on('message', (_channel, text) => { try { const j = JSON.parse(text); replies[j.id] = { status: j.status, body: j.body }; } catch {} });
+          await sub.subscribe('nonstop:v2:gw:gw1:replies');
+          for (const e of ${JSON.stringify(envs)}) await r.xadd('nonstop:v2:gw:gw1:req', '*', 'e', JSON.stringify(e));
+          const wanted = ${JSON.stringify(awaitIds)};
+          const end = Date.now() + 60000;
+          while (Date.now() < end && !wanted.every((id) => replies[id])) await new Promise((res) => setTimeout(res, 50));
+          console.log(JSON.stringify(replies));
+          sub.disconnect();
+          r.disconnect();
+        })().catch((e) => { console.error(e); process.exit(1); });
+      `);
+
+    const replies = (await send([...poisoned, ...refused.map(([e]) => e)], refused.map(([e]) => e.id as string))) as Record<string, { status: number; body: { error?: { code?: string } } }>;
+    for (const [e, status, code] of refused) {
+      const reply = replies[e.id as string];
+      assert.ok(reply, `no reply to ${JSON.stringify(e).slice(0, 200)}`);
+      assert.deepEqual([reply.status, reply.body.error?.code], [status, code], JSON.stringify(e).slice(0, 200));
+    }
+    for (const e of poisoned) assert.equal(replies[e.id as string], undefined, `a poisoned envelope was answered: ${JSON.stringify(e)}`);
+    await waitFor('the broker to dead-letter the poisoned envelopes', async () => ((await poisonTotal()) >= poisonBefore + poisoned.length ? true : undefined), 60_000, 500);
+    assert.equal(await countRecords(stack, { _id: target }), 1, 'the target was erased by a refused envelope');
+    assert.equal((await api.get('notes', target, token)).status, 200);
+
+    // Positive control: the same way in, a valid DELETE with the same token erases it.
+    const ok = (await send([valid], [valid.id as string])) as Record<string, { status: number; body: unknown }>;
+    assert.deepEqual(ok[valid.id as string], { status: 200, body: { id: target, erased: true } });
+    assert.equal(await countRecords(stack, { _id: target }), 0);
+  });
+
   it("cannot exhaust the broker's Redis with its own queue credentials: a 300 MB XADD argument, a half-sent 400 MB one and allowed-size arguments piled into one command are cut off, redis-server stays under REDIS_MAXMEMORY_BYTES and is never restarted, and the chain still serves writes", async () => {
     const maxmemory = Number((await stack.inspect('broker')).Config.Env.find((e) => e.startsWith('REDIS_MAXMEMORY_BYTES='))?.split('=')[1]);
     assert.ok(maxmemory > 0, 'REDIS_MAXMEMORY_BYTES not found in the broker');

@@ -99,6 +99,88 @@ describe('hostile input at the public API', function () {
     await assertNotStored(canary);
   });
 
+  // List and erase: plain tests (not a nested suite, which mocha would run after the last
+  // check below), sharing one setup made by the first that needs it.
+  {
+    let full = '';
+    let ordersToken = '';
+    let kept = '';
+    const code = (res: { json: unknown }): string | undefined => (res.json as { error?: { code?: string } } | undefined)?.error?.code;
+    let setup: Promise<void> | undefined;
+    const listSetup = (): Promise<void> => (setup ??= (async () => {
+      full = await createToken(stack, ['notes'], 'read,write,delete');
+      ordersToken = await createToken(stack, ['orders'], 'read,write');
+      const res = await api.post('notes', { title: 'must survive every hostile erase' }, full);
+      assert.equal(res.status, 201, res.text);
+      kept = (res.json as { id: string }).id;
+      for (let i = 0; i < 2; i++) {
+        const order = await api.post('orders', { customer: 'c', items: [{ sku: `SKU-${i}`, quantity: 1 }] }, ordersToken);
+        assert.equal(order.status, 201, order.text);
+      }
+    })());
+
+    const queries: { what: string; query: string; code: string }[] = [
+      { what: 'an operator in a filter (createdFrom[$ne]=x)', query: 'createdFrom[$ne]=x', code: 'bad_query' },
+      { what: 'an operator in a filter, percent-encoded', query: 'createdFrom%5B%24ne%5D=x', code: 'bad_query' },
+      { what: 'an operator object as a filter value', query: `createdFrom=${encodeURIComponent('{"$gt":""}')}`, code: 'bad_query' },
+      { what: 'an operator on the cursor (cursor[$gt]=)', query: 'cursor[$gt]=', code: 'bad_query' },
+      { what: 'a cursor that base64-decodes to {"$gt":""}', query: `cursor=${Buffer.from('{"$gt":""}').toString('base64url')}`, code: 'bad_cursor' },
+      { what: 'a cursor that base64-decodes to a createdAt operator', query: `cursor=${Buffer.from('{"createdAt":{"$gt":0},"_id":{"$ne":null}}').toString('base64url')}`, code: 'bad_cursor' },
+      { what: 'a huge limit', query: 'limit=1000000000', code: 'bad_query' },
+      { what: 'a limit one past the maximum', query: 'limit=101', code: 'bad_query' },
+      { what: 'a negative limit', query: 'limit=-1', code: 'bad_query' },
+      { what: 'a zero limit', query: 'limit=0', code: 'bad_query' },
+      { what: 'a repeated limit', query: 'limit=5&limit=6', code: 'bad_query' },
+      { what: 'a repeated filter', query: 'createdFrom=2026-01-01T00:00:00Z&createdFrom=2020-01-01T00:00:00Z', code: 'bad_query' },
+      { what: 'an unknown parameter', query: 'sort=-createdAt', code: 'bad_query' },
+      { what: 'a timestamp without a time zone', query: 'createdTo=2026-11-28T10:00:00', code: 'bad_query' },
+      { what: 'a 600-character cursor', query: `cursor=${'A'.repeat(600)}`, code: 'bad_query' },
+    ];
+    for (const q of queries) {
+      it(`refuses a list with ${q.what} with 400 ${q.code}`, async () => {
+        await listSetup();
+        const res = await api.send('GET', `/v1/records/notes?${q.query}`, { token: full });
+        assert.equal(res.status, 400, res.text.slice(0, 300));
+        assert.equal(code(res), q.code);
+      });
+    }
+
+    it("refuses another collection's cursor with 400 bad_cursor, where it pages its own collection (positive control)", async () => {
+      await listSetup();
+      const orders = await api.send('GET', '/v1/records/orders?limit=1', { token: ordersToken });
+      assert.equal(orders.status, 200, orders.text);
+      const cursor = (orders.json as { nextCursor: string | null }).nextCursor;
+      assert.equal(typeof cursor, 'string');
+      const own = await api.send('GET', `/v1/records/orders?limit=1&cursor=${cursor!}`, { token: ordersToken });
+      assert.equal(own.status, 200, own.text);
+      const res = await api.send('GET', `/v1/records/notes?cursor=${cursor!}`, { token: full });
+      assert.equal(res.status, 400, res.text);
+      assert.equal(code(res), 'bad_cursor');
+      // A cursor issued for other filters on the same collection is another's too.
+      const filtered = await api.send('GET', '/v1/records/orders?limit=1&createdFrom=2000-01-01T00:00:00Z', { token: ordersToken });
+      const other = (filtered.json as { nextCursor: string }).nextCursor;
+      const refiltered = await api.send('GET', `/v1/records/orders?limit=1&cursor=${other}`, { token: ordersToken });
+      assert.equal(code(refiltered), 'bad_cursor');
+    });
+
+    it('refuses to erase by an operator id or through another collection, and the record stays readable', async () => {
+      await listSetup();
+      for (const path of [`/v1/records/notes/${encodeURIComponent('{"$gt":""}')}`, `/v1/records/notes/${encodeURIComponent('{"$ne":null}')}`, '/v1/records/notes/%24where']) {
+        const res = await api.send('DELETE', path, { token: full });
+        assert.equal(res.status, 400, res.text);
+        assert.equal(code(res), 'bad_record_id');
+      }
+      const collectionOp = await api.send('DELETE', `/v1/records/%24where/${kept}`, { token: full });
+      assert.equal(collectionOp.status, 400);
+      assert.equal(code(collectionOp), 'bad_collection');
+      // Another collection the token cannot reach: 403, and its own grant does not stretch to it.
+      const orders = await api.send('DELETE', `/v1/records/orders/${kept}`, { token: full });
+      assert.equal(orders.status, 403, orders.text);
+      const read = await api.get('notes', kept, full);
+      assert.equal(read.status, 200, 'a hostile erase removed the record');
+    });
+  }
+
   it('refuses oversized headers with 400 JSON', async () => {
     const res = await api.send('GET', '/v1/records/notes/x', { token, headers: { 'x-padding': 'p'.repeat(16 * 1024) } });
     assert.equal(res.status, 400);
