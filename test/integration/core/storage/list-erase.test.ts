@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import type { Binary } from 'mongodb';
 import { ApiError } from '../../../../services/common/errors/api-error';
 import { ferretdbSqliteFile } from '../../../../services/core/db/engine';
 import { SqliteWalPurge } from '../../../../services/core/db/sqlite-wal-purge';
+import { Deadline } from '../../../../services/core/storage/deadline';
 import { LIST_PAGE_MAX_BYTES, RecordStore, type NewRecord, type RecordPage } from '../../../../services/core/storage/records';
 import { startScratchDatabase, type TestDatabase, testDataKeys } from '../../../support/core-fixtures';
 import { silentLogger } from '../../../support/logger';
@@ -239,5 +241,29 @@ describe('core RecordStore: list and erase on FerretDB', function () {
     assert.notDeepEqual(holding(after, keeperNeedles.slice(1)), [], 'the kept ciphertext is not found after the erase');
     assert.ok(await store.get(collection, keeper._id));
     assert.equal(purge.pending, false);
+  });
+
+  it('answers an erase whose purge a reader holds up 504 deadline_exceeded, keeps purging, and answers a repeated DELETE once the WAL is empty', async () => {
+    const collection = freshCollection();
+    const doc = recordDoc(collection, { title: 'held up' });
+    await store.insert(doc);
+    // A read transaction on a snapshot that still needs the WAL: no TRUNCATE checkpoint can finish under it.
+    const reader = new DatabaseSync(ferretdbSqliteFile(database.cfg), { timeout: 1000 });
+    try {
+      reader.exec('BEGIN');
+      reader.prepare('SELECT count(*) FROM sqlite_master').get();
+      await assert.rejects(store.erase(collection, doc._id, { deadline: new Deadline(300) }), (err: unknown) => err instanceof ApiError && err.code === 'deadline_exceeded' && err.status === 504);
+      assert.equal(await store.get(collection, doc._id), undefined, 'the record is readable after its erase');
+      assert.equal(purge.pending, true);
+      assert.ok(statSync(`${ferretdbSqliteFile(database.cfg)}-wal`).size > 0);
+      // While the reader stays, a repeated DELETE waits for the same purge and runs out of time too.
+      await assert.rejects(store.erase(collection, doc._id, { deadline: new Deadline(200) }), (err: unknown) => err instanceof ApiError && err.code === 'deadline_exceeded');
+    } finally {
+      reader.exec('COMMIT');
+      reader.close();
+    }
+    assert.equal(await store.erase(collection, doc._id, { deadline: new Deadline(10_000) }), false);
+    assert.equal(purge.pending, false);
+    assert.equal(statSync(`${ferretdbSqliteFile(database.cfg)}-wal`).size, 0);
   });
 });
