@@ -133,6 +133,30 @@ export class Stack {
     await this.waitExited(name, 0);
   }
 
+  /**
+   * Recreates a service's container from `adjust(its spec)`, as an operator's `docker compose
+   * up` after editing the service would: the old container is stopped (its grace period) and
+   * removed, the new one takes its name and network aliases; a volume the new spec names
+   * that the stack lacks is created (core on a fresh data volume). Waits until it is healthy.
+   */
+  async replace(service: string, adjust: (s: ServiceSpec) => ServiceSpec): Promise<void> {
+    const s = this.spec.services[service];
+    if (!s) throw new Error(`compose.yaml has no service ${service}`);
+    const next = adjust(s);
+    for (const v of next.volumes) {
+      if (v.bind || this.spec.volumes.includes(v.source)) continue;
+      await this.docker.createVolume({ Name: this.name(v.source), Labels: { 'nonstop.test': this.project } });
+      this.spec.volumes.push(v.source);
+    }
+    const old = this.container(service);
+    await old.stop({ t: s.stopGraceSeconds ?? 10 }).catch(() => undefined);
+    await old.remove({ force: true });
+    this.containers.delete(service);
+    this.spec.services[service] = next;
+    await this.createService(next);
+    await this.waitHealthy(next.name);
+  }
+
   container(service: string): Docker.Container {
     const c = this.containers.get(service);
     if (!c) throw new Error(`no container for ${service}`);
