@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm run demo`: bootstraps this machine, builds the three images, brings the compose
 # stack up detached, waits until every service is healthy, sends one record through the
-# gateway and reads it back, and prints how to try it by hand.
+# gateway, reads it back and finds it in a list of the collection, and prints how to try it
+# by hand (store, read, list, erase, back up, restore).
 # `npm run demo:down` stops it (add --volumes to also delete keys and data).
 set -euo pipefail
 # shellcheck source=lib/common.sh
@@ -47,12 +48,16 @@ up() {
   mkdir -p "$STATE_DIR" && chmod 700 "$STATE_DIR"
   local token_file="$STATE_DIR/demo-token" cert="$STATE_DIR/gateway.crt"
   new_token() {
-    compose exec -T core nonstop-admin token create --collections notes --scopes read,write --label demo >"$token_file.tmp" 2>/dev/null \
+    compose exec -T core nonstop-admin token create --collections notes --scopes read,write,delete --label demo-2 >"$token_file.tmp" 2>/dev/null \
       || die "creating the demo token failed"
     chmod 600 "$token_file.tmp"
     mv "$token_file.tmp" "$token_file"
   }
-  [ -s "$token_file" ] || new_token
+  # A token file from before erasing existed (label demo) has no delete scope: replace it.
+  if ! [ -s "$token_file" ] || [ "$(cat "$token_file.label" 2>/dev/null)" != demo-2 ]; then
+    new_token
+    echo demo-2 >"$token_file.label"
+  fi
   compose exec -T gateway cat /var/lib/nonstop/tls/server.crt >"$cert"
 
   log "sending a record through the gateway"
@@ -77,17 +82,29 @@ up() {
     "https://localhost:$HTTPS_PORT/v1/records/notes/$id")
   grep -q 'hello from the demo' <<<"$body" || die "reading the record back failed: $body"
   log "stored and read back record $id"
+  local list
+  list=$(curl -sS --cacert "$cert" --resolve "localhost:$HTTPS_PORT:127.0.0.1" -H "Authorization: Bearer $token" \
+    "https://localhost:$HTTPS_PORT/v1/records/notes?limit=100&createdFrom=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)")
+  grep -q "\"id\":\"$id\"" <<<"$list" || die "the record is not in a list of the collection: ${list:0:300}"
+  log "found it listing the collection"
 
   cat <<EOT
 
 Nonstop is up. Try it:
 
-  TOKEN=\$(cat $token_file)      # an API token for collection "notes" (read, write)
-  curl --cacert $cert --resolve localhost:$HTTPS_PORT:127.0.0.1 \\
-       -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
-       -d '{"title":"my note","body":"kept on core only"}' https://localhost:$HTTPS_PORT/v1/records/notes
-  curl --cacert $cert --resolve localhost:$HTTPS_PORT:127.0.0.1 \\
-       -H "Authorization: Bearer \$TOKEN" https://localhost:$HTTPS_PORT/v1/records/notes/$id
+  TOKEN=\$(cat $token_file)      # an API token for collection "notes" (read, write, delete)
+  C="--cacert $cert --resolve localhost:$HTTPS_PORT:127.0.0.1"; API=https://localhost:$HTTPS_PORT/v1/records/notes
+  curl \$C -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+       -d '{"title":"my note","body":"kept on core only"}' \$API           # store: {"id":...}
+  curl \$C -H "Authorization: Bearer \$TOKEN" \$API/$id            # read it back
+  curl \$C -H "Authorization: Bearer \$TOKEN" "\$API?limit=2"          # list: {"records":[...],"nextCursor":...}
+  curl \$C -H "Authorization: Bearer \$TOKEN" "\$API?limit=2&cursor=<nextCursor>"
+  curl \$C -H "Authorization: Bearer \$TOKEN" -X DELETE \$API/$id  # erase: {"id":...,"erased":true}
+
+Back up (ciphertext only; writes continue) and check it:
+  $(compose_cmd) -p $PROJECT exec -T core nonstop-admin backup > core-backup.ndjson
+  $(compose_cmd) -p $PROJECT exec -T core nonstop-admin restore --check < core-backup.ndjson
+Restore into a fresh core (empty data volume, the same key volume): README, "Backing up and restoring".
 
 More tokens:   $(compose_cmd) -p $PROJECT exec core nonstop-admin token create --collections notes,orders --scopes read,write
 Logs:          $(compose_cmd) -p $PROJECT logs -f

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { PassThrough } from 'node:stream';
 import { newDataKey, parseDataKeyFile } from '../../../services/common/pki/data-key-file';
-import type { BackupRefusal } from '../../../services/core/backup/backup-refused-error';
 import { recordLine } from '../../../services/core/backup/documents';
 import { BackupEncoder, verifyBackup } from '../../../services/core/backup/format';
 import { DataKeyRing } from '../../../services/core/storage/data-keys';
@@ -11,52 +9,10 @@ import { toSealedDoc } from '../../../services/core/storage/records';
 import { ApiClient, createToken } from '../../support/stack/api-client';
 import { countRecords, queryCore } from '../../support/stack/core-db';
 import { upStack } from '../../support/stack/fixture';
-import type { ExecResult, Stack } from '../../support/stack/stack';
+import type { Stack } from '../../support/stack/stack';
 import { waitFor } from '../../support/wait';
+import { canaryForms, refusal } from '../../support/backup-checks';
 
-/** Runs a command in a container with `input` on its stdin, as `docker exec -i ... < FILE` does. */
-async function execWithInput(stack: Stack, service: string, cmd: string[], input: Buffer, timeoutMs = 120_000): Promise<ExecResult> {
-  const exec = await stack.container(service).exec({ Cmd: cmd, AttachStdin: true, AttachStdout: true, AttachStderr: true });
-  const stream = await exec.start({ hijack: true, stdin: true });
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (d: Buffer) => out.push(d));
-  stderr.on('data', (d: Buffer) => err.push(d));
-  stack.docker.modem.demuxStream(stream, stdout, stderr);
-  const done = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`exec ${cmd.join(' ')} timed out`)), timeoutMs);
-    stream.on('end', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    stream.on('error', reject);
-  });
-  // end() half-closes the connection: the process reads EOF on its stdin.
-  stream.end(input);
-  await done;
-  const info = await exec.inspect();
-  return { exitCode: info.ExitCode ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
-}
-
-/**
- * The canary's forms in a file: as text, and base64-encoded at each of the three byte
- * alignments it could have inside a longer encoded text (a content that was only base64ed,
- * not encrypted, would hold one of these).
- */
-function canaryForms(canary: string): string[] {
-  const forms = [canary];
-  for (let o = 0; o < 3; o++) forms.push(Buffer.from(canary.slice(o, o + 3 * Math.floor((canary.length - o) / 3))).toString('base64'));
-  return forms;
-}
-
-/** The code in nonstop-admin's one refusal line: `nonstop-admin: restore refused (CODE): ...`. */
-function refusal(stderr: string): BackupRefusal | undefined {
-  const lines = stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one error line expected, got: ${stderr}`);
-  return /^nonstop-admin: restore refused \(([a-z_]+)\): \S/.exec(lines[0]!)?.[1] as BackupRefusal | undefined;
-}
 
 describe('backup under write load and restore into a fresh core, through the whole chain (the compose stack)', function () {
   this.timeout(900_000);
@@ -170,13 +126,13 @@ describe('backup under write load and restore into a fresh core, through the who
     const foreign = Buffer.concat([enc.header(), enc.record(recordLine({ _id: id, collection: 'notes', client: 'other', tokenId: '0123456789abcdef', enc: sealed, createdAt: new Date() })!), enc.trailer()]);
 
     for (const [what, bytes, code] of [['damaged', damaged, 'checksum_mismatch'], ['foreign', foreign, 'unknown_key']] as const) {
-      const run = await execWithInput(stack, 'core', ['nonstop-admin', 'restore'], bytes);
+      const run = await stack.exec('core', ['nonstop-admin', 'restore'], { input: bytes, timeoutMs: 120_000 });
       assert.equal(run.exitCode, 1, `${what}: ${run.stderr}`);
       assert.equal(refusal(run.stderr), code, what);
       assert.deepEqual(await held(), empty, `the ${what} backup changed the target`);
     }
 
-    const run = await execWithInput(stack, 'core', ['nonstop-admin', 'restore'], backup, 300_000);
+    const run = await stack.exec('core', ['nonstop-admin', 'restore'], { input: backup, timeoutMs: 300_000 });
     assert.equal(run.exitCode, 0, run.stderr);
     const checked = verifyBackup(backup, keys);
     assert.deepEqual(await held(), { records: checked.records.length, tokens: checked.tokens.length });

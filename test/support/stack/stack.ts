@@ -216,7 +216,7 @@ export class Stack {
     return Number(binding.HostPort);
   }
 
-  async exec(service: string, cmd: string[], opts: { user?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+  async exec(service: string, cmd: string[], opts: { user?: string; timeoutMs?: number; input?: Buffer } = {}): Promise<ExecResult> {
     return execIn(this.docker, this.container(service), cmd, opts);
   }
 
@@ -260,9 +260,10 @@ export class Stack {
 }
 
 /** Runs a command in a container and collects its output and exit code. */
-export async function execIn(docker: Docker, container: Docker.Container, cmd: string[], opts: { user?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
-  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, ...(opts.user ? { User: opts.user } : {}) });
-  const stream = await exec.start({ hijack: true, stdin: false });
+export async function execIn(docker: Docker, container: Docker.Container, cmd: string[], opts: { user?: string; timeoutMs?: number; input?: Buffer } = {}): Promise<ExecResult> {
+  const withInput = opts.input !== undefined;
+  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, ...(withInput ? { AttachStdin: true } : {}), ...(opts.user ? { User: opts.user } : {}) });
+  const stream = await exec.start({ hijack: true, stdin: withInput });
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   const out: Buffer[] = [];
@@ -270,7 +271,7 @@ export async function execIn(docker: Docker, container: Docker.Container, cmd: s
   stdout.on('data', (d: Buffer) => out.push(d));
   stderr.on('data', (d: Buffer) => err.push(d));
   docker.modem.demuxStream(stream, stdout, stderr);
-  await new Promise<void>((resolve, reject) => {
+  const done = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`exec ${cmd.join(' ')} timed out`)), opts.timeoutMs ?? 60_000);
     stream.on('end', () => {
       clearTimeout(timer);
@@ -278,6 +279,9 @@ export async function execIn(docker: Docker, container: Docker.Container, cmd: s
     });
     stream.on('error', reject);
   });
+  // end() half-closes the connection: the process reads EOF on its stdin (docker exec -i ... < FILE).
+  if (withInput) stream.end(opts.input);
+  await done;
   const info = await exec.inspect();
   return { exitCode: info.ExitCode ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
 }
