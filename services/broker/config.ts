@@ -11,6 +11,7 @@ import { DEFAULT_REQUEST_TIMEOUT_MS, MAX_BUDGET_MS } from '../common/queue/timin
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../common/lifecycle/shutdown';
 import { METRICS_SCRAPE_HOST_ENV } from '../common/metrics/scrape-address';
 import { DEFAULT_BATCH_MAX_IN_FLIGHT, type InsertBatcherOptions } from './core-client/insert-batcher';
+import { RESERVED_USERNAMES } from './redis/config';
 
 /**
  * A request held by a worker that died is claimed by another once it has been idle this
@@ -41,6 +42,8 @@ const brokerEnv = {
   BROKER_ID: env.str({ def: hostname().slice(0, 32).toLowerCase().replace(/[^a-z0-9-]/g, '-') || 'broker', pattern: /^[a-z0-9][a-z0-9-]{0,63}$/, expected: 'lowercase letters, digits and -' }),
   LOG_LEVEL: env.oneOf(['error', 'warn', 'info', 'debug'], 'info'),
   BROKER_GATEWAYS_FILE: env.absPath('/etc/nonstop/broker/gateways.json'),
+  // How often the broker looks for a changed gateways file (services/broker/gateways/reloader.ts); SIGHUP reads it at once.
+  BROKER_GATEWAYS_POLL_MS: env.int({ min: 100, max: 3_600_000, def: 2000 }),
   SSH_KEY_FILE: env.absPath('/etc/nonstop/broker/id_ed25519'),
   SSH_USER: env.str({ def: 'broker', pattern: /^[a-z_][a-z0-9_-]{0,31}$/, expected: 'a user name' }),
   SSH_READY_TIMEOUT_MS: env.int({ min: 500, max: 120_000, def: 8000 }),
@@ -125,7 +128,10 @@ export interface GatewayTarget {
 export interface BrokerConfig {
   brokerId: string;
   logLevel: string;
+  /** Served at start; the broker follows the file (gateways/reloader.ts). */
   gateways: GatewayTarget[];
+  /** `text`: what `gateways` was parsed from, so that only a later change counts as one. */
+  gatewaysFile: { path: string; pollMs: number; text: string };
   ssh: { privateKey: string; user: string; readyTimeoutMs: number; connectTimeoutMs: number; keepaliveIntervalMs: number; keepaliveCountMax: number };
   knock: { gapMs: number; settleMs: number };
   reconnect: { baseMs: number; capMs: number };
@@ -156,8 +162,8 @@ export function parseGatewaysFile(path: string, text: string): GatewayTarget[] {
   }
   const problems: string[] = [];
   const ids = new Set<string>();
-  // Each gateway gets its own Redis user; `default` and `broker` are the broker's own.
-  const usernames = new Set<string>(['default', 'broker']);
+  // Each gateway gets its own Redis user; `default`, `broker` and `broker-admin` are the broker's own.
+  const usernames = new Set<string>(RESERVED_USERNAMES);
   const targets = parsed.data.gateways.map((g, i): GatewayTarget | undefined => {
     if (ids.has(g.id)) problems.push(`BROKER_GATEWAYS_FILE: gateways.${i}.id ${g.id} appears twice`);
     ids.add(g.id);
@@ -197,10 +203,12 @@ export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): Broke
   const e = parseEnv(brokerEnv, source);
   const claimProblem = claimTimingProblem(e.CLAIM_IDLE_MS, e.CLAIM_INTERVAL_MS);
   if (claimProblem) throw new ConfigError([claimProblem]);
+  const gatewaysText = readConfigFile('BROKER_GATEWAYS_FILE', e.BROKER_GATEWAYS_FILE);
   return {
     brokerId: e.BROKER_ID,
     logLevel: e.LOG_LEVEL,
-    gateways: parseGatewaysFile(e.BROKER_GATEWAYS_FILE, readConfigFile('BROKER_GATEWAYS_FILE', e.BROKER_GATEWAYS_FILE)),
+    gateways: parseGatewaysFile(e.BROKER_GATEWAYS_FILE, gatewaysText),
+    gatewaysFile: { path: e.BROKER_GATEWAYS_FILE, pollMs: e.BROKER_GATEWAYS_POLL_MS, text: gatewaysText },
     ssh: {
       privateKey: readSecretFile('SSH_KEY_FILE', e.SSH_KEY_FILE),
       user: e.SSH_USER,

@@ -7,12 +7,13 @@ import { createRegistry, startMetricsServer, type HealthReport } from '../common
 import { loadBrokerConfig, type BrokerConfig } from './config';
 import { CoreClient } from './core-client/client';
 import { InsertBatcher } from './core-client/insert-batcher';
+import { GatewaySet, redisLimitsFor, redisUserOf } from './gateways/gateway-set';
+import { GatewaysReloader } from './gateways/reloader';
 import { brokerMetrics } from './metrics';
 import { createPipeline } from './pipeline';
 import { QueueConsumer } from './queue/consumer';
-import { redisLimits } from './redis/config';
-import { startRedis } from './redis/server';
-import { TunnelKeeper } from './tunnel/keeper';
+import { RedisGatewayUsers } from './redis/gateway-users';
+import { startRedis, type BrokerRedisConf } from './redis/server';
 import { SchemaRegistry } from './validate/schemas';
 import { RequestValidator } from './validate/validator';
 
@@ -27,25 +28,15 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
   const schemas = SchemaRegistry.load(config.schemaDir);
   const validator = new RequestValidator(schemas, config.limits);
 
-  // The broker's own Redis password lives only in this process's memory.
+  // The broker's own Redis passwords live only in this process's memory.
   const brokerPassword = randomBytes(32).toString('base64url');
-  const redis = await startRedis({
-    binary: config.redis.binary,
+  const redisConf: BrokerRedisConf = {
     runDir: RUN_DIR,
-    conf: {
-      port: config.redis.port,
-      maxMemoryBytes: config.redis.maxMemoryBytes,
-      gateways: config.gateways.map((g) => ({ id: g.id, username: g.queueUsername, passwordSha256: g.queuePasswordSha256 })),
-      limits: redisLimits({
-        gateways: config.gateways.length,
-        maxMemoryBytes: config.redis.maxMemoryBytes,
-        maxBudgetMs: config.queue.maxBudgetMs,
-        claimIntervalMs: config.queue.claimIntervalMs,
-      }),
-    },
+    conf: { port: config.redis.port, maxMemoryBytes: config.redis.maxMemoryBytes, gateways: config.gateways.map(redisUserOf), limits: redisLimitsFor(config, config.gateways.length) },
     brokerPassword,
-    log: componentLogger(log, 'redis'),
-  });
+    adminPassword: randomBytes(32).toString('base64url'),
+  };
+  const redis = await startRedis({ ...redisConf, binary: config.redis.binary, log: componentLogger(log, 'redis') });
   redis.on('exited', () => metrics.redisRestarts.set(redis.restarts + 1));
   lifecycle.onClose('redis', () => redis.stop());
 
@@ -57,9 +48,6 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
   // every reply published — before the tunnels its replies travel through close; requests
   // still queued then are re-sent by their gateway on another broker's lane. So the
   // tunnels' closer is registered before the consumer's, to run after it.
-  const keepers: TunnelKeeper[] = [];
-  lifecycle.onClose('tunnels', () => keepers.forEach((k) => k.stop()));
-
   const consumer = new QueueConsumer(
     {
       redis: { host: '127.0.0.1', port: config.redis.port, username: 'broker', password: brokerPassword },
@@ -74,34 +62,11 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
     metrics,
     componentLogger(log, 'queue'),
   );
+  const gateways = new GatewaySet(config, { users: new RedisGatewayUsers(redisConf), consumer, metrics, tunnelLog: componentLogger(log, 'tunnel') });
+  lifecycle.onClose('tunnels', () => gateways.stop());
   await consumer.start();
   lifecycle.onClose('consumer', () => consumer.stop());
-
-  for (const g of config.gateways) {
-    const keeper = new TunnelKeeper(
-      g,
-      {
-        privateKey: config.ssh.privateKey,
-        user: config.ssh.user,
-        readyTimeoutMs: config.ssh.readyTimeoutMs,
-        connectTimeoutMs: config.ssh.connectTimeoutMs,
-        keepaliveIntervalMs: config.ssh.keepaliveIntervalMs,
-        keepaliveCountMax: config.ssh.keepaliveCountMax,
-        knockGapMs: config.knock.gapMs,
-        knockSettleMs: config.knock.settleMs,
-        reconnect: config.reconnect,
-        queuePort: config.queuePort,
-        redisPort: config.redis.port,
-      },
-      componentLogger(log, 'tunnel'),
-    );
-    keeper.on('state', (s) => {
-      metrics.tunnelUp.set({ gateway: g.id }, s === 'up' ? 1 : 0);
-      if (s === 'up') metrics.tunnelConnects.inc({ gateway: g.id });
-    });
-    keeper.start();
-    keepers.push(keeper);
-  }
+  gateways.start();
 
   const health = (): HealthReport => ({
     ok: redis.running && !lifecycle.isClosing && consumer.stalledMs < config.queue.maxBudgetMs,
@@ -111,7 +76,7 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
       inflight: consumer.busy,
       // A consumer that has not moved the queue for longer than any request may take is stuck.
       consumer: consumer.stalledMs < config.queue.maxBudgetMs ? 'moving' : 'stuck',
-      tunnels: Object.fromEntries(keepers.map((k) => [k.gateway.id, k.state])),
+      tunnels: gateways.tunnelStates(),
     },
   });
   const metricsServer = await startMetricsServer({ host: config.metrics.host, port: config.metrics.port, registry, log, health });
@@ -122,6 +87,10 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
     const scrapeServer = await startMetricsServer({ host: scrape.address, port: config.metrics.port, registry, log, health });
     lifecycle.onClose('metrics-scrape', () => closeServer(scrapeServer));
   }
+  // Last registered, first closed: no new gateway list is applied while the broker stops.
+  const reloader = new GatewaysReloader(config.gatewaysFile, gateways, metrics, componentLogger(log, 'gateways'));
+  reloader.start();
+  lifecycle.onClose('gateways-file', () => reloader.stop());
   log.info('broker ready', { gateways: config.gateways.map((g) => g.id), collections: schemas.collections });
 }
 

@@ -25,6 +25,13 @@ export function brokerMetrics(registry: Registry) {
     coreRetries: new Counter({ name: 'nonstop_broker_core_retries_total', help: 'Retries of core calls (each attempt after the first)', registers }),
     tunnelUp: new Gauge({ name: 'nonstop_broker_tunnel_up', help: '1 when the tunnel to a gateway is up', labelNames: ['gateway'] as const, registers }),
     tunnelConnects: new Counter({ name: 'nonstop_broker_tunnel_connects_total', help: 'Tunnels established, by gateway', labelNames: ['gateway'] as const, registers }),
+    gateways: new Gauge({ name: 'nonstop_broker_gateways', help: 'Gateways this broker serves (BROKER_GATEWAYS_FILE as last applied)', registers }),
+    gatewayReloads: new Counter({
+      name: 'nonstop_broker_gateway_reloads_total',
+      help: 'Reads of BROKER_GATEWAYS_FILE after start, by outcome: applied, unchanged, refused (did not parse or validate; nothing changed), failed (could not be applied; retried)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
     redisRestarts: new Gauge({ name: 'nonstop_broker_redis_restarts', help: 'Times redis-server was restarted', registers }),
     // Its client certificate for core (certificate="client") and the CA it checks core with ("ca").
     certificateExpiry: certificateExpiryGauge(registers),

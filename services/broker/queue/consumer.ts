@@ -10,6 +10,7 @@ import { MAX_ENTRIES_PER_READ } from '../redis/config';
 
 export interface ConsumerOptions {
   redis: RedisOptions;
+  /** Served at start; setGateways() changes them while it runs. */
   gatewayIds: string[];
   consumerName: string;
   concurrency: number;
@@ -55,6 +56,10 @@ interface ClockPair {
  * protocol version, wrong shape, oversize, or claiming another gateway's identity — go to
  * the dead-letter stream with the reason (never the payload) and are acknowledged; they
  * never stop the loop.
+ *
+ * The gateways served can change while it runs (setGateways). A gateway no longer served
+ * is not read any more; what it had queued here is left for it to re-send through another
+ * broker (its lane here is cut), and what is being processed for it finishes.
  */
 export class QueueConsumer {
   private readonly reader: Redis;
@@ -68,7 +73,9 @@ export class QueueConsumer {
   /** performance.now() of the last Redis round trip that moved the queue forward. */
   private lastProgress = performance.now();
   private loopDone: Promise<void> | undefined;
-  private readonly streams: string[];
+  /** The streams read now; replaced whole, never changed in place, so a loop over the old one finishes on it. */
+  private streams: readonly string[];
+  /** Every stream with entries in progress or read now, and its gateway. */
   private readonly gatewayOfStream = new Map<string, string>();
   /** Entries this consumer is processing right now, by stream. */
   private readonly inProgress = new Map<string, Set<string>>();
@@ -103,14 +110,46 @@ export class QueueConsumer {
         c.call('CLIENT', 'NO-EVICT', 'ON').catch((err: Error) => log.warn('redis refused CLIENT NO-EVICT', { err: err.message }));
       });
     }
-    this.streams = opts.gatewayIds.map((id) => queueKeys.requests(id));
-    opts.gatewayIds.forEach((id, i) => this.gatewayOfStream.set(this.streams[i]!, id));
-    for (const stream of this.streams) this.inProgress.set(stream, new Set());
+    this.streams = [];
+    this.serve(opts.gatewayIds);
+  }
+
+  private serve(gatewayIds: readonly string[]): void {
+    const streams = gatewayIds.map((id) => queueKeys.requests(id));
+    gatewayIds.forEach((id, i) => {
+      this.gatewayOfStream.set(streams[i]!, id);
+      if (!this.inProgress.has(streams[i]!)) this.inProgress.set(streams[i]!, new Set());
+    });
+    this.streams = streams;
+    for (const stream of this.inProgress.keys()) this.forgetIfDone(stream);
+  }
+
+  /** Drops the bookkeeping of a stream no longer read once nothing of it is in progress. */
+  private forgetIfDone(stream: string): void {
+    if (this.streams.includes(stream) || (this.inProgress.get(stream)?.size ?? 0) > 0) return;
+    this.inProgress.delete(stream);
+    this.gatewayOfStream.delete(stream);
+  }
+
+  /**
+   * Serves exactly these gateways from the next read on: the consumer group of a new one is
+   * created first (throws, changing nothing, if Redis refuses); a removed one's queued
+   * entries are trimmed, since nobody here will read them and its gateway re-sends them
+   * elsewhere once its lane here is cut. Its requests in progress finish.
+   */
+  async setGateways(gatewayIds: readonly string[]): Promise<void> {
+    const streams = new Set(gatewayIds.map((id) => queueKeys.requests(id)));
+    await this.ensureGroups([...streams].filter((s) => !this.streams.includes(s)));
+    const dropped = this.streams.filter((s) => !streams.has(s));
+    this.serve(gatewayIds);
+    for (const stream of dropped) {
+      await this.writer.xtrim(stream, 'MAXLEN', 0).catch((err: Error) => this.log.debug('trim of a removed gateway failed', { stream, err: err.message }));
+    }
   }
 
   async start(): Promise<void> {
     await Promise.all([this.reader.connect(), this.writer.connect()]);
-    await this.ensureGroups();
+    await this.ensureGroups(this.streams);
     this.running = true;
     this.loopDone = this.readLoop();
     this.claimTimer = setInterval(() => void this.claim(), this.opts.claimIntervalMs);
@@ -118,8 +157,8 @@ export class QueueConsumer {
     this.trimTimer = setInterval(() => void this.trimExpired(), this.opts.claimIntervalMs);
   }
 
-  private async ensureGroups(): Promise<void> {
-    for (const stream of this.streams) {
+  private async ensureGroups(streams: readonly string[]): Promise<void> {
+    for (const stream of streams) {
       try {
         await this.writer.xgroup('CREATE', stream, queueKeys.group, '0', 'MKSTREAM');
       } catch (err) {
@@ -161,17 +200,23 @@ export class QueueConsumer {
     while (this.running) {
       await this.waitForSlot();
       if (!this.running) break;
+      const streams = this.streams;
       try {
         const free = Math.min(this.opts.concurrency - this.inflight, MAX_ENTRIES_PER_READ);
         const res = (await this.reader.xreadgroup(
           'GROUP', queueKeys.group, this.opts.consumerName,
           'COUNT', free, 'BLOCK', 1000,
-          'STREAMS', ...this.streams, ...this.streams.map(() => '>'),
+          'STREAMS', ...streams, ...streams.map(() => '>'),
         )) as [string, StreamEntry[]][] | null;
         this.lastProgress = performance.now();
         if (!res) continue;
         const clock = await this.clock();
-        for (const [stream, entries] of res) for (const entry of entries) this.dispatch(stream, entry, clock);
+        for (const [stream, entries] of res) {
+          // Read just as its gateway was removed: left unacknowledged for the trim; the
+          // gateway re-sends them through another broker.
+          if (!this.streams.includes(stream)) continue;
+          for (const entry of entries) this.dispatch(stream, entry, clock);
+        }
       } catch (err) {
         if (!this.running) break;
         const message = (err as Error).message;
@@ -180,7 +225,7 @@ export class QueueConsumer {
           this.log.warn('consumer group missing; recreating', {});
           // If the writer is not back yet, pause like any other failed read instead of
           // spinning (and logging) in a tight loop until it is.
-          await this.ensureGroups().catch(() => sleep(200));
+          await this.ensureGroups(this.streams).catch(() => sleep(200));
         } else {
           this.log.debug('read failed', { err: message });
           await sleep(200);
@@ -198,6 +243,7 @@ export class QueueConsumer {
       .catch((err: Error) => this.log.error('processing failed', { entry: id, err: err.message }))
       .finally(() => {
         mine.delete(id);
+        this.forgetIfDone(stream);
         this.inflight--;
         this.metrics.inflight.set(this.inflight);
         this.slotFreed?.();
@@ -283,6 +329,7 @@ export class QueueConsumer {
           cursor = next;
           if (entries.length === 0) continue;
           const clock = await this.clock();
+          if (!this.streams.includes(stream)) break;
           for (const entry of entries) {
             // XAUTOCLAIM also hands back our own entries if a heartbeat was late (a stalled
             // event loop, a slow Redis); they are still being processed here, not abandoned.

@@ -11,6 +11,9 @@ import { queueKeys } from '../../common/queue/keys';
  * - `default` is off: no unauthenticated access at all.
  * - `broker` (this app): consumes the request streams, publishes replies, trims expired
  *   requests, dead-letters, and exempts its own two connections from client eviction.
+ * - `broker-admin` (this app, only while it applies a new gateway list): creates, rewrites
+ *   and deletes gateway users, cuts their connections, re-sizes the client limits. Kept
+ *   apart from `broker`, whose connections carry what gateways queue.
  * - `gateway-<id>` (each gateway, through its tunnel): XADD to its own request stream,
  *   SUBSCRIBE to its own reply channel, PING. Every other
  *   command (CONFIG, EVAL, KEYS, FLUSHALL, DEBUG, SHUTDOWN, ...) and every other key is
@@ -23,10 +26,23 @@ export interface RedisConfOptions {
   /** Working directory; must not be on persistent storage (the broker points it at tmpfs). */
   dir: string;
   brokerPasswordSha256: string;
-  gateways: { id: string; username: string; passwordSha256: string }[];
+  adminPasswordSha256: string;
+  gateways: RedisGatewayUser[];
   /** From redisLimits(). */
   limits: RedisLimits;
 }
+
+/** A gateway's Redis user, as the broker's gateway list describes it. */
+export interface RedisGatewayUser {
+  id: string;
+  username: string;
+  passwordSha256: string;
+}
+
+/** The user the broker changes gateway users and client limits with at run time. */
+export const ADMIN_USERNAME = 'broker-admin';
+/** Redis users a gateway's queueUsername may not take. */
+export const RESERVED_USERNAMES: readonly string[] = ['default', 'broker', ADMIN_USERNAME];
 
 /**
  * Forwarded channels — each one a Redis connection — the keeper carries per gateway SSH
@@ -170,20 +186,45 @@ export function brokerAcl(passwordSha256: string): string {
   return `user broker on #${passwordSha256} resetkeys resetchannels ~nonstop:v2:* &nonstop:v2:* -@all ${cmds.map((c) => `+${c}`).join(' ')}`;
 }
 
-export function gatewayAcl(g: { id: string; username: string; passwordSha256: string }): string {
-  // A selector (Redis 7) binds XADD to the request stream, write access only.
+/**
+ * Only what applying a gateway list needs. ACL SETUSER could grant anything, so this user
+ * is as strong as Redis itself: its password, like the broker's, lives only in the broker
+ * process's memory (redis.conf holds its hash) and no connection of it carries queue data.
+ */
+export function adminAcl(passwordSha256: string): string {
+  const cmds = ['ping', 'acl|setuser', 'acl|deluser', 'client|kill', 'config|set'];
+  return `user ${ADMIN_USERNAME} on #${passwordSha256} resetkeys resetchannels -@all ${cmds.map((c) => `+${c}`).join(' ')}`;
+}
+
+/**
+ * A gateway user's rules, one ACL SETUSER argument each (the selector is one argument).
+ * Applied to an existing user at run time they follow `reset`, so that they replace every
+ * old rule and password instead of adding to them.
+ */
+export function gatewayAclRules(g: RedisGatewayUser): string[] {
   return [
-    `user ${g.username} on #${g.passwordSha256} resetkeys resetchannels`,
+    'on',
+    `#${g.passwordSha256}`,
+    'resetkeys',
+    'resetchannels',
     `&${queueKeys.replies(g.id)}`,
-    '-@all +ping +subscribe +unsubscribe',
+    '-@all',
+    '+ping',
+    '+subscribe',
+    '+unsubscribe',
+    // A selector (Redis 7) binds XADD to the request stream, write access only.
     `(%W~${queueKeys.requests(g.id)} +xadd)`,
-  ].join(' ');
+  ];
+}
+
+export function gatewayAcl(g: RedisGatewayUser): string {
+  return ['user', g.username, ...gatewayAclRules(g)].join(' ');
 }
 
 export function renderRedisConf(o: RedisConfOptions): string {
   const l = o.limits;
   return [
-    '# Rendered by the broker at start; lives on tmpfs only.',
+    '# Rendered by the broker at start and at each new gateway list; lives on tmpfs only.',
     'bind 127.0.0.1 -::1',
     `port ${o.port}`,
     'protected-mode yes',
@@ -217,6 +258,7 @@ export function renderRedisConf(o: RedisConfOptions): string {
     'tcp-keepalive 30',
     'user default off resetkeys resetchannels -@all',
     brokerAcl(o.brokerPasswordSha256),
+    adminAcl(o.adminPasswordSha256),
     ...o.gateways.map(gatewayAcl),
     '',
   ].join('\n');

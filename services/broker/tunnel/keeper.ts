@@ -158,6 +158,11 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
       this.clockOffsetMs = undefined;
       throw err;
     }
+    // Stopped while connecting (its gateway removed from the list): no tunnel after all.
+    if (this.stopped) {
+      sock.destroy();
+      return;
+    }
     await new Promise<void>((resolve, reject) => {
       const client = new Client();
       this.client = client;

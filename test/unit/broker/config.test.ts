@@ -99,7 +99,7 @@ describe('parseGatewaysFile', () => {
   });
 
   it('refuses a queue username that is reserved for the broker or taken by another gateway', () => {
-    for (const queueUsername of ['default', 'broker']) {
+    for (const queueUsername of ['default', 'broker', 'broker-admin']) {
       const err = configError(file(gateway({ queueUsername })));
       assert.match(err.message, new RegExp(`gateways\\.0\\.queueUsername ${queueUsername} is reserved or used by another gateway`));
     }

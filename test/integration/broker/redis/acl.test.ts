@@ -308,6 +308,7 @@ describe('broker redis ACL (real redis-server)', function () {
           limits: redisLimits({ gateways: 1, maxMemoryBytes: 16 * 1024 * 1024, maxBudgetMs: 30_000, claimIntervalMs: 1000 }),
         },
         brokerPassword,
+        adminPassword: 'admin-secret-password-canary',
         log: silentLogger(),
       });
       const opts = { host: '127.0.0.1', port, enableReadyCheck: false, disableClientInfo: true, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null };
@@ -334,7 +335,7 @@ describe('broker redis ACL (real redis-server)', function () {
       const confPath = join(redisDir, 'redis.conf');
       assert.equal(statSync(confPath).mode & 0o777, 0o600);
       const conf = readFileSync(confPath, 'utf8');
-      assert.ok(!conf.includes(brokerPassword) && !conf.includes(gwPassword), 'a plaintext password is in redis.conf');
+      assert.ok(!conf.includes(brokerPassword) && !conf.includes(gwPassword) && !conf.includes('admin-secret-password-canary'), 'a plaintext password is in redis.conf');
       assert.ok(conf.includes(`#${sha256Hex(brokerPassword)}`));
     });
   });

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { MAX_RESPONSE_BYTES } from '../../../../services/broker/core-client/client';
 import {
+  adminAcl,
   brokerAcl,
   gatewayAcl,
+  gatewayAclRules,
   MAX_ENTRIES_PER_READ,
   MAX_QUEUE_CHANNELS_PER_GATEWAY,
   redisLimits,
@@ -14,6 +16,7 @@ import {
 import { MAX_ENVELOPE_BYTES } from '../../../../services/common/queue/envelope';
 
 const BROKER_HASH = 'a'.repeat(64);
+const ADMIN_HASH = 'd'.repeat(64);
 const GW1_HASH = 'b'.repeat(64);
 const GW2_HASH = 'c'.repeat(64);
 
@@ -27,6 +30,7 @@ const options: RedisConfOptions = {
   limits: redisLimits(inputs),
   dir: '/run/nonstop/redis',
   brokerPasswordSha256: BROKER_HASH,
+  adminPasswordSha256: ADMIN_HASH,
   gateways: [
     { id: 'gw-1', username: 'gateway-gw-1', passwordSha256: GW1_HASH },
     { id: 'edge2', username: 'gateway-edge2', passwordSha256: GW2_HASH },
@@ -71,10 +75,11 @@ describe('renderRedisConf', () => {
     assert.ok(!all.some((l) => l.startsWith('user default on')));
   });
 
-  it('has exactly one user line for the broker and one per gateway', () => {
+  it('has exactly one user line for the broker, one for its admin and one per gateway', () => {
     const users = all.filter((l) => l.startsWith('user ')).map((l) => l.split(' ')[1]);
-    assert.deepEqual(users, ['default', 'broker', 'gateway-gw-1', 'gateway-edge2']);
+    assert.deepEqual(users, ['default', 'broker', 'broker-admin', 'gateway-gw-1', 'gateway-edge2']);
     assert.ok(all.includes(brokerAcl(BROKER_HASH)));
+    assert.ok(all.includes(adminAcl(ADMIN_HASH)));
     assert.ok(all.includes(gatewayAcl(options.gateways[0]!)));
     assert.ok(all.includes(gatewayAcl(options.gateways[1]!)));
   });
@@ -85,6 +90,7 @@ describe('renderRedisConf', () => {
       assert.ok(!/\bnopass\b/.test(l), `nopass in ${l}`);
     }
     assert.ok(conf.includes(`#${BROKER_HASH}`));
+    assert.ok(conf.includes(`#${ADMIN_HASH}`));
     assert.ok(conf.includes(`#${GW1_HASH}`));
     assert.ok(conf.includes(`#${GW2_HASH}`));
   });
@@ -217,5 +223,22 @@ describe('brokerAcl', () => {
     // CLIENT NO-EVICT for its own connections, and no other CLIENT subcommand (KILL, LIST, ...).
     assert.ok(acl.split(' ').includes('+client|no-evict'));
     assert.ok(!acl.split(' ').some((t) => t === '+client' || t === '+@connection' || t === '+@admin'));
+  });
+});
+
+describe('adminAcl', () => {
+  it('gives the admin user only what applying a gateway list needs, on no key and no channel', () => {
+    const acl = adminAcl(ADMIN_HASH);
+    assert.equal(acl, `user broker-admin on #${ADMIN_HASH} resetkeys resetchannels -@all +ping +acl|setuser +acl|deluser +client|kill +config|set`);
+    for (const token of acl.split(' ')) assert.ok(!/^[~&%(]/.test(token) && token !== 'allkeys' && token !== 'allchannels', token);
+  });
+});
+
+describe('gatewayAclRules', () => {
+  it('are the rules of the rendered user line, one ACL SETUSER argument each (the selector whole)', () => {
+    const g = { id: 'gw-1', username: 'gateway-gw-1', passwordSha256: GW1_HASH };
+    const rules = gatewayAclRules(g);
+    assert.equal(['user', g.username, ...rules].join(' '), gatewayAcl(g));
+    assert.equal(rules.at(-1), '(%W~nonstop:v2:gw:gw-1:req +xadd)');
   });
 });
