@@ -38,6 +38,46 @@ export function parseProcStat(text: string): ProcStat {
 const PF_KTHREAD = 0x00200000;
 
 /**
+ * The parent, own CPU ticks and reaped children's ticks (cutime + cstime) from
+ * /proc/<pid>/stat: what tells this benchmark's own child processes (a FerretDB it started)
+ * from other work, and what they spent, ended ones included (harnessTicks).
+ */
+export function parsePidFamily(text: string): { ppid: number; ticks: number; childTicks: number } {
+  const close = text.lastIndexOf(')');
+  if (close < 0) throw new Error(`unreadable /proc/<pid>/stat: ${text.slice(0, 80)}`);
+  // After comm: state(3), ppid(4), …, utime(14), stime(15), cutime(16), cstime(17).
+  const fields = text.slice(close + 2).split(' ');
+  const out = { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]), childTicks: Number(fields[13]) + Number(fields[14]) };
+  if (!Object.values(out).every(Number.isFinite)) throw new Error(`unreadable /proc/<pid>/stat: ${text.slice(0, 120)}`);
+  return out;
+}
+
+/**
+ * The CPU ticks of every process this one started, and of theirs, so far: each live
+ * descendant's own and its reaped children's, and what this process reaped. The difference
+ * between two snapshots is what they spent in between, whether they started, ended or ran
+ * throughout (a descendant's ticks move from its own count to its parent's cutime when it is
+ * reaped, so they are counted once). Also returns the descendants, so they are not counted
+ * as other work. Pure.
+ */
+export function harnessTicks(self: number, selfChildTicks: number, procs: ReadonlyMap<number, { ppid: number; ticks: number; childTicks: number }>): { ticks: number; descendants: Set<number> } {
+  const children = new Map<number, number[]>();
+  for (const [pid, p] of procs) children.set(p.ppid, [...(children.get(p.ppid) ?? []), pid]);
+  const descendants = new Set<number>();
+  const queue = [...(children.get(self) ?? [])];
+  let ticks = selfChildTicks;
+  while (queue.length > 0) {
+    const pid = queue.pop()!;
+    if (descendants.has(pid)) continue;
+    descendants.add(pid);
+    const p = procs.get(pid)!;
+    ticks += p.ticks + p.childTicks;
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return { ticks, descendants };
+}
+
+/**
  * comm, whether it is a kernel thread, and its own CPU ticks from /proc/<pid>/stat. Not its
  * reaped children's (cutime/cstime): those arrive all at once when a child ends, so a shell
  * reaping a long test run, or a containerd shim reaping a container's processes (already
@@ -81,9 +121,9 @@ export interface HostSnapshot {
   parentNs: number;
   /** Each container under test, ns. */
   ours: Record<string, number>;
-  /** This process, µs. */
+  /** This process and every process it started (harnessTicks), µs. */
   benchUs: number;
-  /** Every process outside the containers, but this one: name, kind, ticks. */
+  /** Every process outside the containers, but this one and those it started: name, kind, ticks. */
   procs: Map<number, { comm: string; kind: ProcKind; ticks: number }>;
 }
 
@@ -200,7 +240,8 @@ export class HostMeter {
     const parentNs = readCpuNs(this.parent);
     const ours = Object.fromEntries(Object.entries(this.ours).map(([n, cg]) => [n, readCpuNs(cg)]));
     const usage = process.cpuUsage();
-    return { at, stat, parentNs, ours, benchUs: usage.user + usage.system, procs: this.processes() };
+    const { procs, harnessUs } = this.processes();
+    return { at, stat, parentNs, ours, benchUs: usage.user + usage.system + harnessUs, procs };
   }
 
   /** A snapshot taken at an epoch time (or at once if it has passed); `at` says when it really was. */
@@ -210,12 +251,19 @@ export class HostMeter {
     return this.snapshot();
   }
 
-  private processes(): HostSnapshot['procs'] {
+  /**
+   * Every process outside the containers but this one and those it started (a FerretDB run
+   * on the host is the benchmark's own work, not other work), and what those spent, in µs.
+   */
+  private processes(): { procs: HostSnapshot['procs']; harnessUs: number } {
     const out: HostSnapshot['procs'] = new Map();
+    const family = new Map<number, { ppid: number; ticks: number; childTicks: number }>();
     for (const name of readdirSync('/proc')) {
       if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
       try {
-        const s = parsePidStat(readFileSync(`/proc/${name}/stat`, 'utf8'));
+        const text = readFileSync(`/proc/${name}/stat`, 'utf8');
+        family.set(Number(name), parsePidFamily(text));
+        const s = parsePidStat(text);
         if (!s.kernel) {
           // A process inside the containers' parent is already counted there.
           const cg = parseProcCgroup(readFileSync(`/proc/${name}/cgroup`, 'utf8'));
@@ -227,7 +275,10 @@ export class HostMeter {
         // The process ended between readdir and the read.
       }
     }
-    return out;
+    const self = parsePidFamily(readFileSync('/proc/self/stat', 'utf8'));
+    const harness = harnessTicks(process.pid, self.childTicks, family);
+    for (const pid of harness.descendants) out.delete(pid);
+    return { procs: out, harnessUs: (harness.ticks * 1e6) / ticksPerSecond() };
   }
 }
 
