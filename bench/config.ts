@@ -1,4 +1,4 @@
-import { env, parseEnv, type EnvOf } from '../services/common/config/env';
+import { env, intItem, parseEnv, type EnvOf } from '../services/common/config/env';
 import type { BusyThresholds } from './host';
 
 /**
@@ -13,6 +13,12 @@ const SHAPE = {
   /** footprint: seconds of load while memory is sampled. */
   BENCH_SECONDS: env.int({ min: 1, max: 600, def: 12 }),
   BENCH_RECOVERY_ROUNDS: env.int({ min: 1, max: 50, def: 3 }),
+  /** at-rest: rounds; encrypted and plain (erase and deleteOne, list and by id) take turns within each. */
+  BENCH_AT_REST_ROUNDS: env.int({ min: 1, max: 100, def: 5 }),
+  /** at-rest: records each side inserts, reads and erases in a round, per record size. */
+  BENCH_AT_REST_RECORDS: env.int({ min: 10, max: 10_000, def: 100 }),
+  /** at-rest: collection sizes a page is listed from (the table is grown to each in turn). */
+  BENCH_AT_REST_LIST_SIZES: env.list(intItem(100, 100_000), { def: '1000,5000', min: 1, max: 4, expected: 'record counts from 100 to 100000, comma-separated' }),
   /** chain: rounds per path and scenario; paths take turns within a round, in a rotating order. */
   BENCH_CHAIN_ROUNDS: env.int({ min: 1, max: 100, def: 5 }),
   /** chain: measured seconds of each closed-loop run (throughput). */

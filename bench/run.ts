@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { upStack } from '../test/support/stack/fixture';
 import { REPO_ROOT } from '../test/support/stack/build';
 import { docker } from '../test/support/stack/docker';
+import { atRestBench } from './at-rest';
 import { chainBench } from './chain';
 import { benchConfig, busyThresholds, quietWait, type BenchConfig } from './config';
 import { footprintBench } from './footprint';
@@ -59,6 +60,10 @@ const SECTIONS: Record<string, { title: string; run: (c: BenchConfig) => Promise
         await stack.down();
       }
     },
+  },
+  'at-rest': {
+    title: 'Records at rest: encryption, erase and list on FerretDB (the store before encryption, a plain delete and reads by id as the baselines)',
+    run: atRestBench,
   },
   footprint: {
     title: 'Footprint: image size over the base image, memory idle and loaded, stack start cold and warm',
