@@ -205,6 +205,18 @@ describe('Helm chart deploy/helm/nonstop on a real single-node Kubernetes', func
     rmSync(dirname(PV_DIR), { recursive: true, force: true });
   });
 
+  it('passes helm lint with its defaults and with this install\'s values; the schema refuses a single broker', async () => {
+    for (const args of [[], values]) {
+      const lint = await cluster.helm(['lint', CHART, '--strict', ...args]);
+      assert.equal(lint.code, 0, `helm lint ${args.length ? 'with values' : 'defaults'}: ${lint.stdout}${lint.stderr}`);
+      assert.doesNotMatch(lint.stdout, /\[(WARNING|ERROR)\]/);
+    }
+    // The positive control: the linter does read values.schema.json.
+    const one = await cluster.helm(['lint', CHART, '--set', 'broker.replicas=1']);
+    assert.notEqual(one.code, 0);
+    assert.match(one.stdout, /broker\/replicas.*minimum/);
+  });
+
   it('installs with every pod Ready: one gateway on the edge node in its network, two brokers, one core', async () => {
     const pods = await releasePods();
     const by = (c: string): Pod[] => pods.filter((p) => p.metadata.labels?.['app.kubernetes.io/component'] === c);
