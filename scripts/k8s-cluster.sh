@@ -237,6 +237,7 @@ start() {
       for d in /var/log/pods /var/log/containers /var/lib/kubelet; do [ -e "$d" ] && echo "existed $d"; done
       nft list table inet nonstop_gateway >/dev/null 2>&1 && echo "existed nft-nonstop_gateway"
       nft list tables | sed 's/^table /nft-table /'
+      ipset list -n 2>/dev/null | sed 's/^/ipset /'
       true
     } >"$R/host-before"
   fi
@@ -293,12 +294,20 @@ start() {
     --root-dir="$S/kubelet" --hostname-override="$NODE" --node-ip="$NODE_IP" --cert-dir="$S/kubelet/pki"
   bg kube-proxy "$kube" proxy --config="$S/kube-proxy-config.yaml"
   waitfor kube-proxy curl -sf http://127.0.0.1:10256/healthz
+  # NetworkPolicy enforcement (the bridge plugin has none): kube-router's firewall alone, no
+  # routing, no service proxy, no CNI of its own, no health or metrics listener. It rejects
+  # what no policy allows for every pod a policy selects, at the node's INPUT, FORWARD and
+  # OUTPUT hooks; an admin kubeconfig, like the rest of this test cluster.
+  bg kube-router "$K8S_KUBE_ROUTER_BIN" --kubeconfig="$P/admin.kubeconfig" --hostname-override="$NODE" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false --enable-pod-egress=false \
+    --service-cluster-ip-range="$SERVICE_CIDR" --health-port=0 --metrics-port=0
+  waitfor "kube-router policy chains" iptables -S KUBE-ROUTER-INPUT
   waitfor "node registered" kc get node "$NODE"
   waitfor "node Ready" kc wait --for=condition=Ready "node/$NODE" --timeout=1s
   # A pod created before the default ServiceAccount exists is refused.
   waitfor "default ServiceAccount" kc -n default get serviceaccount default
   printf '%s\n' "KUBECONFIG=$P/admin.kubeconfig" "NODE_NAME=$NODE" "NODE_IP=$NODE_IP" \
-    "CONTAINERD_ADDRESS=$R/containerd.sock" "HELM=$K8S_HELM_BIN" "POD_BRIDGE=$POD_BRIDGE"
+    "CONTAINERD_ADDRESS=$R/containerd.sock" "HELM=$K8S_HELM_BIN" "POD_BRIDGE=$POD_BRIDGE" "NETWORK_POLICY=kube-router"
 }
 
 stop_pid() { # name
@@ -319,6 +328,7 @@ stop() {
     timeout 90 kubectl --kubeconfig "$P/admin.kubeconfig" delete daemonsets,deployments,statefulsets,replicasets,pods --all -A \
       --wait=true --grace-period=5 >/dev/null 2>&1 || log "stop: some pods were still running; killing their containers"
   fi
+  stop_pid kube-router
   stop_pid kube-proxy
   if [ -x "$K8S_KUBE_BIN" ]; then "$K8S_KUBE_BIN" proxy --cleanup >/dev/null 2>&1 || true; fi
   stop_pid scheduler
@@ -349,6 +359,23 @@ stop() {
   done < <(forward_rules)
   ip link del "$POD_BRIDGE" 2>/dev/null || true
   ip link del "$NODE_LINK" 2>/dev/null || true
+  # kube-router's policy chains and the jumps to them, and its ipsets (its --cleanup-config
+  # crashes in its service proxy's part in v2.1.0, before it removes the jumps).
+  local ch rule
+  for ch in INPUT FORWARD OUTPUT; do
+    mapfile -t rules < <(iptables -S "$ch" 2>/dev/null)
+    for rule in "${rules[@]}"; do
+      # iptables -S quotes the comment as a shell word; eval reads it back as one argument.
+      [[ "$rule" == *"kube-router netpol"* ]] && eval "iptables ${rule/-A /-D }"
+    done
+  done
+  mapfile -t rules < <(iptables -S 2>/dev/null | sed -n 's/^-N \(KUBE-ROUTER-[A-Z]*\|KUBE-POD-FW-[A-Z0-9]*\|KUBE-NWPLCY-[A-Z0-9]*\)$/\1/p')
+  for ch in "${rules[@]}"; do iptables -F "$ch" 2>/dev/null || true; done
+  for ch in "${rules[@]}"; do iptables -X "$ch" 2>/dev/null || true; done
+  if [ -f "$R/host-before" ]; then
+    mapfile -t rules < <(ipset list -n 2>/dev/null)
+    for ch in "${rules[@]}"; do grep -qx "ipset $ch" "$R/host-before" || ipset destroy "$ch" 2>/dev/null || true; done
+  fi
   # The chains the kubelet makes for itself (kube-proxy --cleanup removed kube-proxy's).
   local ipt tb ch
   for ipt in iptables ip6tables; do

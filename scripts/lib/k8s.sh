@@ -5,6 +5,7 @@
 #          scheduler, kubelet, kube-proxy) from scripts/k8s/{go.mod,go.sum,kube/main.go}
 #   helm   Helm 3 from its module
 #   pause  the pod sandbox image (scripts/k8s/pause), written as an OCI archive for ctr
+#   kube-router  its NetworkPolicy controller only: the policies enforced, per pod
 # v1.34 because this kind of machine runs cgroup v1 (from 1.35 the kubelet refuses it) and
 # Debian 12's containerd 1.6 is still a supported runtime for it. No registry is reachable,
 # so nothing is pulled: k3s and kind need their own images or non-module tags.
@@ -149,16 +150,37 @@ ensure_k8s_pause_image() {
   rm -rf "$work"
 }
 
+# kube-router with only its NetworkPolicy controller: the bridge CNI plugin enforces no
+# policy, and kube-router's firewall (iptables and ipsets, per pod) runs beside any CNI.
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
+K8S_KUBE_ROUTER_BIN="$NONSTOP_K8S/kube-router-$KUBE_ROUTER_VERSION"
+
+ensure_k8s_kube_router() {
+  [ -x "$K8S_KUBE_ROUTER_BIN" ] && return 0
+  ensure_host_go
+  local gobin
+  mkdir -p "$NONSTOP_K8S"
+  gobin=$(mktemp -d)
+  log "building kube-router $KUBE_ROUTER_VERSION from the Go module proxy (a few minutes, once)"
+  (cd /tmp && CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOBIN="$gobin" k8s_fetch "$NONSTOP_GO/bin/go" install -trimpath -ldflags='-s -w' \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION") >>"$NONSTOP_K8S/kube-router-build.log" 2>&1 \
+    || die "building kube-router failed; see $NONSTOP_K8S/kube-router-build.log"
+  mv "$gobin/kube-router" "$K8S_KUBE_ROUTER_BIN"
+  rm -rf "$gobin"
+}
+
 # Debian's container runtime and CNI plugins the cluster runs on (containerd and runc come
-# with docker.io; the bridge, host-local and portmap plugins and conntrack do not).
+# with docker.io; the bridge, host-local and portmap plugins and conntrack do not; ipset for
+# kube-router's policies).
 ensure_k8s_host_packages() {
-  apt_install containerd runc containernetworking-plugins conntrack iptables
+  apt_install containerd runc containernetworking-plugins conntrack iptables ipset
 }
 
 # Everything the cluster needs on this machine; each part is skipped when cached.
 ensure_k8s_binaries() {
   ensure_k8s_helm
   ensure_k8s_pause_image
+  ensure_k8s_kube_router
   ensure_k8s_kube
   export NONSTOP_KUBE="$K8S_KUBE_BIN" NONSTOP_HELM="$K8S_HELM_BIN" NONSTOP_K8S_PAUSE_TAR="$K8S_PAUSE_TAR"
 }

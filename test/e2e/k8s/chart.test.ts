@@ -363,6 +363,56 @@ describe('Helm chart deploy/helm/nonstop on a real single-node Kubernetes', func
     ].sort());
   });
 
+  it('enforces those policies (kube-router): brokers reach core and nothing else on the node, core reaches nothing, only brokers reach core', async function () {
+    this.timeout(180_000);
+    assert.equal(cluster.networkPolicy, 'kube-router');
+    // Outcome of a TCP connect from inside a pod: open, refused (a policy's REJECT or a closed
+    // port) or timeout (a silent drop: the gateway's table on its SSH and knock ports).
+    const connect = async (pod: string, host: string, port: number): Promise<string> => {
+      const script = 'const [h,p]=process.argv.slice(1);const s=require("net").connect({host:h,port:+p,timeout:4000});' +
+        's.on("connect",()=>{console.log("open");process.exit(0)});s.on("timeout",()=>{console.log("timeout");process.exit(0)});' +
+        's.on("error",(e)=>{console.log(e.code);process.exit(0)})';
+      return (await cluster.k(['-n', NS, 'exec', pod, '--', 'node', '-e', script, host, String(port)])).trim();
+    };
+    const pods = await releasePods();
+    const broker = pods.find((p) => p.metadata.labels?.['app.kubernetes.io/component'] === 'broker')!.metadata.name;
+    const core = await podOf('core');
+    const coreIp = (await cluster.json<{ status: { podIP: string } }>(['-n', NS, 'get', 'pod', core])).status.podIP;
+    const coreService = (await cluster.json<{ spec: { clusterIP: string } }>(['-n', NS, 'get', 'service', `${FULLNAME}-core`])).spec.clusterIP;
+    // A pod no policy selects, from the broker image: the controls that the ports are open.
+    const outsider = 'netpol-outsider';
+    await cluster.k(['-n', NS, 'run', outsider, `--image=${images.broker}`, '--image-pull-policy=Never', '--restart=Never', '--command', '--', 'node', '-e', 'setTimeout(() => {}, 1e9)']);
+    try {
+      await cluster.k(['-n', NS, 'wait', '--for=condition=Ready', `pod/${outsider}`, '--timeout=90s']);
+      const seen = {
+        brokerToCoreService: await connect(broker, coreService, 8443),
+        brokerToCorePod: await connect(broker, coreIp, 8443),
+        brokerToNodeHttps: await connect(broker, cluster.nodeIp, PORTS.https),
+        brokerToNodeSsh: await connect(broker, cluster.nodeIp, PORTS.ssh),
+        brokerToApiserver: await connect(broker, cluster.nodeIp, 6443),
+        coreToNodeHttps: await connect(core, cluster.nodeIp, PORTS.https),
+        outsiderToCorePod: await connect(outsider, coreIp, 8443),
+        outsiderToNodeHttps: await connect(outsider, cluster.nodeIp, PORTS.https),
+      };
+      assert.deepEqual(seen, {
+        brokerToCoreService: 'open',
+        brokerToCorePod: 'open',
+        // Not in the broker's egress, though the gateway listens there (the outsider's control).
+        brokerToNodeHttps: 'ECONNREFUSED',
+        // Allowed by the policy, then dropped silently by the gateway's table (no knock).
+        brokerToNodeSsh: 'timeout',
+        brokerToApiserver: 'ECONNREFUSED',
+        // Core has no egress at all.
+        coreToNodeHttps: 'ECONNREFUSED',
+        // Core's ingress is brokers only; the same pod reaches the node's open port.
+        outsiderToCorePod: 'ECONNREFUSED',
+        outsiderToNodeHttps: 'open',
+      });
+    } finally {
+      await cluster.kubectl(['-n', NS, 'delete', 'pod', outsider, '--wait=true', '--grace-period=1']);
+    }
+  });
+
   it('helm uninstall leaves nothing of the release: no pods, claims, Services, policies, release Secrets, nor the gateway\'s table on the host', async function () {
     this.timeout(300_000);
     const un = await cluster.helm(['uninstall', RELEASE, '-n', NS, '--wait', '--timeout', '3m'], { timeoutMs: 240_000 });

@@ -57,6 +57,8 @@ export class K8sCluster {
     readonly helmBinary: string,
     /** The bridge pods are attached to: where their packets to the node arrive. */
     readonly podBridge: string,
+    /** What enforces NetworkPolicy (kube-router's firewall). */
+    readonly networkPolicy: string,
   ) {}
 
   static async start(): Promise<K8sCluster> {
@@ -67,7 +69,7 @@ export class K8sCluster {
       if (!v) throw new Error(`scripts/k8s-cluster.sh start did not report ${k} (stdout: ${out.trim()})`);
       return v;
     };
-    return new K8sCluster(get('KUBECONFIG'), get('NODE_NAME'), get('NODE_IP'), get('CONTAINERD_ADDRESS'), get('HELM'), get('POD_BRIDGE'));
+    return new K8sCluster(get('KUBECONFIG'), get('NODE_NAME'), get('NODE_IP'), get('CONTAINERD_ADDRESS'), get('HELM'), get('POD_BRIDGE'), get('NETWORK_POLICY'));
   }
 
   static async stop(): Promise<void> {
