@@ -92,10 +92,13 @@ mv "$out/$version.json.tmp" "$out/$version.json"
 
 # compose.yaml names each image PREFIX/NAME:TAG followed by its digest variable; with the
 # digest set, Docker pulls and runs that content and the tag is only a label for people.
+# The per-host files of deploy/compose/ read the same variables, and refuse to start without
+# the digest.
 {
   echo "# Nonstop $version, written by scripts/release-manifest.sh from $version.json."
   echo "# Verify first:  scripts/verify-release.sh $version.json (with the release's key or CI identity; docs/deploying.md, \"Releases\")"
   echo "# Then deploy:   docker compose --env-file $version.env pull && docker compose --env-file $version.env up -d --no-build"
+  echo "# Or one tier per host (deploy/compose/, with that host's settings added): docker compose -f deploy/compose/<tier>.yaml --env-file $version.env up -d"
   echo "NONSTOP_IMAGE_PREFIX=$prefix"
   echo "NONSTOP_TAG=$version"
   echo "NONSTOP_CORE_TARGET=$core_target"

@@ -14,6 +14,11 @@ export class ApiClient {
     private readonly ca: string,
   ) {}
 
+  /** A client of a gateway published on 127.0.0.1:`port` whose certificate is `ca` (one not run as a Stack). */
+  static at(port: number, ca: string): ApiClient {
+    return new ApiClient(port, ca);
+  }
+
   static async forStack(stack: Stack): Promise<ApiClient> {
     const cert = await stack.exec('gateway', ['cat', '/var/lib/nonstop/tls/server.crt']);
     if (cert.exitCode !== 0) throw new Error(`cannot read the gateway certificate: ${cert.stderr}`);
