@@ -242,7 +242,7 @@ start() {
     } >"$R/host-before"
   fi
 
-  # A fresh cluster each start (the PKI and containerd's image store are kept).
+  # A fresh cluster each start (the PKI is kept).
   grep -q " $S/" /proc/mounts && die "mounts under $S remain from an earlier run (scripts/k8s-cluster.sh stop)"
   rm -rf "$S/etcd" "$S/kubelet" "$S/cni/ipam"
   mkdir -p "$S/etcd" "$S/kubelet" "$S/cni/ipam"
@@ -259,6 +259,9 @@ start() {
   done < <(forward_rules)
 
   if ! [ -S "$R/containerd.sock" ]; then
+    # An empty image store each start: the suite imports what it runs, and images of earlier
+    # runs (every source change makes new ones) would otherwise pile up on the shared disk.
+    rm -rf "$S/containerd/root" "$S/containerd/state"
     bg containerd containerd --config "$S/containerd/config.toml"
     waitfor containerd "${CTR[@]}" version
     "${CTR[@]}" images import "$K8S_PAUSE_TAR" >/dev/null
@@ -410,6 +413,8 @@ stop() {
     rm -f "$R/host-before"
   fi
   rm -rf "$R/runc"
+  # The images the run imported (about 1 GB): nothing pulls them back, each start imports anew.
+  grep -q " $S/" /proc/mounts || rm -rf "$S/containerd/root" "$S/containerd/state"
   log "test cluster stopped"
 }
 

@@ -285,7 +285,11 @@ describe('Helm chart deploy/helm/nonstop on a real single-node Kubernetes', func
     writing = false;
     await Promise.all(writers);
     assert.equal(upgraded.code, 0, `helm upgrade failed: ${upgraded.stderr}`);
-    const pods = await releasePods();
+    // helm's wait ends when the new pods are Ready; an old broker may still be draining
+    // (up to its 25 s grace), so the release's pods are read once the old ones are gone.
+    const upgradedPods = (ps: Pod[]): boolean => ps.length === 4 && ps.every((p) => isReady(p) && p.spec.containers.every((c) => c.image.endsWith(`:${UPGRADE_TAG}`)));
+    let pods = await releasePods();
+    await waitFor('only the upgraded pods, all Ready', async () => upgradedPods((pods = await releasePods())), 120_000, 1000).catch(() => undefined);
     assert.equal(pods.length, 4, pods.map((p) => p.metadata.name).join(', '));
     for (const p of pods) {
       assert.ok(isReady(p), `${p.metadata.name} not Ready after the upgrade`);
