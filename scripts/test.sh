@@ -38,7 +38,7 @@ phase "node and npm ci" eval 'use_pinned_node && ensure_node_modules'
 phase "test tools (FerretDB, scanners, release tools)" eval 'ensure_ferretdb_binary && ensure_scanners && ensure_release_test_tools'
 export FERRETDB_BINARY="$NONSTOP_FERRETDB_BIN"
 # The chart's e2e test runs on a real Kubernetes compiled from the Go module proxy: about
-# 18 minutes on a cold machine, skipped once cached (scripts/lib/k8s.sh).
+# 20 minutes on a cold machine (kube, helm, kube-router), skipped once cached (scripts/lib/k8s.sh).
 phase "test Kubernetes (kube, helm, pause image)" eval 'ensure_k8s_host_packages && ensure_k8s_binaries'
 
 phase "type-check and compile" npx tsc -p tsconfig.json
