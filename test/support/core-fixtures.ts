@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
 import { writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { request as httpsRequest, type Server } from 'node:https';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -282,6 +283,21 @@ export function coreRequest(req: CoreRequest): Promise<CoreResponse> {
 }
 
 /** The `error.code` of a JSON error body, or undefined. */
+/** Stores a note as the broker would (its client certificate, a fresh request id); resolves with the record id, rejects on anything but 201. */
+export async function storeNote(core: { port: number }, pki: CorePki, token: string, body: Record<string, unknown>): Promise<string> {
+  const res = await coreRequest({
+    port: core.port,
+    method: 'POST',
+    path: '/v1/records/notes',
+    headers: { 'content-type': 'application/json', 'x-request-id': randomUUID(), authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+    ca: pki.ca.certPem,
+    client: pki.broker,
+  });
+  if (res.status !== 201) throw new Error(`write answered ${res.status} ${res.text}`);
+  return (res.json as { id: string }).id;
+}
+
 export function errorCode(res: CoreResponse): string | undefined {
   const body = res.json as { error?: { code?: unknown } } | undefined;
   return typeof body?.error?.code === 'string' ? body.error.code : undefined;

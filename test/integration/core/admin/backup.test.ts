@@ -12,7 +12,7 @@ import { verifyBackup } from '../../../../services/core/backup/format';
 import { DataKeyRing } from '../../../../services/core/storage/data-keys';
 import type { RecordDoc } from '../../../../services/core/storage/records';
 import { runAdminCli } from '../../../support/admin-cli';
-import { coreRequest, createCorePki, startCoreServer, startScratchDatabase, type CorePki, type CoreServer, type TestDatabase } from '../../../support/core-fixtures';
+import { coreRequest, storeNote, createCorePki, startCoreServer, startScratchDatabase, type CorePki, type CoreServer, type TestDatabase } from '../../../support/core-fixtures';
 import { silentLogger } from '../../../support/logger';
 import { tempDir } from '../../../support/tmp';
 import { canaryForms, refusal } from '../../../support/backup-checks';
@@ -64,17 +64,7 @@ describe('nonstop-admin backup and restore (FerretDB, real key file, real CLI)',
   });
 
   async function write(body: Record<string, unknown>): Promise<string> {
-    const res = await coreRequest({
-      port: core.port,
-      method: 'POST',
-      path: '/v1/records/notes',
-      headers: { 'content-type': 'application/json', 'x-request-id': randomUUID(), authorization: `Bearer ${token}` },
-      body: JSON.stringify(body),
-      ca: pki.ca.certPem,
-      client: pki.broker,
-    });
-    if (res.status !== 201) throw new Error(`write answered ${res.status} ${res.text}`);
-    const { id } = res.json as { id: string };
+    const id = await storeNote(core, pki, token, body);
     written.set(id, { body, ackedAt: Date.now() });
     return id;
   }

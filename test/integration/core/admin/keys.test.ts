@@ -7,7 +7,7 @@ import { DataKeyRing } from '../../../../services/core/storage/data-keys';
 import { KeyRotation } from '../../../../services/core/storage/key-rotation';
 import type { RecordDoc } from '../../../../services/core/storage/records';
 import { runAdminCli } from '../../../support/admin-cli';
-import { coreRequest, createCorePki, startCoreServer, startScratchDatabase, type CorePki, type CoreServer, type TestDatabase } from '../../../support/core-fixtures';
+import { coreRequest, storeNote, createCorePki, startCoreServer, startScratchDatabase, type CorePki, type CoreServer, type TestDatabase } from '../../../support/core-fixtures';
 import { silentLogger } from '../../../support/logger';
 import { tempDir } from '../../../support/tmp';
 import { waitFor } from '../../../support/wait';
@@ -60,17 +60,7 @@ describe('nonstop-admin keys: rotating the data key while core serves (FerretDB,
   const records = () => database.db.collection<RecordDoc>('records');
 
   async function write(body: Record<string, unknown>): Promise<string> {
-    const res = await coreRequest({
-      port: core.port,
-      method: 'POST',
-      path: '/v1/records/notes',
-      headers: { 'content-type': 'application/json', 'x-request-id': randomUUID(), authorization: `Bearer ${token}` },
-      body: JSON.stringify(body),
-      ca: pki.ca.certPem,
-      client: pki.broker,
-    });
-    if (res.status !== 201) throw new Error(`write answered ${res.status} ${res.text}`);
-    const { id } = res.json as { id: string };
+    const id = await storeNote(core, pki, token, body);
     written.set(id, body);
     return id;
   }
