@@ -1,45 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { env, intItem, parseEnv, strItem } from '../common/config/env';
+import { existsSync, readFileSync } from 'node:fs';
+import { parseEnv } from '../common/config/env';
 import { ConfigError } from '../common/errors/config-error';
-import { BROKER_NAME, GATEWAY_ID } from '../common/ids/names';
+import { BROKER_NAME } from '../common/ids/names';
 import { staticSequenceProblem } from '../common/knock/sequence';
-import { DEFAULT_KNOCK_LENGTH, DEFAULT_KNOCK_PORT_RANGE, guessFloorProblem } from '../common/knock/strength';
+import { guessFloorProblem } from '../common/knock/strength';
 import { createLogger } from '../common/log/logger';
 import { createCa, issueCertificate, type PemPair } from '../common/pki/certificates';
 import { writeIfAbsent } from '../common/pki/files';
 import { fingerprintOfKey, generateSshKeyPair, publicKeyLine } from '../common/pki/ssh-keys';
-import { sha256Hex } from '../common/pki/digest';
 import { firstDataKeySet, formatDataKeyFile } from '../common/pki/data-key-file';
 import { certificateCommonName, certificateSerial } from '../common/pki/crl';
 import { brokerRestrictionProblems, loadBrokers, saveBrokers, writeIdentityFiles, type BrokerRecord } from './brokers';
-import { keyLayout, type KeyLayout } from './layout';
+import { keyLayout } from './layout';
 import { k8sSecretList, parseK8sSecretArgs } from './k8s-secrets';
+import { keygenEnv, type KeygenEnv } from './env';
+import { runRotation } from './rotation';
+import './rotation/all';
+import { writeGatewaysFile } from './gateways-file';
 
-const keygenEnv = {
-  KEYGEN_OUT: env.absPath('/keys'),
-  /** Where this gateway's files go under KEYGEN_OUT: one directory per gateway of a fleet. */
-  KEYGEN_GATEWAY_SUBDIR: env.str({ def: 'gateway', pattern: /^[a-z0-9][a-z0-9-]{0,63}$/, expected: 'a directory name' }),
-  GATEWAY_ID: env.str({ def: 'gw1', pattern: GATEWAY_ID, expected: 'a gateway id' }),
-  GATEWAY_HOST: env.str({ def: 'gateway', pattern: /^[A-Za-z0-9.:-]{1,253}$/, expected: 'a host name or address' }),
-  SSH_PORT: env.port(2222),
-  CORE_NAMES: env.list(strItem(/^[A-Za-z0-9.:-]{1,253}$/), { def: 'core', expected: 'DNS names for core', min: 1 }),
-  /** The broker this run issues (or keeps) a key pair and client certificate for. */
-  BROKER_NAME: env.str({ def: 'broker', pattern: BROKER_NAME, expected: 'a broker name (letters, digits, . and -, at most 64)' }),
-  /** Where that broker's files go under KEYGEN_OUT: one directory per broker. */
-  KEYGEN_BROKER_SUBDIR: env.str({ def: 'broker', pattern: /^[a-z0-9][a-z0-9-]{0,63}$/, expected: 'a directory name' }),
-  /** Restrictions on that broker's key in every gateway's authorized_keys (OpenSSH from= and expiry-time=). */
-  BROKER_FROM: env.optional(env.str({ expected: 'an OpenSSH pattern-list' })),
-  BROKER_KEY_EXPIRY: env.optional(env.str({ expected: 'YYYYMMDD[HHMM[SS]][Z]' })),
-  /** The gateway's QUEUE_PORT: the one port a broker key may ask to have forwarded. */
-  QUEUE_PORT: env.port(6379),
-  BROKER_SECRETS_DIR: env.absPath('/etc/nonstop/broker'),
-  KNOCK_MODE: env.oneOf(['static', 'time'], 'time'),
-  KNOCK_SEQUENCE: env.optional(env.list(intItem(1, 65535), { expected: 'comma-separated TCP ports', min: 2, max: 32 })),
-  KNOCK_LENGTH: env.int({ min: 2, max: 32, def: DEFAULT_KNOCK_LENGTH }),
-  KNOCK_PORT_RANGE: env.str({ def: DEFAULT_KNOCK_PORT_RANGE, pattern: /^\d{1,5}-\d{1,5}$/, expected: 'START-END' }),
-  KNOCK_PERIOD_SECONDS: env.int({ min: 5, max: 3600, def: 30 }),
-};
 
 /**
  * The one-shot service of the compose demo: creates every key, certificate and password
@@ -51,6 +30,8 @@ const keygenEnv = {
  *   nonstop-keygen                       issue what is missing for GATEWAY_ID and BROKER_NAME
  *   nonstop-keygen revoke-broker NAME    revoke a broker: its certificate on the CRL, its name
  *                                        off core's list, its key out of authorized_keys
+ *   nonstop-keygen rotate WHAT [ARGS]   create the next key of a kind; old and new both accepted
+ *   nonstop-keygen retire WHAT [ARGS]   drop the old one (services/keygen/rotation.ts)
  *   nonstop-keygen k8s-secrets [--prefix P] [--namespace NS]
  *                                        print the keys as Kubernetes Secrets (a JSON List for
  *                                        `kubectl apply -f -`), one per tier, for the Helm chart
@@ -60,12 +41,13 @@ async function main(): Promise<void> {
   const e = parseEnv(keygenEnv);
   const [command, ...args] = process.argv.slice(2);
   if (command === 'revoke-broker') return revokeBroker(e, args, log);
+  if (command === 'rotate' || command === 'retire') return runRotation(command, args, { layout: keyLayout(e.KEYGEN_OUT, e.KEYGEN_GATEWAY_SUBDIR, e.KEYGEN_BROKER_SUBDIR), env: e, log });
   if (command === 'k8s-secrets') {
     const list = k8sSecretList(keyLayout(e.KEYGEN_OUT, e.KEYGEN_GATEWAY_SUBDIR, e.KEYGEN_BROKER_SUBDIR), parseK8sSecretArgs(args));
     process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
     return;
   }
-  if (command !== undefined) throw new ConfigError([`arguments: expected none, "revoke-broker NAME" or "k8s-secrets [--prefix P] [--namespace NS]", got ${JSON.stringify(process.argv.slice(2).join(' '))}`]);
+  if (command !== undefined) throw new ConfigError([`arguments: expected none, "revoke-broker NAME", "rotate WHAT", "retire WHAT" or "k8s-secrets [--prefix P] [--namespace NS]", got ${JSON.stringify(process.argv.slice(2).join(' '))}`]);
   const restrictionProblems = brokerRestrictionProblems(e.BROKER_FROM, e.BROKER_KEY_EXPIRY);
   if (restrictionProblems.length > 0) throw new ConfigError(restrictionProblems);
   if (e.KNOCK_MODE === 'static') {
@@ -151,7 +133,7 @@ async function main(): Promise<void> {
  * the gateway closes the broker's tunnel. Other gateways of a fleet get the new
  * authorized_keys when keygen next runs for them (or when it is copied to them).
  */
-async function revokeBroker(e: ReturnType<typeof parseEnv<typeof keygenEnv>>, args: string[], log: ReturnType<typeof createLogger>): Promise<void> {
+async function revokeBroker(e: KeygenEnv, args: string[], log: ReturnType<typeof createLogger>): Promise<void> {
   const [name, ...extra] = args;
   if (name === undefined || extra.length > 0 || !BROKER_NAME.test(name)) throw new ConfigError([`revoke-broker: expected one broker name, got ${JSON.stringify(args.join(' '))}`]);
   const L = keyLayout(e.KEYGEN_OUT, e.KEYGEN_GATEWAY_SUBDIR, e.KEYGEN_BROKER_SUBDIR);
@@ -166,27 +148,6 @@ async function revokeBroker(e: ReturnType<typeof parseEnv<typeof keygenEnv>>, ar
   log.info('broker revoked', { broker: name, certSerial: target.certSerial, brokers: updated.filter((b) => !b.revokedAt).map((b) => b.name) });
 }
 
-function writeGatewaysFile(L: KeyLayout, e: ReturnType<typeof parseEnv<typeof keygenEnv>>): void {
-  const knock =
-    e.KNOCK_MODE === 'static'
-      ? { mode: 'static', ports: e.KNOCK_SEQUENCE }
-      : { mode: 'time', secretFile: `${e.BROKER_SECRETS_DIR}/knock-${e.GATEWAY_ID}.secret`, length: e.KNOCK_LENGTH, portRange: e.KNOCK_PORT_RANGE, periodSeconds: e.KNOCK_PERIOD_SECONDS };
-  const entry = {
-    id: e.GATEWAY_ID,
-    host: e.GATEWAY_HOST,
-    sshPort: e.SSH_PORT,
-    hostKeyFingerprint: fingerprintOfKey(readFileSync(L.gateway.hostKey, 'utf8')),
-    queuePasswordSha256: sha256Hex(readFileSync(L.gateway.queuePassword, 'utf8').trim()),
-    knock,
-  };
-  // One broker serves a fleet: this gateway's entry replaces its old one, the others stay.
-  let others: { id?: unknown }[] = [];
-  if (existsSync(L.broker.gatewaysFile)) {
-    const current = JSON.parse(readFileSync(L.broker.gatewaysFile, 'utf8')) as { gateways?: { id?: unknown }[] };
-    others = (current.gateways ?? []).filter((g) => g.id !== e.GATEWAY_ID);
-  }
-  writeFileSync(L.broker.gatewaysFile, `${JSON.stringify({ gateways: [...others, entry] }, null, 2)}\n`, { mode: 0o644 });
-}
 
 main().catch((err: unknown) => {
   if (err instanceof ConfigError) process.stderr.write(`keygen: config error: ${err.problems.join('; ')}\n`);

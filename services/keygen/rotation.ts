@@ -1,0 +1,49 @@
+import { ConfigError } from '../common/errors/config-error';
+import type { Logger } from '../common/log/logger';
+import type { KeygenEnv } from './env';
+import type { KeyLayout } from './layout';
+
+/**
+ * Key rotation with an overlap (`nonstop-keygen rotate <what>`, then `retire <what>`), one
+ * entry per kind of key. The rule every entry follows, so that no connection fails across a
+ * rotation whatever order the tiers notice their files in:
+ *
+ *   rotate: the new key is created; every side that checks the key accepts old and new;
+ *           the side that presents it switches to the new one where it cannot fall back
+ *           (after the checking side's files are written), or holds both and tries the new
+ *           one first where it can.
+ *   retire: the old key is dropped everywhere; nothing presents it any more.
+ *
+ * Services follow their files (or reload on SIGHUP): no restart in either step.
+ */
+export interface RotationContext {
+  layout: KeyLayout;
+  env: KeygenEnv;
+  log: Logger;
+  /** Arguments after `<what>` (e.g. a broker's name). */
+  args: string[];
+}
+
+export interface Rotation {
+  /** One line for `nonstop-keygen rotate` without arguments. */
+  describe: string;
+  rotate(ctx: RotationContext): Promise<void>;
+  retire(ctx: RotationContext): Promise<void>;
+}
+
+/** Every key `rotate` knows, by the name operators type. Each entry lives in rotation/<name>.ts. */
+const ROTATIONS: Record<string, Rotation> = {};
+
+export function registerRotation(name: string, rotation: Rotation): void {
+  ROTATIONS[name] = rotation;
+}
+
+export async function runRotation(step: 'rotate' | 'retire', args: string[], ctx: Omit<RotationContext, 'args'>): Promise<void> {
+  const [what, ...rest] = args;
+  const rotation = what === undefined ? undefined : ROTATIONS[what];
+  if (!rotation) {
+    const known = Object.entries(ROTATIONS).map(([name, r]) => `${name} (${r.describe})`);
+    throw new ConfigError([`${step}: expected one of ${known.join(', ') || 'none'}, got ${JSON.stringify(what ?? '')}`]);
+  }
+  await rotation[step]({ ...ctx, args: rest });
+}
