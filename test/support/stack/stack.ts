@@ -123,13 +123,14 @@ export class Stack {
   /**
    * Runs a one-shot service once more with `env` added to its environment, as an operator's
    * `docker compose run --rm -e K=V <service>` does (keygen setting a broker's BROKER_FROM),
-   * and waits for it to exit 0. Its container goes with the stack.
+   * and waits for it to exit 0; `command` replaces its command (`nonstop-keygen rotate
+   * queue-password`). Its container goes with the stack.
    */
-  async runAgain(service: string, env: Record<string, string>): Promise<void> {
+  async runAgain(service: string, env: Record<string, string>, command?: string[]): Promise<void> {
     const s = this.spec.services[service];
     if (!s) throw new Error(`compose.yaml has no service ${service}`);
     const name = `${service}-run-${randomBytes(2).toString('hex')}`;
-    await this.createService({ ...s, name, environment: { ...s.environment, ...env } });
+    await this.createService({ ...s, name, environment: { ...s.environment, ...env }, ...(command ? { command } : {}) });
     await this.waitExited(name, 0);
   }
 
