@@ -98,6 +98,8 @@ const knockSchema = z.discriminatedUnion('mode', [
     .strict(),
 ]);
 
+const HOST_KEY_FINGERPRINT = z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'expected an OpenSSH SHA256:... fingerprint');
+
 const gatewaySchema = z
   .object({
     id: z.string().regex(GATEWAY_ID),
@@ -105,7 +107,11 @@ const gatewaySchema = z
     sshPort: z.number().int().min(1).max(65535).default(2222),
     /** The gateway's public HTTPS port, whose Date header tells the broker the gateway's time. */
     httpsPort: z.number().int().min(1).max(65535).default(443),
-    hostKeyFingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'expected an OpenSSH SHA256:... fingerprint'),
+    /**
+     * The gateway's host key fingerprint, or both during a host key rotation's overlap
+     * (`nonstop-keygen rotate gateway-host-key`): the new one and the previous one.
+     */
+    hostKeyFingerprint: z.union([HOST_KEY_FINGERPRINT, z.array(HOST_KEY_FINGERPRINT).min(1).max(2)]),
     queuePasswordSha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits'),
     queueUsername: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
     knock: knockSchema,
@@ -119,7 +125,8 @@ export interface GatewayTarget {
   host: string;
   sshPort: number;
   httpsPort: number;
-  hostKeyFingerprint: string;
+  /** Every host key the gateway may present: one, or two during a rotation (new first). */
+  hostKeyFingerprints: string[];
   queueUsername: string;
   queuePasswordSha256: string;
   knock: KnockSpec;
@@ -132,7 +139,8 @@ export interface BrokerConfig {
   gateways: GatewayTarget[];
   /** `text`: what `gateways` was parsed from, so that only a later change counts as one. */
   gatewaysFile: { path: string; pollMs: number; text: string };
-  ssh: { privateKey: string; user: string; readyTimeoutMs: number; connectTimeoutMs: number; keepaliveIntervalMs: number; keepaliveCountMax: number };
+  /** keyFile: followed with its `.previous` (tunnel/ssh-keys.ts), so a broker key rotation applies without a restart. */
+  ssh: { privateKey: string; keyFile: string; user: string; readyTimeoutMs: number; connectTimeoutMs: number; keepaliveIntervalMs: number; keepaliveCountMax: number };
   knock: { gapMs: number; settleMs: number };
   reconnect: { baseMs: number; capMs: number };
   /** The port each gateway forwards to us (gateway side). */
@@ -189,7 +197,7 @@ export function parseGatewaysFile(path: string, text: string): GatewayTarget[] {
       host: g.host,
       sshPort: g.sshPort,
       httpsPort: g.httpsPort,
-      hostKeyFingerprint: g.hostKeyFingerprint,
+      hostKeyFingerprints: typeof g.hostKeyFingerprint === 'string' ? [g.hostKeyFingerprint] : g.hostKeyFingerprint,
       queueUsername,
       queuePasswordSha256: g.queuePasswordSha256,
       knock,
@@ -211,6 +219,7 @@ export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): Broke
     gatewaysFile: { path: e.BROKER_GATEWAYS_FILE, pollMs: e.BROKER_GATEWAYS_POLL_MS, text: gatewaysText },
     ssh: {
       privateKey: readSecretFile('SSH_KEY_FILE', e.SSH_KEY_FILE),
+      keyFile: e.SSH_KEY_FILE,
       user: e.SSH_USER,
       readyTimeoutMs: e.SSH_READY_TIMEOUT_MS,
       connectTimeoutMs: e.SSH_CONNECT_TIMEOUT_MS,

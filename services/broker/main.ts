@@ -9,6 +9,7 @@ import { CoreClient } from './core-client/client';
 import { InsertBatcher } from './core-client/insert-batcher';
 import { GatewaySet, redisLimitsFor, redisUserOf } from './gateways/gateway-set';
 import { GatewaysReloader } from './gateways/reloader';
+import { BrokerSshKeys } from './tunnel/ssh-keys';
 import { brokerMetrics } from './metrics';
 import { createPipeline } from './pipeline';
 import { QueueConsumer } from './queue/consumer';
@@ -62,7 +63,10 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
     metrics,
     componentLogger(log, 'queue'),
   );
-  const gateways = new GatewaySet(config, { users: new RedisGatewayUsers(redisConf), consumer, metrics, tunnelLog: componentLogger(log, 'tunnel') });
+  // Followed: a broker key rotation moves the tunnels to the new key without a restart.
+  const sshKeys = new BrokerSshKeys(config.ssh.keyFile, config.ssh.privateKey, componentLogger(log, 'tunnel'), () => gateways.keysChanged());
+  const gateways = new GatewaySet(config, { users: new RedisGatewayUsers(redisConf), consumer, metrics, tunnelLog: componentLogger(log, 'tunnel'), sshKeys: () => sshKeys.current() });
+  lifecycle.onClose('ssh-keys', sshKeys.start(config.gatewaysFile.pollMs));
   lifecycle.onClose('tunnels', () => gateways.stop());
   await consumer.start();
   lifecycle.onClose('consumer', () => consumer.stop());

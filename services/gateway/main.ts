@@ -26,6 +26,7 @@ import { Dispatcher } from './queue/dispatcher';
 import { sameRequest } from './queue/same-request';
 import { parseAuthorizedKeys, type AuthorizedKey } from './ssh/authorized-keys';
 import { followAuthorizedKeys } from './ssh/authorized-keys-file';
+import { followHostKey } from './ssh/host-key-file';
 import { FailureLimiter } from './ssh/failure-limiter';
 import { GatewaySshServer } from './ssh/server';
 import { ensureServerCertificate } from './tls/certificate';
@@ -120,6 +121,8 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   ssh.on('tunnel', (t) => dispatcher.addTunnel(t));
   await ssh.listen(config.ssh.port, config.http.listenAddress ?? (ipv6Enabled() ? '::' : '0.0.0.0'));
   lifecycle.onClose('ssh', () => ssh.close());
+  // Followed while running: a host key rotation's new key goes to new connections without a restart.
+  lifecycle.onClose('host-key', followHostKey(config.ssh.hostKeyFile, hostKey, (key) => ssh.setHostKey(key), componentLogger(log, 'ssh')));
   // Followed while running: a broker keygen adds or revokes is let in or cut off without a restart.
   const followKeys = (keys: readonly AuthorizedKey[]): void => {
     ssh.setAuthorizedKeys(keys);

@@ -20,6 +20,12 @@ export interface BrokerRecord {
   name: string;
   /** "ssh-ed25519 AAAA... <name>" */
   sshPublicKey: string;
+  /**
+   * The key sshPublicKey replaced, during a broker key rotation's overlap (`rotate
+   * broker-key` until `retire broker-key`): authorized on every gateway with the same
+   * restrictions, so the broker's tunnels on it keep working until they moved to the new one.
+   */
+  previousSshPublicKey?: string;
   certSerial: string;
   /** from= of its authorized_keys line, if any. */
   from?: string;
@@ -74,7 +80,7 @@ export function brokerRestrictionProblems(from: string | undefined, expiryTime: 
 
 /** A gateway's authorized_keys: every broker not revoked, each with its restrictions. */
 export function renderAuthorizedKeys(brokers: readonly BrokerRecord[], queuePort: number): string {
-  const lines = brokers.filter((b) => !b.revokedAt).map((b) => `${brokerKeyOptions(queuePort, b)} ${b.sshPublicKey}`);
+  const lines = brokers.filter((b) => !b.revokedAt).flatMap((b) => [b.sshPublicKey, ...(b.previousSshPublicKey ? [b.previousSshPublicKey] : [])].map((key) => `${brokerKeyOptions(queuePort, b)} ${key}`));
   return `# Written by nonstop-keygen from pki/brokers.json: edits here are replaced on its next run.\n${lines.join('\n')}\n`;
 }
 

@@ -10,7 +10,7 @@ import type { KeyLayout } from './layout';
  * keygen run and by every rotation step, so that what the brokers accept always follows
  * what the gateway holds.
  */
-export function writeGatewaysFile(L: KeyLayout, e: KeygenEnv): void {
+export function writeGatewaysFile(L: KeyLayout, e: KeygenEnv, hostKeyFingerprint: string | string[] = hostKeyFingerprints(L)): void {
   const knock =
     e.KNOCK_MODE === 'static'
       ? { mode: 'static', ports: e.KNOCK_SEQUENCE }
@@ -19,7 +19,7 @@ export function writeGatewaysFile(L: KeyLayout, e: KeygenEnv): void {
     id: e.GATEWAY_ID,
     host: e.GATEWAY_HOST,
     sshPort: e.SSH_PORT,
-    hostKeyFingerprint: fingerprintOfKey(readFileSync(L.gateway.hostKey, 'utf8')),
+    hostKeyFingerprint,
     queuePasswordSha256: sha256Hex(readFileSync(L.gateway.queuePassword, 'utf8').trim()),
     knock,
   };
@@ -30,4 +30,16 @@ export function writeGatewaysFile(L: KeyLayout, e: KeygenEnv): void {
     others = (current.gateways ?? []).filter((g) => g.id !== e.GATEWAY_ID);
   }
   writeFileSync(L.broker.gatewaysFile, `${JSON.stringify({ gateways: [...others, entry] }, null, 2)}\n`, { mode: 0o644 });
+}
+
+/**
+ * The gateway's host key fingerprint, or during a rotation's overlap (`<host key>.previous`
+ * present) the new one's and the previous one's, new first: the brokers accept either
+ * (rotation/gateway-host-key.ts).
+ */
+export function hostKeyFingerprints(L: KeyLayout): string | string[] {
+  const current = fingerprintOfKey(readFileSync(L.gateway.hostKey, 'utf8'));
+  const previousFile = `${L.gateway.hostKey}.previous`;
+  if (!existsSync(previousFile)) return current;
+  return [current, fingerprintOfKey(readFileSync(previousFile, 'utf8'))];
 }

@@ -103,6 +103,8 @@ async function main(): Promise<void> {
     name: e.BROKER_NAME,
     sshPublicKey: publicKeyLine(readFileSync(L.broker.sshKey, 'utf8'), e.BROKER_NAME),
     certSerial: certificateSerial(readFileSync(L.broker.clientCert, 'utf8')),
+    // During a broker key rotation's overlap (rotation/broker-key.ts) the gateways accept its previous key too.
+    ...(existsSync(`${L.broker.sshKey}.previous`) ? { previousSshPublicKey: publicKeyLine(readFileSync(`${L.broker.sshKey}.previous`, 'utf8'), e.BROKER_NAME) } : {}),
     ...(e.BROKER_FROM !== undefined ? { from: e.BROKER_FROM } : {}),
     ...(e.BROKER_KEY_EXPIRY !== undefined ? { expiryTime: e.BROKER_KEY_EXPIRY } : {}),
   };

@@ -29,7 +29,8 @@ export function redisUserOf(g: GatewayTarget): RedisGatewayUser {
  * - then the consumer: reads the new gateways' streams, stops reading the removed ones
  *   (requests of theirs in progress finish; nothing remains to answer them through).
  * - then the tunnels: removed gateways' keepers stop, new ones start; a gateway whose host,
- *   ports, host key pin or knock changed gets a new keeper.
+ *   ports or knock changed gets a new keeper; one whose pinned host keys changed keeps its
+ *   keeper, which replaces its tunnel (make-before-break) only if its key is no longer pinned.
  *
  * A step that throws (Redis unreachable) leaves the list as it was and the caller applies
  * the same change again: every step is idempotent.
@@ -41,7 +42,14 @@ export class GatewaySet {
 
   constructor(
     private readonly config: BrokerConfig,
-    private readonly parts: { users: RedisGatewayUsers; consumer: QueueConsumer; metrics: BrokerMetrics; tunnelLog: Logger },
+    private readonly parts: {
+      users: RedisGatewayUsers;
+      consumer: QueueConsumer;
+      metrics: BrokerMetrics;
+      tunnelLog: Logger;
+      /** The broker's SSH keys, newest first (tunnel/ssh-keys.ts); the configured key alone when absent. */
+      sshKeys?: () => readonly string[];
+    },
   ) {
     this.served = config.gateways;
   }
@@ -79,13 +87,22 @@ export class GatewaySet {
       this.parts.metrics.tunnelConnects.remove({ gateway: g.id });
     }
     for (const c of diff.changed) {
-      if (!c.tunnel) continue;
-      this.stopKeeper(c.before.id);
-      this.startKeeper(c.after);
+      if (c.tunnel) {
+        this.stopKeeper(c.before.id);
+        this.startKeeper(c.after);
+      } else if (c.hostKeys) {
+        // A host key rotation's step: the tunnel stays unless its key is no longer pinned.
+        this.keepers.get(c.after.id)?.setGateway(c.after);
+      }
     }
     for (const g of diff.added) this.startKeeper(g);
     this.served = next;
     this.parts.metrics.gateways.set(next.length);
+  }
+
+  /** The broker's SSH keys changed: every tunnel not on the newest one moves to it, make-before-break. */
+  keysChanged(): void {
+    for (const keeper of this.keepers.values()) keeper.keysChanged();
   }
 
   /** Each served gateway's tunnel state, for /health. */
@@ -104,7 +121,7 @@ export class GatewaySet {
     const keeper = new TunnelKeeper(
       g,
       {
-        privateKey: c.ssh.privateKey,
+        privateKeys: this.parts.sshKeys ?? (() => [c.ssh.privateKey]),
         user: c.ssh.user,
         readyTimeoutMs: c.ssh.readyTimeoutMs,
         connectTimeoutMs: c.ssh.connectTimeoutMs,

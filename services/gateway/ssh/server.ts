@@ -49,7 +49,14 @@ interface Admitted {
  * logged.
  */
 export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
-  private readonly ssh: Server;
+  /**
+   * Serves new connections. ssh2's Server hands every connection the one hostKeys object it
+   * parsed at construction, and each connection reads its key from it at every key exchange,
+   * re-keys included: changing that object in place would change an established
+   * connection's host key under its client. A new host key therefore gets a new Server for
+   * the connections accepted from then on (setHostKey); established ones keep theirs.
+   */
+  private ssh: Server;
   private readonly tcp: NetServer;
   private readonly connections = new Set<Socket>();
   private authorizedKeys: readonly AuthorizedKey[];
@@ -65,17 +72,7 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
     private readonly log: Logger,
   ) {
     super();
-    this.ssh = new Server(
-      {
-        hostKeys: [opts.hostKey],
-        keepaliveInterval: opts.keepaliveIntervalMs,
-        keepaliveCountMax: opts.keepaliveCountMax,
-        // ssh2 prefixes "SSH-2.0-" itself.
-        ident: 'nonstop',
-        algorithms: SSH_SERVER_ALGORITHMS,
-      },
-      (client, info) => this.onClient(client, info.ip, info.port),
-    );
+    this.ssh = this.serverFor(opts.hostKey);
     // Admission happens on the raw TCP socket, before a byte of SSH is spoken.
     this.tcp = createServer((socket) => this.onSocket(socket));
     this.tcp.maxConnections = opts.maxConnections;
@@ -100,6 +97,29 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
       this.authenticated.delete(client);
       client.end();
     }
+  }
+
+  /**
+   * Presents `hostKey` to every connection from now on (SSH_HOST_KEY_FILE changed: a host key
+   * rotation); connections already open keep the key their client verified. Throws, keeping
+   * the key in use, if ssh2 cannot use it.
+   */
+  setHostKey(hostKey: string): void {
+    this.ssh = this.serverFor(hostKey);
+  }
+
+  private serverFor(hostKey: string): Server {
+    return new Server(
+      {
+        hostKeys: [hostKey],
+        keepaliveInterval: this.opts.keepaliveIntervalMs,
+        keepaliveCountMax: this.opts.keepaliveCountMax,
+        // ssh2 prefixes "SSH-2.0-" itself.
+        ident: 'nonstop',
+        algorithms: SSH_SERVER_ALGORITHMS,
+      },
+      (client, info) => this.onClient(client, info.ip, info.port),
+    );
   }
 
   listen(port: number, host: string): Promise<void> {
@@ -226,7 +246,8 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
       this.authenticated.set(client, { key: match, address, log });
       // Authenticated: its startup slot is free for the next one.
       this.startups.release(conn.socket);
-      log.info('broker authenticated', { broker: match.comment, user: ctx.username });
+      // The key's fingerprint: during a broker key rotation it tells which of the broker's two keys is in use.
+      log.info('broker authenticated', { broker: match.comment, user: ctx.username, fingerprint: fingerprintOfBlob(ctx.key.data) });
       ctx.accept();
     });
 

@@ -2,4 +2,5 @@
  * Registers every kind of key `nonstop-keygen rotate` knows: one import per module in this
  * folder, each calling registerRotation for the names it owns.
  */
-export {};
+import './gateway-host-key';
+import './broker-key';

@@ -68,8 +68,8 @@ describe('nonstop-keygen (the compose one-shot and the fleet tool)', function ()
     }
     const gateways = parseGatewaysFile('gateways.json', readFileSync(join(tmp.dir, 'broker/gateways.json'), 'utf8'));
     assert.deepEqual(gateways.map((g) => [g.id, g.host]), [['gw1', 'gw1.example.net'], ['gw2', 'gw2.example.net']]);
-    assert.equal(gateways[1]!.hostKeyFingerprint, fingerprintOfKey(readFileSync(join(tmp.dir, 'gateway-gw2/ssh/ssh_host_ed25519_key'), 'utf8')));
-    assert.notEqual(gateways[0]!.hostKeyFingerprint, gateways[1]!.hostKeyFingerprint);
+    assert.deepEqual(gateways[1]!.hostKeyFingerprints, [fingerprintOfKey(readFileSync(join(tmp.dir, 'gateway-gw2/ssh/ssh_host_ed25519_key'), 'utf8'))]);
+    assert.notDeepEqual(gateways[0]!.hostKeyFingerprints, gateways[1]!.hostKeyFingerprints);
     assert.notEqual(gateways[0]!.queuePasswordSha256, gateways[1]!.queuePasswordSha256);
   });
 

@@ -47,7 +47,7 @@ describe('parseGatewaysFile', () => {
         host: 'gateway.example',
         sshPort: 2222,
         httpsPort: 443,
-        hostKeyFingerprint: FINGERPRINT,
+        hostKeyFingerprints: [FINGERPRINT],
         queueUsername: 'gateway-gw-1',
         queuePasswordSha256: HASH,
         knock: { mode: 'static', ports: [7000, 8000, 9000] },

@@ -82,7 +82,7 @@ describe('TunnelKeeper against real SSH servers', function () {
       host: '127.0.0.1',
       sshPort,
       httpsPort: 1,
-      hostKeyFingerprint,
+      hostKeyFingerprints: [hostKeyFingerprint],
       queueUsername: 'gateway-gw-test',
       queuePasswordSha256: '0'.repeat(64),
       knock: { mode: 'static', ports: knockPorts },
@@ -93,7 +93,7 @@ describe('TunnelKeeper against real SSH servers', function () {
     const k = new TunnelKeeper(
       t,
       {
-        privateKey: brokerKey.privateKey,
+        privateKeys: () => [brokerKey.privateKey],
         user,
         readyTimeoutMs: 5000,
         connectTimeoutMs: 2000,

@@ -10,7 +10,7 @@ function gw(id: string, overrides: Partial<GatewayTarget> = {}): GatewayTarget {
     host: `${id}.example`,
     sshPort: 2222,
     httpsPort: 443,
-    hostKeyFingerprint: FINGERPRINT,
+    hostKeyFingerprints: [FINGERPRINT],
     queueUsername: `gateway-${id}`,
     queuePasswordSha256: 'ab'.repeat(32),
     knock: { mode: 'time', secret: Buffer.from(`secret-of-${id}`), length: 8, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 },
@@ -45,11 +45,12 @@ describe('diffGatewayLists', () => {
 
   // Every field but the id, with a different value, and what it must touch: a field added to
   // GatewayTarget without a row here fails the completeness check below.
-  const fieldChanges: { field: keyof GatewayTarget; value: GatewayTarget[keyof GatewayTarget]; tunnel: boolean; queueUser: boolean }[] = [
+  const fieldChanges: { field: keyof GatewayTarget; value: GatewayTarget[keyof GatewayTarget]; tunnel: boolean; hostKeys?: boolean; queueUser: boolean }[] = [
     { field: 'host', value: 'elsewhere.example', tunnel: true, queueUser: false },
     { field: 'sshPort', value: 2200, tunnel: true, queueUser: false },
     { field: 'httpsPort', value: 8443, tunnel: true, queueUser: false },
-    { field: 'hostKeyFingerprint', value: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', tunnel: true, queueUser: false },
+    // A host key rotation's step: the tunnel is kept or replaced by the keeper, not started over.
+    { field: 'hostKeyFingerprints', value: ['SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', FINGERPRINT], tunnel: false, hostKeys: true, queueUser: false },
     { field: 'knock', value: { mode: 'static', ports: [7000, 8000, 9000] }, tunnel: true, queueUser: false },
     { field: 'queueUsername', value: 'gw1-user', tunnel: false, queueUser: true },
     { field: 'queuePasswordSha256', value: 'cd'.repeat(32), tunnel: false, queueUser: true },
@@ -73,6 +74,7 @@ describe('diffGatewayLists', () => {
       assert.equal(changed!.before, before);
       assert.equal(changed!.after, after);
       assert.equal(changed!.tunnel, c.tunnel);
+      assert.equal(changed!.hostKeys, c.hostKeys ?? false);
       assert.equal(changed!.queueUser, c.queueUser);
     });
   }
