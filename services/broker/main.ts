@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeServer, runService } from '../common/lifecycle/entry';
 import { componentLogger, type Logger } from '../common/log/logger';
 import type { Lifecycle } from '../common/lifecycle/shutdown';
+import { followKeyDates, keyDatesFile } from '../common/metrics/key-expiry';
 import { resolveScrapeAddress } from '../common/metrics/scrape-address';
 import { createRegistry, startMetricsServer, type HealthReport } from '../common/metrics/server';
 import { loadBrokerConfig, type BrokerConfig } from './config';
@@ -23,6 +24,7 @@ const RUN_DIR = process.env.RUN_DIR ?? '/run/nonstop';
 async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): Promise<void> {
   const registry = createRegistry('broker');
   const metrics = brokerMetrics(registry);
+  lifecycle.onClose('key-dates', followKeyDates(keyDatesFile(config.gatewaysFile.path), metrics.keyExpiry, log));
   // Read once, with the rest of the configuration: the broker does not reload them.
   metrics.certificateExpiry.track('client', () => config.core.cert, log);
   metrics.certificateExpiry.track('ca', () => config.core.ca, log);

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { certificateExpiryGauge } from '../common/metrics/expiry';
+import { keyExpiryGauge } from '../common/metrics/key-expiry';
 
 export function brokerMetrics(registry: Registry) {
   const registers = [registry];
@@ -35,6 +36,8 @@ export function brokerMetrics(registry: Registry) {
     redisRestarts: new Gauge({ name: 'nonstop_broker_redis_restarts', help: 'Times redis-server was restarted', registers }),
     // Its client certificate for core (certificate="client") and the CA it checks core with ("ca").
     certificateExpiry: certificateExpiryGauge(registers),
+    // Its SSH key and knock secrets, dated by keygen (key-dates.json).
+    keyExpiry: keyExpiryGauge(registers),
   };
 }
 

@@ -3,6 +3,7 @@ import { readConfigFile } from '../common/config/env';
 import { closeServer, runService } from '../common/lifecycle/entry';
 import { componentLogger, type Logger } from '../common/log/logger';
 import type { Lifecycle } from '../common/lifecycle/shutdown';
+import { followKeyDates, keyDatesFile } from '../common/metrics/key-expiry';
 import { resolveScrapeAddress } from '../common/metrics/scrape-address';
 import { createRegistry, startMetricsServer, type HealthReport } from '../common/metrics/server';
 import { TokenGeneration, tokenGenerationPath } from './auth/token-generation';
@@ -53,6 +54,7 @@ async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Pro
   // read the texts in effect through it, at each scrape.
   metrics.certificateExpiry.track('ca', () => clients.tlsOptions().ca, log);
   metrics.crlExpiry.track('ca', () => clients.tlsOptions().crl, log);
+  lifecycle.onClose('key-dates', followKeyDates(keyDatesFile(config.dataKeysFile), metrics.keyExpiry, log));
   const { child, client } = await startDatabase(config.db, componentLogger(log, 'db'));
   lifecycle.onClose('database', () => child.stop());
   lifecycle.onClose('db-client', () => client.close());

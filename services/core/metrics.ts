@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import { certificateExpiryGauge, crlExpiryGauge } from '../common/metrics/expiry';
+import { keyExpiryGauge } from '../common/metrics/key-expiry';
 
 /**
  * Every metric core exports besides the process defaults, created once on its registry: the
@@ -11,6 +12,8 @@ export function coreMetrics(registry: Registry) {
   return {
     certificateExpiry: certificateExpiryGauge(registers),
     crlExpiry: crlExpiryGauge(registers),
+    // Keys keygen dates in key-dates.json (none of core's today: see services/keygen/key-dates.ts).
+    keyExpiry: keyExpiryGauge(registers),
   };
 }
 

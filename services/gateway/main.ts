@@ -6,6 +6,7 @@ import { closeServer, runService } from '../common/lifecycle/entry';
 import { componentLogger, type Logger } from '../common/log/logger';
 import type { Lifecycle } from '../common/lifecycle/shutdown';
 import { ChildSupervisor } from '../common/lifecycle/supervisor';
+import { followKeyDates, keyDatesFile } from '../common/metrics/key-expiry';
 import { resolveScrapeAddress } from '../common/metrics/scrape-address';
 import { createRegistry, startMetricsServer, type HealthReport } from '../common/metrics/server';
 import { generateSshKeyPair } from '../common/pki/ssh-keys';
@@ -56,6 +57,7 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   const serverCertPem = await ensureServerCertificate(config.http.certFile, config.http.keyFile, config.http.tlsNames, tlsLog);
   // nginx reads the certificate when it starts, so its expiry is the one of this text.
   metrics.certificateExpiry.track('server', () => serverCertPem, tlsLog);
+  lifecycle.onClose('key-dates', followKeyDates(keyDatesFile(config.ssh.authorizedKeysFile), metrics.keyExpiry, log));
   const hostKey = loadHostKey(config.ssh.hostKeyFile, componentLogger(log, 'ssh'));
   let authorizedKeys;
   try {

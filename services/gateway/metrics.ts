@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { certificateExpiryGauge } from '../common/metrics/expiry';
+import { keyExpiryGauge } from '../common/metrics/key-expiry';
 import { fingerprintOfBlob } from '../common/pki/ssh-keys';
 import type { AdmissionControl, AdmissionLimits } from './http/admission';
 import type { AuthorizedKey } from './ssh/authorized-keys';
@@ -28,8 +29,10 @@ export function gatewayMetrics(registry: Registry) {
       registers,
     }),
     redispatched: new Counter({ name: 'nonstop_gateway_redispatched_total', help: 'Requests re-sent on another tunnel after theirs dropped', registers }),
-    // The public TLS certificate (certificate="server"). The SSH host key has no expiry.
+    // The public TLS certificate (certificate="server").
     certificateExpiry: certificateExpiryGauge(registers),
+    // Its SSH host key, queue password and knock secret, dated by keygen (key-dates.json).
+    keyExpiry: keyExpiryGauge(registers),
     brokerKeyExpiry: new Gauge({
       name: 'nonstop_ssh_key_expiry_timestamp_seconds',
       help: 'expiry-time= of each broker key in authorized_keys that sets one, by broker (the line comment) and key fingerprint, unix seconds',

@@ -26,6 +26,8 @@ export const keygenEnv = {
   KNOCK_LENGTH: env.int({ min: 2, max: 32, def: DEFAULT_KNOCK_LENGTH }),
   KNOCK_PORT_RANGE: env.str({ def: DEFAULT_KNOCK_PORT_RANGE, pattern: /^\d{1,5}-\d{1,5}$/, expected: 'START-END' }),
   KNOCK_PERIOD_SECONDS: env.int({ min: 5, max: 3600, def: 30 }),
+  /** How long a key without a date of its own (SSH key, queue password, knock secret) is meant to live: its notAfter in key-dates.json. */
+  KEY_LIFETIME_DAYS: env.int({ min: 1, max: 36500, def: 365 }),
 };
 
 export type KeygenEnv = ReturnType<typeof parseEnv<typeof keygenEnv>>;

@@ -54,7 +54,11 @@ function tierFiles(dir: string): Map<string, Buffer> {
  * `kubectl apply -f -` reads like YAML). Each holds only what its tier mounts in compose:
  * the gateway never gets the broker's key or the CA, core never an SSH key, and the CA's
  * private key (`pki/`) stays with the operator. Names are `<prefix>-<tier>-keys`, the chart's
- * defaults for `<tier>.existingSecret`.
+ * defaults for `<tier>.existingSecret`. Every file goes in, so during a rotation's overlap
+ * the `<file>.previous` keys and each tier's key-dates.json do too, and after retire they
+ * are gone: `nonstop-keygen rotate X` (or `retire X`) then `nonstop-keygen k8s-secrets |
+ * kubectl apply -f -` is a rotation on Kubernetes (the chart mounts each Secret as a whole
+ * directory, no subPath, so kubelet's update reaches the services' file followers).
  */
 export function k8sSecretList(layout: KeyLayout, opts: { prefix: string; namespace?: string | undefined }): { apiVersion: 'v1'; kind: 'List'; items: SecretManifest[] } {
   const problems: string[] = [];

@@ -18,6 +18,7 @@ import { keygenEnv, type KeygenEnv } from './env';
 import { runRotation } from './rotation';
 import './rotation/all';
 import { writeGatewaysFile } from './gateways-file';
+import { refreshAllKeyDates } from './key-dates';
 
 
 /**
@@ -125,6 +126,7 @@ async function main(): Promise<void> {
   }
 
   writeGatewaysFile(L, e);
+  refreshAllKeyDates(L, e.KEY_LIFETIME_DAYS, log);
   log.info('keys ready', { created: created.length, gatewayHostKey: fingerprintOfKey(readFileSync(L.gateway.hostKey, 'utf8')), broker: e.BROKER_NAME, brokers: updated.filter((b) => !b.revokedAt).map((b) => b.name) });
 }
 

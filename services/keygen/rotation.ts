@@ -1,6 +1,7 @@
 import { ConfigError } from '../common/errors/config-error';
 import type { Logger } from '../common/log/logger';
 import type { KeygenEnv } from './env';
+import { refreshAllKeyDates } from './key-dates';
 import type { KeyLayout } from './layout';
 
 /**
@@ -46,4 +47,6 @@ export async function runRotation(step: 'rotate' | 'retire', args: string[], ctx
     throw new ConfigError([`${step}: expected one of ${known.join(', ') || 'none'}, got ${JSON.stringify(what ?? '')}`]);
   }
   await rotation[step]({ ...ctx, args: rest });
+  // Here rather than in each module: a rotated key (and its `.previous`) is dated however it was rotated.
+  refreshAllKeyDates(ctx.layout, ctx.env.KEY_LIFETIME_DAYS, ctx.log);
 }

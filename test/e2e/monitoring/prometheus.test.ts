@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { parseKeyDates } from '../../../services/common/pki/key-dates';
 import { REPO_ROOT } from '../../support/stack/build';
 import { docker } from '../../support/stack/docker';
 import { TEST_TAG, testImages } from '../../support/stack/fixture';
@@ -77,6 +78,24 @@ describe('the monitoring profile: Prometheus scraping the three tiers', function
     }
     const crl = await promQuery(base, 'nonstop_crl_expiry_timestamp_seconds');
     assert.deepEqual(crl.map((s) => [s.metric.service, s.metric.crl, s.value]), [['core', 'ca', Date.UTC(9999, 11, 31, 23, 59, 59) / 1000]]);
+  });
+
+  it("shows each key's expiry as the notAfter keygen wrote in the key-dates.json of the tier that holds it", async () => {
+    const series = await promQuery(base, 'nonstop_key_expiry_timestamp_seconds');
+    const manifests: [service: string, path: string][] = [
+      ['gateway', '/var/lib/nonstop/key-dates.json'],
+      ['broker', '/etc/nonstop/broker/key-dates.json'],
+      ['core', '/etc/nonstop/core/key-dates.json'],
+    ];
+    const expected: string[] = [];
+    for (const [service, path] of manifests) {
+      const text = await stack.exec(service, ['cat', path]);
+      assert.equal(text.exitCode, 0, `${service}: cat ${path}: ${text.stderr}`);
+      for (const k of parseKeyDates(text.stdout).keys) expected.push(`${service}/${k.name}=${Math.floor(Date.parse(k.notAfter) / 1000)}`);
+    }
+    // Core holds no key without a date of its own; the other two hold their SSH keys and secrets.
+    assert.deepEqual(expected.map((e) => e.split('=')[0]).sort(), ['broker/id_ed25519', 'broker/knock-gw1.secret', 'gateway/knock.secret', 'gateway/queue.password', 'gateway/ssh_host_ed25519_key']);
+    assert.deepEqual(series.map((s) => `${s.metric.service}/${s.metric.key}=${s.value}`).sort(), expected.sort());
   });
 
   it('has loaded every alert rule of deploy/monitoring/rules/nonstop.rules.yml, none of them firing on a healthy stack', async () => {

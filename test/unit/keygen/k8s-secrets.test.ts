@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { keyLayout } from '../../../services/keygen/layout';
 import { k8sSecretList, parseK8sSecretArgs, secretName } from '../../../services/keygen/k8s-secrets';
+import { parseKeyDates } from '../../../services/common/pki/key-dates';
+import { refreshAllKeyDates } from '../../../services/keygen/key-dates';
 import { expectConfigError } from '../../support/config-error';
+import { silentLogger } from '../../support/logger';
 import { tempDir } from '../../support/tmp';
 
 function put(path: string, text: string): void {
@@ -51,6 +54,25 @@ describe('nonstop-keygen k8s-secrets', () => {
     const everything = JSON.stringify(list);
     assert.ok(!everything.includes(Buffer.from('content of /pki/ca.key').toString('base64')), 'the CA key is in a Secret');
     assert.equal(secretName('nonstop', 'core'), 'nonstop-core-keys');
+  });
+
+  it('carries each tier\'s key-dates.json and every <file>.previous of a rotation\'s overlap, so kubectl apply brings a rotation to the pods', () => {
+    const L = keygenOutput(tmp.dir);
+    for (const f of [L.gateway.hostKey, L.gateway.queuePassword, L.broker.sshKey, L.broker.knockSecret('gw1')]) put(`${f}.previous`, `old ${f.slice(tmp.dir.length)}`);
+    refreshAllKeyDates(L, 365, silentLogger());
+    const [gateway, broker, core] = k8sSecretList(L, { prefix: 'nonstop' }).items.map((s) => decoded(s.data));
+    assert.equal(gateway!['ssh_host_ed25519_key.previous'], 'old /gateway/ssh/ssh_host_ed25519_key');
+    assert.equal(gateway!['queue.password.previous'], 'old /gateway/queue.password');
+    assert.equal(broker!['id_ed25519.previous'], 'old /broker/id_ed25519');
+    assert.equal(broker!['knock-gw1.secret.previous'], 'old /broker/knock-gw1.secret');
+    // Each Secret's manifest is the file keygen wrote, and names only keys the same Secret
+    // carries: mounted flat, every key it dates is beside it.
+    for (const [tier, data] of [['gateway', gateway!], ['broker', broker!], ['core', core!]] as const) {
+      assert.equal(data['key-dates.json'], readFileSync(join(L[tier].dir, 'key-dates.json'), 'utf8'), tier);
+      const names = parseKeyDates(data['key-dates.json']).keys.map((k) => k.name);
+      for (const n of names) assert.ok(n in data, `${tier}: key-dates.json dates ${n}, which the Secret lacks`);
+      if (tier !== 'core') assert.ok(names.some((n) => n.endsWith('.previous')), `${tier}: no .previous dated`);
+    }
   });
 
   it('keeps binary content intact and leaves the namespace out unless given', () => {
