@@ -100,6 +100,8 @@ const knockSchema = z.discriminatedUnion('mode', [
 
 const HOST_KEY_FINGERPRINT = z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'expected an OpenSSH SHA256:... fingerprint');
 
+const PASSWORD_SHA256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits');
+
 const gatewaySchema = z
   .object({
     id: z.string().regex(GATEWAY_ID),
@@ -112,7 +114,11 @@ const gatewaySchema = z
      * (`nonstop-keygen rotate gateway-host-key`): the new one and the previous one.
      */
     hostKeyFingerprint: z.union([HOST_KEY_FINGERPRINT, z.array(HOST_KEY_FINGERPRINT).min(1).max(2)]),
-    queuePasswordSha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits'),
+    /**
+     * The SHA-256 of the gateway's queue password, or of both passwords during a rotation's
+     * overlap (`nonstop-keygen rotate queue-password`): the new one and the previous one.
+     */
+    queuePasswordSha256: z.union([PASSWORD_SHA256, z.array(PASSWORD_SHA256).min(1).max(2)]),
     queueUsername: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
     knock: knockSchema,
   })
@@ -128,7 +134,8 @@ export interface GatewayTarget {
   /** Every host key the gateway may present: one, or two during a rotation (new first). */
   hostKeyFingerprints: string[];
   queueUsername: string;
-  queuePasswordSha256: string;
+  /** Every password hash the gateway's Redis user accepts: one, or two during a rotation. */
+  queuePasswordSha256: string[];
   knock: KnockSpec;
 }
 
@@ -190,7 +197,7 @@ export function parseGatewaysFile(path: string, text: string): GatewayTarget[] {
         return undefined;
       }
       const secret = Buffer.from(readSecretFile(`BROKER_GATEWAYS_FILE gateways.${i}.knock.secretFile`, g.knock.secretFile), 'utf8');
-      knock = { mode: 'time', secret, length: g.knock.length, rangeStart: start, rangeEnd: end, periodMs: g.knock.periodSeconds * 1000 };
+      knock = { mode: 'time', secret, secretFile: g.knock.secretFile, length: g.knock.length, rangeStart: start, rangeEnd: end, periodMs: g.knock.periodSeconds * 1000 };
     }
     return {
       id: g.id,
@@ -199,7 +206,7 @@ export function parseGatewaysFile(path: string, text: string): GatewayTarget[] {
       httpsPort: g.httpsPort,
       hostKeyFingerprints: typeof g.hostKeyFingerprint === 'string' ? [g.hostKeyFingerprint] : g.hostKeyFingerprint,
       queueUsername,
-      queuePasswordSha256: g.queuePasswordSha256,
+      queuePasswordSha256: typeof g.queuePasswordSha256 === 'string' ? [g.queuePasswordSha256] : g.queuePasswordSha256,
       knock,
     };
   });

@@ -169,9 +169,11 @@ export interface GatewayConfig {
     maxStartups: number;
     maxStartupsPerSource: number;
   };
-  queue: { port: number; username: string; password: string; lane: LaneOptions };
+  queue: { port: number; username: string; password: string; passwordFile: string; lane: LaneOptions };
   knock: {
     spec: KnockSpec;
+    /** KNOCK_SECRET_FILE (time-based knocks): followed while the gateway runs. */
+    secretFile: string | undefined;
     stepTimeoutMs: number;
     sequenceTimeoutMs: number;
     windowMs: number;
@@ -277,10 +279,12 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env): Gate
       port: e.QUEUE_PORT,
       username: e.QUEUE_USERNAME ?? `gateway-${e.GATEWAY_ID}`,
       password: readSecretFile('QUEUE_PASSWORD_FILE', e.QUEUE_PASSWORD_FILE),
+      passwordFile: e.QUEUE_PASSWORD_FILE,
       lane: { commandTimeoutMs: e.QUEUE_COMMAND_TIMEOUT_MS, pingIntervalMs: e.QUEUE_PING_INTERVAL_MS, pingMisses: LANE_PING_MISSES },
     },
     knock: {
       spec,
+      secretFile: e.KNOCK_SECRET_FILE,
       stepTimeoutMs: e.KNOCK_STEP_TIMEOUT_MS,
       sequenceTimeoutMs: e.KNOCK_SEQUENCE_TIMEOUT_MS,
       windowMs: e.KNOCK_WINDOW_SECONDS * 1000,

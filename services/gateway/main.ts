@@ -23,6 +23,8 @@ import { KnockDoor } from './knock/door';
 import { admissionMetrics, exportBrokerKeyExpiry, gatewayMetrics } from './metrics';
 import { renderNginxConf } from './nginx/config';
 import { checkPortsBindable, ipv6Enabled } from './nginx/host-checks';
+import { followKnockSecrets } from './knock/secret-files';
+import { QueuePasswords } from './queue/passwords';
 import { Dispatcher } from './queue/dispatcher';
 import { sameRequest } from './queue/same-request';
 import { parseAuthorizedKeys, type AuthorizedKey } from './ssh/authorized-keys';
@@ -99,9 +101,19 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   );
   lifecycle.onClose('door', () => door.stop());
   await door.start();
+  // Followed: `nonstop-keygen rotate knock-secret` changes the secret while the gateway runs.
+  const knockSpec = config.knock.spec;
+  if (knockSpec.mode === 'time' && config.knock.secretFile) {
+    const stopFollowing = followKnockSecrets(config.knock.secretFile, knockSpec, (spec) => door.setSpec(spec), componentLogger(log, 'knock'));
+    lifecycle.onClose('knock-secret', stopFollowing);
+  }
 
   // 3. Queue dispatch over tunnels, and the SSH server that creates them.
-  const dispatcher = new Dispatcher(config.gatewayId, { username: config.queue.username, password: config.queue.password }, config.queue.lane, sameRequest, metrics, componentLogger(log, 'queue'));
+  // Followed: `nonstop-keygen rotate queue-password` changes them while the gateway runs.
+  const queuePasswords = new QueuePasswords(config.queue.passwordFile, [config.queue.password], componentLogger(log, 'queue'));
+  queuePasswords.start();
+  lifecycle.onClose('queue-passwords', () => queuePasswords.stop());
+  const dispatcher = new Dispatcher(config.gatewayId, { username: config.queue.username, passwords: queuePasswords }, config.queue.lane, sameRequest, metrics, componentLogger(log, 'queue'));
   lifecycle.onClose('dispatcher', () => dispatcher.close());
   const ssh = new GatewaySshServer(
     {

@@ -20,7 +20,7 @@ export function writeGatewaysFile(L: KeyLayout, e: KeygenEnv, hostKeyFingerprint
     host: e.GATEWAY_HOST,
     sshPort: e.SSH_PORT,
     hostKeyFingerprint,
-    queuePasswordSha256: sha256Hex(readFileSync(L.gateway.queuePassword, 'utf8').trim()),
+    queuePasswordSha256: queuePasswordHashes(L),
     knock,
   };
   // One broker serves a fleet: this gateway's entry replaces its old one, the others stay.
@@ -42,4 +42,15 @@ export function hostKeyFingerprints(L: KeyLayout): string | string[] {
   const previousFile = `${L.gateway.hostKey}.previous`;
   if (!existsSync(previousFile)) return current;
   return [current, fingerprintOfKey(readFileSync(previousFile, 'utf8'))];
+}
+
+/**
+ * The queue password's SHA-256, or during a rotation's overlap (`<queue.password>.previous`
+ * present) the new one's and the previous one's: the broker's Redis user accepts both.
+ */
+function queuePasswordHashes(L: KeyLayout): string | string[] {
+  const current = sha256Hex(readFileSync(L.gateway.queuePassword, 'utf8').trim());
+  const previousFile = `${L.gateway.queuePassword}.previous`;
+  if (!existsSync(previousFile)) return current;
+  return [current, sha256Hex(readFileSync(previousFile, 'utf8').trim())];
 }

@@ -84,7 +84,7 @@ export class TestRedis {
       brokerPasswordSha256: sha256Hex(brokerPassword),
       // The broker-admin user exists in every broker's Redis; no test here logs in as it.
       adminPasswordSha256: sha256Hex(secret()),
-      gateways: gateways.map((g) => ({ id: g.id, username: g.username, passwordSha256: sha256Hex(g.password) })),
+      gateways: gateways.map((g) => ({ id: g.id, username: g.username, passwordSha256s: [sha256Hex(g.password)] })),
     });
     if (inspectorPassword) conf += `user inspector on #${sha256Hex(inspectorPassword)} ~* &* +@all\n`;
     const confPath = join(tmp.dir, 'redis.conf');

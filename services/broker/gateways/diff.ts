@@ -13,7 +13,10 @@ export interface ChangedGateway {
    * (TunnelKeeper.setGateway).
    */
   hostKeys: boolean;
-  /** Its Redis user (name or password hash): the user is rewritten and its sessions cut. */
+  /**
+   * Its Redis user (name or password hashes): the user is rewritten, and its sessions cut
+   * unless the two entries share a password (a rotation's overlap: see sharesPassword).
+   */
   queueUser: boolean;
 }
 
@@ -26,7 +29,6 @@ export interface GatewayListDiff {
 }
 
 const TUNNEL_FIELDS = ['host', 'sshPort', 'httpsPort', 'knock'] as const;
-const QUEUE_USER_FIELDS = ['queueUsername', 'queuePasswordSha256'] as const;
 
 /**
  * What changes between the list a broker serves and a new one, by gateway id (pure). Order
@@ -47,7 +49,7 @@ export function diffGatewayLists(before: readonly GatewayTarget[], after: readon
     const tunnel = TUNNEL_FIELDS.some((f) => !isDeepStrictEqual(was[f], g[f]));
     // As a set: the same keys in another order pin the same gateway.
     const hostKeys = !sameHashes(was.hostKeyFingerprints, g.hostKeyFingerprints);
-    const queueUser = QUEUE_USER_FIELDS.some((f) => was[f] !== g[f]);
+    const queueUser = was.queueUsername !== g.queueUsername || !sameHashes(was.queuePasswordSha256, g.queuePasswordSha256);
     if (tunnel || hostKeys || queueUser) diff.changed.push({ before: was, after: g, tunnel, hostKeys, queueUser });
     else diff.unchanged.push(g.id);
   }
@@ -57,6 +59,19 @@ export function diffGatewayLists(before: readonly GatewayTarget[], after: readon
 
 function sameHashes(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((h) => b.includes(h));
+}
+
+/**
+ * Whether a gateway's old and new entries accept a password in common: the step into a
+ * rotation's overlap (a hash added) or out of it (the old hash retired). Its open Redis
+ * connections are then kept: Redis does not cut them when a user's passwords change, and
+ * the gateway has moved them to its new password (re-AUTH) before the old one is retired,
+ * which Redis cannot tell apart from connections still on the old one, so cutting at
+ * retire would fail requests in flight. An entry whose passwords were all replaced at once
+ * (no overlap) has its connections cut: they may hold the password that was replaced.
+ */
+export function sharesPassword(before: GatewayTarget, after: GatewayTarget): boolean {
+  return before.queuePasswordSha256.some((h) => after.queuePasswordSha256.includes(h));
 }
 
 export function isEmptyDiff(d: GatewayListDiff): boolean {

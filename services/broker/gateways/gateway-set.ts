@@ -5,7 +5,7 @@ import type { QueueConsumer } from '../queue/consumer';
 import { redisLimits, redisMemoryProblem, type RedisGatewayUser, type RedisLimits } from '../redis/config';
 import type { RedisGatewayUsers } from '../redis/gateway-users';
 import { TunnelKeeper, type TunnelState } from '../tunnel/keeper';
-import type { GatewayListDiff } from './diff';
+import { sharesPassword, type GatewayListDiff } from './diff';
 
 /** Every Redis limit derived from the broker's configuration, for this many gateways. */
 export function redisLimitsFor(config: BrokerConfig, gateways: number): RedisLimits {
@@ -13,7 +13,7 @@ export function redisLimitsFor(config: BrokerConfig, gateways: number): RedisLim
 }
 
 export function redisUserOf(g: GatewayTarget): RedisGatewayUser {
-  return { id: g.id, username: g.queueUsername, passwordSha256: g.queuePasswordSha256 };
+  return { id: g.id, username: g.queueUsername, passwordSha256s: g.queuePasswordSha256 };
 }
 
 /**
@@ -76,7 +76,7 @@ export class GatewaySet {
       gateways: next.map(redisUserOf),
       limits: redisLimitsFor(this.config, next.length),
       upsert: [...diff.added, ...diff.changed.filter((c) => c.queueUser).map((c) => c.after)].map(redisUserOf),
-      cut: diff.changed.filter((c) => c.queueUser && c.before.queueUsername === c.after.queueUsername).map((c) => c.after.queueUsername),
+      cut: diff.changed.filter((c) => c.queueUser && c.before.queueUsername === c.after.queueUsername && !sharesPassword(c.before, c.after)).map((c) => c.after.queueUsername),
       remove: [...diff.removed.map((g) => g.queueUsername), ...renamed.map((c) => c.before.queueUsername)],
     });
     await this.parts.consumer.setGateways(next.map((g) => g.id));

@@ -36,7 +36,8 @@ export interface RedisConfOptions {
 export interface RedisGatewayUser {
   id: string;
   username: string;
-  passwordSha256: string;
+  /** Every password the user accepts (two during a rotation's overlap). */
+  passwordSha256s: readonly string[];
 }
 
 /** The user the broker changes gateway users and client limits with at run time. */
@@ -204,7 +205,7 @@ export function adminAcl(passwordSha256: string): string {
 export function gatewayAclRules(g: RedisGatewayUser): string[] {
   return [
     'on',
-    `#${g.passwordSha256}`,
+    ...g.passwordSha256s.map((h) => `#${h}`),
     'resetkeys',
     'resetchannels',
     `&${queueKeys.replies(g.id)}`,

@@ -9,6 +9,7 @@ import { sequenceToSend } from '../../common/knock/sequence';
 import { fingerprintOfBlob, fingerprintOfKey } from '../../common/pki/ssh-keys';
 import type { GatewayTarget } from '../config';
 import { sendKnock } from '../knock/client';
+import { KnockSecretChooser } from '../knock/secrets';
 import { gatewayClockOffset } from '../knock/gateway-clock';
 import { MAX_QUEUE_CHANNELS_PER_GATEWAY } from '../redis/config';
 
@@ -106,6 +107,8 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
   /** The gateway's clock minus ours, as last measured; undefined until it is needed. */
   private clockOffsetMs: number | undefined;
   private readonly wakers = new Set<() => void>();
+  /** New knock secret first, the previous one after a knock that did not open (rotation). */
+  private readonly knockSecrets: KnockSecretChooser;
   connects = 0;
   /** Tunnels moved to a new connection because a key they rested on was rotated. */
   replacements = 0;
@@ -120,6 +123,7 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
     private readonly log: Logger,
   ) {
     super();
+    this.knockSecrets = new KnockSecretChooser(log);
   }
 
   get gateway(): GatewayTarget {
@@ -283,7 +287,8 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
       this.clockOffsetMs = (await gatewayClockOffset(address, this.gateway.httpsPort, this.opts.connectTimeoutMs, now)) ?? 0;
       if (Math.abs(this.clockOffsetMs) > 2000) this.log.warn("this host's clock differs from the gateway's; knocking in the gateway's time", { gateway: this.gateway.id, offsetMs: this.clockOffsetMs });
     }
-    await sendKnock(address, sequenceToSend(this.gateway.knock, now() + (this.clockOffsetMs ?? 0)), this.opts.knockGapMs);
+    const knock = this.knockSecrets.next(this.gateway.knock, this.gateway.id);
+    await sendKnock(address, sequenceToSend(knock.spec, now() + (this.clockOffsetMs ?? 0)), this.opts.knockGapMs);
     // Give the gateway the moment it needs to see the last SYN and open its firewall.
     await sleep(this.opts.knockSettleMs);
     if (this.stopped) return undefined;
@@ -294,8 +299,10 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
     } catch (err) {
       // Measure the gateway's clock again before the next knock: it may have moved.
       this.clockOffsetMs = undefined;
+      this.knockSecrets.result(knock.previous, false);
       throw err;
     }
+    this.knockSecrets.result(knock.previous, true);
     // Stopped while connecting (its gateway removed from the list): no tunnel after all.
     if (this.stopped) {
       sock.destroy();

@@ -14,7 +14,22 @@ import { createHmac, randomInt } from 'node:crypto';
  */
 export type KnockSpec =
   | { mode: 'static'; ports: readonly number[] }
-  | { mode: 'time'; secret: Buffer; length: number; rangeStart: number; rangeEnd: number; periodMs: number };
+  | {
+      mode: 'time';
+      secret: Buffer;
+      /**
+       * During a knock-secret rotation's overlap (`nonstop-keygen rotate knock-secret`), the
+       * secret being replaced: the gateway accepts sequences derived from either; the broker
+       * knocks with `secret` and falls back to this one (broker/knock/secrets.ts).
+       */
+      previousSecret?: Buffer;
+      /** Where `secret` was read from (broker): read again at every knock, with its `.previous`. */
+      secretFile?: string;
+      length: number;
+      rangeStart: number;
+      rangeEnd: number;
+      periodMs: number;
+    };
 
 export type TimeSpec = Extract<KnockSpec, { mode: 'time' }>;
 
@@ -63,11 +78,17 @@ export function timeSequence(spec: TimeSpec, window: number, nonce: number): num
   return [first, ...derivePorts(spec.secret, window, nonce, spec.length - 1, spec.rangeStart, spec.rangeEnd, [first])];
 }
 
-/** The candidates a time-based knock that started on `firstPort` at `nowMs` may complete: neighbouring windows too (clock skew). */
+/**
+ * The candidates a time-based knock that started on `firstPort` at `nowMs` may complete:
+ * neighbouring windows too (clock skew), derived from the secret and, during a rotation,
+ * from the previous secret as well. A used (window, nonce) is burnt whichever secret it
+ * came from, so the overlap adds no replay.
+ */
 export function timeCandidates(spec: TimeSpec, firstPort: number, nowMs: number): Candidate[] {
   const nonce = firstPort - spec.rangeStart;
   const n = windowOf(spec, nowMs);
-  return [n - 1, n, n + 1].map((w) => ({ ports: timeSequence(spec, w, nonce), replay: { window: w, nonce } }));
+  const secrets = spec.previousSecret ? [spec.secret, spec.previousSecret] : [spec.secret];
+  return secrets.flatMap((secret) => [n - 1, n, n + 1].map((w) => ({ ports: timeSequence({ ...spec, secret }, w, nonce), replay: { window: w, nonce } })));
 }
 
 /** Whether `port` can open a knock: a static first port, or any port of the time-based range. */

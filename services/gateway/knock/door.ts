@@ -115,6 +115,15 @@ export class KnockDoor {
     this.gauges.unref();
   }
 
+  /**
+   * Takes a new sequence rule while running (a rotated knock secret, with the previous one
+   * during the overlap: gateway/knock/secret-files.ts).
+   */
+  setSpec(spec: KnockSpec): void {
+    if (!this.tracker) throw new Error('the knock door is not started');
+    this.tracker.setSpec(spec);
+  }
+
   /** Whether the SSH server may take a TCP connection from `address`: one per correct knock. */
   admit(address: string): boolean {
     if (!this.grants.consume(address)) return false;

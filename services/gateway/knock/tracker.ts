@@ -103,7 +103,11 @@ export class KnockTracker {
   private readonly timeCache = new Map<string, Candidate[]>();
   private expired = 0;
 
+  /** The sequence rule in force: setSpec() changes it (a knock secret rotated). */
+  private spec: KnockSpec;
+
   constructor(private readonly opts: TrackerOptions) {
+    this.spec = opts.spec;
     this.now = opts.now ?? Date.now;
     this.maxBurnt = opts.maxBurnt ?? 65_536;
     this.budget = opts.budget ? new SourceBudget({ ...opts.budget, maxSources: opts.maxSources }) : undefined;
@@ -112,6 +116,16 @@ export class KnockTracker {
       if (b.untilMs > t && this.burnt.size < this.maxBurnt) this.burnt.set(`${b.window}:${b.nonce}`, { ...b });
     }
     if (opts.replay?.refuseThrough && opts.replay.refuseThrough.untilMs > t) this.refuseThrough = { ...opts.replay.refuseThrough };
+  }
+
+  /**
+   * Takes a new sequence rule (the knock secret and its previous one, followed from their
+   * files). Knocks in progress keep the candidates they had; the used (window, nonce) set
+   * is kept whole, so nothing used before can be replayed after.
+   */
+  setSpec(spec: KnockSpec): void {
+    this.spec = spec;
+    this.timeCache.clear();
   }
 
   onSyn(syn: Syn): KnockOutcome {
@@ -137,7 +151,7 @@ export class KnockTracker {
   }
 
   private start(syn: Syn, t: number): KnockOutcome {
-    const spec = this.opts.spec;
+    const spec = this.spec;
     if (!isFirstPort(spec, syn.dport)) return 'ignored';
     if (this.budget && !this.budget.take(syn.src, t)) return 'throttled';
     const state: Progress = {
@@ -157,7 +171,7 @@ export class KnockTracker {
    */
   private candidatesOf(state: Progress): Candidate[] {
     if (state.candidates) return state.candidates;
-    const spec = this.opts.spec;
+    const spec = this.spec;
     if (spec.mode === 'static') return (state.candidates = [{ ports: spec.ports }]);
     const key = `${windowOf(spec, state.startedAt)}:${state.firstPort}`;
     let cached = this.timeCache.get(key);
@@ -202,7 +216,7 @@ export class KnockTracker {
     if (this.refuseThrough && window <= this.refuseThrough.window) return 'replay';
     if (this.burnt.size >= this.maxBurnt) this.forgetExpired(t);
     if (this.burnt.size >= this.maxBurnt) return 'unrecorded';
-    this.burnt.set(key, { window, nonce, untilMs: acceptableUntil(this.opts.spec, this.opts.sequenceTimeoutMs, window) });
+    this.burnt.set(key, { window, nonce, untilMs: acceptableUntil(this.spec, this.opts.sequenceTimeoutMs, window) });
     return 'opened';
   }
 

@@ -6,10 +6,20 @@ import { decodeReply, encodeRequest, type ReplyEnvelope, type RequestEnvelope } 
 import { queueKeys } from '../../common/queue/keys';
 import { redisErrorCode } from '../../common/queue/redis-errors';
 import type { Tunnel } from '../tunnel/tunnel';
+import type { QueuePasswords } from './passwords';
 
 export interface QueueCredentials {
   username: string;
-  password: string;
+  /** Followed files: the current password and, during a rotation, the previous one. */
+  passwords: QueuePasswords;
+}
+
+/** The broker's Redis refused every password the gateway holds (WRONGPASS for each). */
+export class QueuePasswordRefused extends Error {
+  constructor() {
+    super('the broker refused every queue password');
+    this.name = 'QueuePasswordRefused';
+  }
 }
 
 export interface LaneOptions {
@@ -33,10 +43,32 @@ export interface LaneOptions {
  * the lane also pings every `pingIntervalMs` and stops being ready after `pingMisses`
  * unanswered pings — fast enough for its requests to move to another broker well inside
  * their deadline. The broker's ACL lets this user do nothing else.
+ *
+ * Passwords (queue-password rotation): every connection AUTHs itself, with the current
+ * password first and the previous one when the broker answers WRONGPASS (it has not loaded
+ * the new hash yet). Once the current password changes, the lane moves its open connections
+ * to it before `retire` drops the old one: the command connection re-AUTHs in place (a
+ * refused AUTH leaves it authenticated as before, so it is simply tried again at the next
+ * ping), the subscribed one — which cannot AUTH while subscribed — is replaced
+ * make-before-break: a new connection AUTHs with the new password and subscribes before
+ * the old one unsubscribes and closes. No request fails for it; a reply published while
+ * both are subscribed comes twice and the dispatcher ignores the second.
  */
 export class Lane extends EventEmitter<{ ready: []; unready: []; reply: [reply: ReplyEnvelope] }> {
   private readonly cmd: Redis;
-  private readonly sub: Redis;
+  private sub: Redis;
+  private readonly redisOpts: RedisOptions;
+  /** The password the command connection is authenticated with (undefined: not yet). */
+  private cmdPassword: string | undefined;
+  /** Counts the command connection's connects and closes, so that a stale AUTH answer is dropped. */
+  private cmdEpoch = 0;
+  private subPassword: string | undefined;
+  private subscribing = false;
+  /** The subscribed connection that is replacing `sub`, while it is set up. */
+  private handover: Redis | undefined;
+  private refusedLogged = false;
+  private closed = false;
+  private readonly onPasswordsChanged = (): void => void this.ping();
   private readonly channel: string;
   private readonly stream: string;
   private cmdUp = false;
@@ -50,16 +82,15 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; reply: [reply: 
   constructor(
     readonly tunnel: Tunnel,
     gatewayId: string,
-    creds: QueueCredentials,
+    private readonly creds: QueueCredentials,
     private readonly opts: LaneOptions,
     private readonly log: Logger,
   ) {
     super();
-    const redisOpts: RedisOptions = {
+    // No username/password here: the lane AUTHs each connection itself (see above).
+    this.redisOpts = {
       host: '127.0.0.1',
       port: tunnel.localPort,
-      username: creds.username,
-      password: creds.password,
       enableReadyCheck: false,
       disableClientInfo: true,
       enableOfflineQueue: false,
@@ -71,26 +102,121 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; reply: [reply: 
       retryStrategy: (n) => Math.min(50 * 2 ** n, 2000),
       lazyConnect: true,
     };
-    this.cmd = new Redis(redisOpts);
-    // No autoResubscribe: ioredis re-subscribes on reconnect without a rejection handler,
-    // and with maxRetriesPerRequest 0 a connection that drops again at once (the tunnel is
-    // up but the broker's redis-server is not) rejects it — an unhandled rejection that
-    // would take the whole gateway down. We subscribe on every connect ourselves.
-    this.sub = new Redis({ ...redisOpts, commandTimeout: undefined, autoResubscribe: false });
+    this.cmd = new Redis(this.redisOpts);
     this.channel = queueKeys.replies(gatewayId);
     this.stream = queueKeys.requests(gatewayId);
-    for (const [conn, name] of [
-      [this.cmd, 'cmd'],
-      [this.sub, 'sub'],
-    ] as const) {
-      conn.on('error', (err: Error) => log.debug('queue connection error', { tunnel: tunnel.id, conn: name, err: err.message }));
-      conn.on('close', () => this.setUp(name, false));
-    }
+    this.sub = this.newSubscriber();
+    this.cmd.on('error', (err: Error) => log.debug('queue connection error', { tunnel: tunnel.id, conn: 'cmd', err: err.message }));
+    this.cmd.on('close', () => {
+      this.cmdEpoch++;
+      this.cmdPassword = undefined;
+      this.setUp('cmd', false);
+    });
     // With the ready check off, 'ready' fires on TCP connect, which through the tunnel says
     // nothing about the broker's Redis: a PING (or the subscription's) answer is the signal.
-    this.cmd.on('ready', () => void this.ping());
-    this.sub.on('ready', () => this.subscribe());
-    this.sub.on('message', (_channel: string, text: string) => this.onReply(text));
+    this.cmd.on('ready', () => {
+      this.cmdEpoch++;
+      this.cmdPassword = undefined;
+      void this.ping();
+    });
+    creds.passwords.on('changed', this.onPasswordsChanged);
+  }
+
+  /**
+   * A connection for the reply channel. No autoResubscribe: ioredis re-subscribes on
+   * reconnect without a rejection handler, and with maxRetriesPerRequest 0 a connection that
+   * drops again at once (the tunnel is up but the broker's redis-server is not) rejects it —
+   * an unhandled rejection that would take the whole gateway down. We subscribe on every
+   * connect ourselves. Events of a connection that is no longer `sub` (replaced at a
+   * password change) do not touch the lane's state; its replies are still delivered.
+   */
+  private newSubscriber(): Redis {
+    const sub = new Redis({ ...this.redisOpts, commandTimeout: undefined, autoResubscribe: false });
+    sub.on('error', (err: Error) => this.log.debug('queue connection error', { tunnel: this.tunnel.id, conn: 'sub', err: err.message }));
+    sub.on('close', () => {
+      if (sub !== this.sub) return;
+      this.subPassword = undefined;
+      this.setUp('sub', false);
+    });
+    sub.on('ready', () => {
+      if (sub === this.sub) void this.subscribe();
+    });
+    sub.on('message', (_channel: string, text: string) => this.onReply(text));
+    return sub;
+  }
+
+  /** Both connections are authenticated with the current password (the rotation's move is done). */
+  onCurrentPassword(): boolean {
+    const current = this.currentPassword();
+    return this.cmdPassword === current && this.subPassword === current;
+  }
+
+  private currentPassword(): string {
+    return this.creds.passwords.list()[0]!;
+  }
+
+  /** AUTHs a fresh connection: each password in turn, best first. Undefined: all refused. */
+  private async authenticate(conn: Redis): Promise<string | undefined> {
+    for (const password of this.creds.passwords.list()) {
+      try {
+        await conn.call('AUTH', this.creds.username, password);
+        this.refusedLogged = false;
+        return password;
+      } catch (err) {
+        if (redisErrorCode(err) !== 'WRONGPASS') throw err;
+      }
+    }
+    if (!this.refusedLogged) {
+      this.refusedLogged = true;
+      this.log.warn('the broker refused every queue password', { tunnel: this.tunnel.id, broker: this.tunnel.peer.name, passwords: this.creds.passwords.list().length });
+    }
+    return undefined;
+  }
+
+  /** Authenticates the command connection, or moves it to the current password. */
+  private async authenticateCmd(): Promise<void> {
+    const current = this.currentPassword();
+    if (this.cmdPassword === current) return;
+    const epoch = this.cmdEpoch;
+    if (this.cmdPassword === undefined) {
+      const password = await this.authenticate(this.cmd);
+      if (epoch === this.cmdEpoch) this.cmdPassword = password;
+      return;
+    }
+    try {
+      await this.cmd.call('AUTH', this.creds.username, current);
+      if (epoch === this.cmdEpoch) this.cmdPassword = current;
+    } catch (err) {
+      // The broker does not accept the new password yet: the connection stays on the old one.
+      if (redisErrorCode(err) !== 'WRONGPASS') throw err;
+    }
+  }
+
+  /** Replaces the subscribed connection by one on the current password (make-before-break). */
+  private async moveSubscriber(): Promise<void> {
+    const current = this.currentPassword();
+    const next = this.newSubscriber();
+    this.handover = next;
+    try {
+      await next.connect();
+      await next.call('AUTH', this.creds.username, current);
+      await next.subscribe(this.channel);
+      if (this.closed) throw new Error('lane closed');
+      const old = this.sub;
+      this.sub = next;
+      this.subPassword = current;
+      // Replies published before `next` subscribed may still be on their way on `old`; its
+      // UNSUBSCRIBE answer comes after them.
+      await old.unsubscribe(this.channel).catch(() => undefined);
+      old.disconnect();
+      this.log.info('queue connections moved to the current password', { tunnel: this.tunnel.id, broker: this.tunnel.peer.name });
+    } catch (err) {
+      // WRONGPASS (the broker has not loaded the new hash) or a failed connect: tried again at the next ping.
+      this.log.debug('queue subscriber not moved yet', { tunnel: this.tunnel.id, err: (err as Error).message });
+      next.disconnect();
+    } finally {
+      this.handover = undefined;
+    }
   }
 
   /** Rejects if the first attempt fails; the connections keep retrying regardless. */
@@ -127,11 +253,18 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; reply: [reply: 
   }
 
   private async ping(): Promise<void> {
+    if (this.closed) return;
+    if (this.subUp && this.subPassword !== this.currentPassword() && !this.handover) void this.moveSubscriber();
+    else if (!this.subUp && !this.subscribing && this.sub.status === 'ready') void this.subscribe();
     if (this.cmd.status !== 'ready') return;
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        this.cmd.ping(),
+        (async () => {
+          await this.authenticateCmd();
+          if (this.cmdPassword === undefined) throw new QueuePasswordRefused();
+          await this.cmd.ping();
+        })(),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error('ping unanswered')), this.opts.pingIntervalMs);
         }),
@@ -149,11 +282,22 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; reply: [reply: 
     }
   }
 
-  private subscribe(): void {
-    this.sub.subscribe(this.channel).then(
-      () => this.setUp('sub', true),
-      (err: Error) => this.log.warn('queue subscribe failed', { tunnel: this.tunnel.id, err: err.message }),
-    );
+  private async subscribe(): Promise<void> {
+    const sub = this.sub;
+    this.subscribing = true;
+    try {
+      const password = await this.authenticate(sub);
+      // Refused: tried again at the next ping.
+      if (password === undefined || sub !== this.sub) return;
+      await sub.subscribe(this.channel);
+      if (sub !== this.sub) return;
+      this.subPassword = password;
+      this.setUp('sub', true);
+    } catch (err) {
+      this.log.warn('queue subscribe failed', { tunnel: this.tunnel.id, err: (err as Error).message });
+    } finally {
+      this.subscribing = false;
+    }
   }
 
   private setUp(which: 'cmd' | 'sub', up: boolean): void {
@@ -167,9 +311,12 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; reply: [reply: 
   }
 
   close(): void {
+    this.closed = true;
+    this.creds.passwords.off('changed', this.onPasswordsChanged);
     clearInterval(this.pingTimer);
     this.ready = false;
     this.cmd.disconnect();
     this.sub.disconnect();
+    this.handover?.disconnect();
   }
 }

@@ -4,3 +4,5 @@
  */
 import './gateway-host-key';
 import './broker-key';
+import './queue-password';
+import './knock-secret';

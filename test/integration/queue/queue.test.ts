@@ -19,6 +19,7 @@ import { PROTOCOL_VERSION, queueKeys } from '../../../services/common/queue/keys
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '../../../services/common/queue/timing';
 import { gatewayMetrics, type GatewayMetrics } from '../../../services/gateway/metrics';
 import { Dispatcher, type QueueRequest } from '../../../services/gateway/queue/dispatcher';
+import { QueuePasswords } from '../../../services/gateway/queue/passwords';
 import { sameRequest } from '../../../services/gateway/queue/same-request';
 import type { Tunnel } from '../../../services/gateway/tunnel/tunnel';
 import { memoryLogger, silentLogger } from '../../support/logger';
@@ -189,7 +190,7 @@ describe('queue protocol end to end (QueueConsumer + Dispatcher on a real redis-
   function startDispatcher(r: TestRedis, log: Logger = silentLogger()): { dispatcher: Dispatcher; metrics: GatewayMetrics } {
     const metrics = gatewayMetrics(new Registry());
     const g = r.gateway(GW);
-    const dispatcher = new Dispatcher(GW, { username: g.username, password: g.password }, { commandTimeoutMs: 2000, pingIntervalMs: 500, pingMisses: 2 }, sameRequest, metrics, log);
+    const dispatcher = new Dispatcher(GW, { username: g.username, passwords: QueuePasswords.fixed(g.password, log) }, { commandTimeoutMs: 2000, pingIntervalMs: 500, pingMisses: 2 }, sameRequest, metrics, log);
     cleanups.push(() => dispatcher.close());
     return { dispatcher, metrics };
   }

@@ -49,7 +49,7 @@ describe('parseGatewaysFile', () => {
         httpsPort: 443,
         hostKeyFingerprints: [FINGERPRINT],
         queueUsername: 'gateway-gw-1',
-        queuePasswordSha256: HASH,
+        queuePasswordSha256: [HASH],
         knock: { mode: 'static', ports: [7000, 8000, 9000] },
       },
     ]);
@@ -63,12 +63,12 @@ describe('parseGatewaysFile', () => {
     assert.ok(target);
     assert.equal(target.sshPort, 2200);
     assert.equal(target.queueUsername, 'gw_user');
-    assert.deepEqual(target.knock, { mode: 'time', secret: Buffer.from('the-knock-secret'), length: 5, rangeStart: 41000, rangeEnd: 41499, periodMs: 60_000 });
+    assert.deepEqual(target.knock, { mode: 'time', secret: Buffer.from('the-knock-secret'), secretFile, length: 5, rangeStart: 41000, rangeEnd: 41499, periodMs: 60_000 });
   });
 
   it('applies the time-knock defaults', () => {
     const [target] = parseGatewaysFile(PATH, file(gateway({ knock: { mode: 'time', secretFile } })));
-    assert.deepEqual(target?.knock, { mode: 'time', secret: Buffer.from('the-knock-secret'), length: 8, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 });
+    assert.deepEqual(target?.knock, { mode: 'time', secret: Buffer.from('the-knock-secret'), secretFile, length: 8, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 });
   });
 
   it('reads several gateways in order', () => {
@@ -119,6 +119,19 @@ describe('parseGatewaysFile', () => {
     for (const h of ['ab'.repeat(31), HASH.toUpperCase(), 'plaintext-password', `${HASH}0`]) {
       const err = configError(file(gateway({ queuePasswordSha256: h })));
       assert.match(err.message, /gateways\.0\.queuePasswordSha256: expected 64 lowercase hex digits/, h);
+    }
+  });
+
+  it('reads a list of two password hashes (a queue-password rotation) as both, in order', () => {
+    const other = 'cd'.repeat(32);
+    const [target] = parseGatewaysFile(PATH, file(gateway({ queuePasswordSha256: [other, HASH] })));
+    assert.deepEqual(target!.queuePasswordSha256, [other, HASH]);
+  });
+
+  it('refuses an empty list of password hashes, more than two, or a bad hash in a list', () => {
+    for (const list of [[], [HASH, HASH, HASH], [HASH, 'plaintext-password']]) {
+      const err = configError(file(gateway({ queuePasswordSha256: list })));
+      assert.match(err.message, /gateways\.0\.queuePasswordSha256/, JSON.stringify(list));
     }
   });
 

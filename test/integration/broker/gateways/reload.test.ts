@@ -310,6 +310,24 @@ describe('broker gateway list reload (real redis-server)', function () {
     assert.deepEqual([line.added, line.removed, line.changed], [[], [], ['gw-a']]);
   });
 
+  it('accepts both passwords during a queue-password rotation (two hashes) and keeps the open connections, then after retire (new hash only) refuses the old one and still keeps them', async () => {
+    f = await fixture(['gw-a']);
+    const oldPassword = f.passwords.get('gw-a')!;
+    const oldConn = await asGateway('gw-a');
+    const newPassword = randomBytes(18).toString('base64url');
+    f.writeList(['gw-a'], { 'gw-a': { queuePasswordSha256: [sha256Hex(newPassword), sha256Hex(oldPassword)] } });
+    await reloaded(1);
+    assert.equal(await canAuth('gw-a', newPassword), true, 'the new password does not open Redis during the overlap');
+    assert.equal(await canAuth('gw-a', oldPassword), true, 'the old password no longer opens Redis during the overlap');
+    f.writeList(['gw-a'], { 'gw-a': { queuePasswordSha256: [sha256Hex(newPassword)] } });
+    await reloaded(2);
+    assert.equal(await canAuth('gw-a', oldPassword), false, 'the retired password still opens Redis');
+    assert.equal(await canAuth('gw-a', newPassword), true, 'the new password does not');
+    // Not cut at either step: the gateway moves its connections itself (gateway/queue/lane.ts).
+    assert.equal(await oldConn.ping(), 'PONG');
+    assert.equal(oldConn.status, 'ready');
+  });
+
   it('rewrites redis.conf, so a redis-server that dies after a reload comes back with the new users, not the old', async () => {
     f = await fixture(['gw-a', 'gw-b']);
     f.passwords.set('gw-c', randomBytes(18).toString('base64url'));

@@ -304,7 +304,7 @@ describe('broker redis ACL (real redis-server)', function () {
         conf: {
           port,
           maxMemoryBytes: 16 * 1024 * 1024,
-          gateways: [{ id: GW, username: `gateway-${GW}`, passwordSha256: sha256Hex(gwPassword) }],
+          gateways: [{ id: GW, username: `gateway-${GW}`, passwordSha256s: [sha256Hex(gwPassword)] }],
           limits: redisLimits({ gateways: 1, maxMemoryBytes: 16 * 1024 * 1024, maxBudgetMs: 30_000, claimIntervalMs: 1000 }),
         },
         brokerPassword,

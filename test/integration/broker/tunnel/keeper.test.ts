@@ -84,7 +84,7 @@ describe('TunnelKeeper against real SSH servers', function () {
       httpsPort: 1,
       hostKeyFingerprints: [hostKeyFingerprint],
       queueUsername: 'gateway-gw-test',
-      queuePasswordSha256: '0'.repeat(64),
+      queuePasswordSha256: ['0'.repeat(64)],
       knock: { mode: 'static', ports: knockPorts },
     };
   }

@@ -12,7 +12,7 @@ function gw(id: string, overrides: Partial<GatewayTarget> = {}): GatewayTarget {
     httpsPort: 443,
     hostKeyFingerprints: [FINGERPRINT],
     queueUsername: `gateway-${id}`,
-    queuePasswordSha256: 'ab'.repeat(32),
+    queuePasswordSha256: ['ab'.repeat(32)],
     knock: { mode: 'time', secret: Buffer.from(`secret-of-${id}`), length: 8, rangeStart: 40000, rangeEnd: 40999, periodMs: 30_000 },
     ...overrides,
   };
@@ -53,7 +53,7 @@ describe('diffGatewayLists', () => {
     { field: 'hostKeyFingerprints', value: ['SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', FINGERPRINT], tunnel: false, hostKeys: true, queueUser: false },
     { field: 'knock', value: { mode: 'static', ports: [7000, 8000, 9000] }, tunnel: true, queueUser: false },
     { field: 'queueUsername', value: 'gw1-user', tunnel: false, queueUser: true },
-    { field: 'queuePasswordSha256', value: 'cd'.repeat(32), tunnel: false, queueUser: true },
+    { field: 'queuePasswordSha256', value: ['cd'.repeat(32)], tunnel: false, queueUser: true },
   ];
 
   it('has a row for every field of a gateway entry', () => {
@@ -88,7 +88,7 @@ describe('diffGatewayLists', () => {
   });
 
   it('reports a gateway whose tunnel and queue user both changed once, with both flags', () => {
-    const d = diffGatewayLists([gw('gw1')], [gw('gw1', { host: 'moved.example', queuePasswordSha256: 'ef'.repeat(32) })]);
+    const d = diffGatewayLists([gw('gw1')], [gw('gw1', { host: 'moved.example', queuePasswordSha256: ['ef'.repeat(32)] })]);
     assert.equal(d.changed.length, 1);
     assert.equal(d.changed[0]!.tunnel, true);
     assert.equal(d.changed[0]!.queueUser, true);

@@ -32,8 +32,8 @@ const options: RedisConfOptions = {
   brokerPasswordSha256: BROKER_HASH,
   adminPasswordSha256: ADMIN_HASH,
   gateways: [
-    { id: 'gw-1', username: 'gateway-gw-1', passwordSha256: GW1_HASH },
-    { id: 'edge2', username: 'gateway-edge2', passwordSha256: GW2_HASH },
+    { id: 'gw-1', username: 'gateway-gw-1', passwordSha256s: [GW1_HASH] },
+    { id: 'edge2', username: 'gateway-edge2', passwordSha256s: [GW2_HASH] },
   ],
 };
 
@@ -196,13 +196,13 @@ describe('redisMemoryProblem', () => {
 describe('gatewayAcl', () => {
   it('grants a gateway only XADD on its request stream and its own reply channel', () => {
     assert.equal(
-      gatewayAcl({ id: 'gw-1', username: 'gateway-gw-1', passwordSha256: GW1_HASH }),
+      gatewayAcl({ id: 'gw-1', username: 'gateway-gw-1', passwordSha256s: [GW1_HASH] }),
       `user gateway-gw-1 on #${GW1_HASH} resetkeys resetchannels &nonstop:v2:gw:gw-1:replies -@all +ping +subscribe +unsubscribe ` + '(%W~nonstop:v2:gw:gw-1:req +xadd)',
     );
   });
 
   it('mentions no other gateway and no broad key pattern', () => {
-    const acl = gatewayAcl({ id: 'gw-1', username: 'gateway-gw-1', passwordSha256: GW1_HASH });
+    const acl = gatewayAcl({ id: 'gw-1', username: 'gateway-gw-1', passwordSha256s: [GW1_HASH] });
     for (const token of acl.split(' ')) {
       if (/^[~&(%]/.test(token)) assert.match(token, /nonstop:v2:gw:gw-1:/, token);
     }
@@ -236,7 +236,7 @@ describe('adminAcl', () => {
 
 describe('gatewayAclRules', () => {
   it('are the rules of the rendered user line, one ACL SETUSER argument each (the selector whole)', () => {
-    const g = { id: 'gw-1', username: 'gateway-gw-1', passwordSha256: GW1_HASH };
+    const g = { id: 'gw-1', username: 'gateway-gw-1', passwordSha256s: [GW1_HASH] };
     const rules = gatewayAclRules(g);
     assert.equal(['user', g.username, ...rules].join(' '), gatewayAcl(g));
     assert.equal(rules.at(-1), '(%W~nonstop:v2:gw:gw-1:req +xadd)');
