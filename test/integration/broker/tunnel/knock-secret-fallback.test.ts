@@ -96,9 +96,11 @@ describe('the broker knocking during a knock-secret rotation (real sockets)', fu
     const target: GatewayTarget = { ...parsed!, knock: spec };
     const logs = memoryLogger();
     const key = generateSshKeyPair('broker-test').privateKey;
-    // Both spellings of the key option (a single key, and the newest-first list the broker key rotation brings).
-    const opts = { privateKey: key, privateKeys: () => [key], user: 'broker', readyTimeoutMs: 2000, connectTimeoutMs: 1000, keepaliveIntervalMs: 1000, keepaliveCountMax: 3, knockGapMs: 1, knockSettleMs: 0, reconnect: { baseMs: 20, capMs: 50 }, queuePort: await freePort(), redisPort: await freePort() };
-    keeper = new TunnelKeeper(target, opts, logs.log);
+    keeper = new TunnelKeeper(
+      target,
+      { privateKeys: () => [key], user: 'broker', readyTimeoutMs: 2000, connectTimeoutMs: 1000, keepaliveIntervalMs: 1000, keepaliveCountMax: 3, knockGapMs: 1, knockSettleMs: 0, reconnect: { baseMs: 20, capMs: 50 }, queuePort: await freePort(), redisPort: await freePort() },
+      logs.log,
+    );
     keeper.start();
     await waitFor(`${knocks} whole knocks`, () => seen.length >= knocks * 3, 20_000, 20);
     keeper.stop();
