@@ -56,7 +56,7 @@ interface Established {
   hostKey: string;
   /** The private key the gateway accepted. */
   key: string;
-  /** Resolves once the gateway's queue lane has connected through it (or it closed). */
+  /** Resolves once the gateway's queue lane is working through it (or it closed). */
   laneConnected: Promise<void>;
   /** Resolves when the SSH connection has closed. */
   closed: Promise<void>;
@@ -64,10 +64,14 @@ interface Established {
 
 /**
  * How many forwarded channels the gateway's queue lane opens through a tunnel (its command
- * and subscriber connections): once both are open on a new tunnel, the gateway can send its
- * requests over it.
+ * and subscriber connections), and how many answers from Redis each gets before the lane is
+ * ready (AUTH, then PING or SUBSCRIBE: gateway/queue/lane.ts). Open channels alone are not
+ * enough: a lane connected but not yet ready does not take requests, and a request that
+ * comes while no lane is ready is answered 503 no_tunnel, so the old tunnel closes only
+ * once the new one's lane has had its answers.
  */
 const LANE_CHANNELS = 2;
+const LANE_READY_ANSWERS = 2;
 
 /**
  * How long after our key changed a tunnel waits before moving to the new key: longer than
@@ -321,6 +325,7 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
       let nextKey = 0;
       let openChannels = 0;
       let warnedAboutChannels = false;
+      let answeredChannels = 0;
       let laneConnected!: () => void;
       const lane = new Promise<void>((r) => (laneConnected = r));
       let closed!: () => void;
@@ -349,7 +354,6 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
         }
         openChannels++;
         this.openChannels++;
-        if (openChannels >= LANE_CHANNELS) laneConnected();
         // The slot is the Redis connection: free once either end of the pair is gone.
         let released = false;
         const release = (): void => {
@@ -361,6 +365,14 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
         const channel = accept();
         const redis = netConnect(this.opts.redisPort, '127.0.0.1');
         redis.setNoDelay(true);
+        // Each command of the lane's setup waits for its answer, so answers come one per read.
+        let answers = 0;
+        const countAnswer = (): void => {
+          if (++answers !== LANE_READY_ANSWERS) return;
+          redis.off('data', countAnswer);
+          if (++answeredChannels >= LANE_CHANNELS) laneConnected();
+        };
+        redis.on('data', countAnswer);
         redis.on('error', () => channel.close());
         channel.on('error', () => redis.destroy());
         channel.on('close', () => {

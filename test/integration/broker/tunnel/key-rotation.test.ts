@@ -104,19 +104,29 @@ describe('SSH key rotation between the gateway SSH server and the TunnelKeeper',
   }
 
   /**
-   * What the gateway's queue lane does on a tunnel: two connections through it that answer
-   * (command and subscriber). The keeper retires an old tunnel once they are open on the new one.
+   * What the gateway's queue lane does on a tunnel: two connections through it (command and
+   * subscriber), each set up by two commands Redis answers. The keeper retires an old tunnel
+   * once the new one's lane has had those answers.
    */
-  async function lane(t: Tunnel): Promise<void> {
+  async function lane(t: Tunnel, answers = 2): Promise<Socket[]> {
+    const socks: Socket[] = [];
     for (let i = 0; i < 2; i++) {
       const sock = connect(t.localPort, '127.0.0.1');
       held.push(sock);
-      await new Promise<void>((resolve, reject) => {
-        sock.once('error', reject);
-        sock.once('connect', () => sock.write('*1\r\n$4\r\nPING\r\n'));
-        sock.once('data', (b: Buffer) => (b.toString() === '+PONG\r\n' ? resolve() : reject(new Error(b.toString()))));
-      });
+      socks.push(sock);
+      await new Promise<void>((resolve) => sock.once('connect', resolve));
     }
+    for (let n = 0; n < answers; n++) await Promise.all(socks.map(ping));
+    return socks;
+  }
+
+  /** One command and its answer, as each step of the lane's setup (AUTH, then PING or SUBSCRIBE). */
+  function ping(sock: Socket): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.write('*1\r\n$4\r\nPING\r\n');
+      sock.once('data', (b: Buffer) => (b.toString() === '+PONG\r\n' ? resolve() : reject(new Error(b.toString()))));
+    });
   }
 
   /** The host key the gateway presents to a new connection, as OpenSSH's ssh-keyscan sees it. */
@@ -180,7 +190,11 @@ describe('SSH key rotation between the gateway SSH server and the TunnelKeeper',
       const second = await waitFor('the replacement tunnel', () => g.tunnels[1]);
       assert.equal(oldClosed, false, 'the old tunnel is still open when the new one is announced');
       assert.equal(await redisCommand(first.localPort, ['PING']), '+PONG', 'the old tunnel still carries traffic');
-      await lane(second);
+      // The new lane's connections are open and half set up: not ready yet, so the old tunnel stays.
+      const socks = await lane(second, 1);
+      await sleep(1000);
+      assert.equal(oldClosed, false, 'the old tunnel closed before the new lane had its setup answered');
+      await Promise.all(socks.map(ping));
       await waitFor('the old tunnel to close', () => oldClosed);
       assert.equal(k.replacements, 1);
       assert.equal(k.verifiedHostKey, newHost.fingerprint);
