@@ -158,6 +158,8 @@ export interface BrokerConfig {
   schemaDir: string;
   limits: JsonLimits;
   core: { url: string; ca: string; cert: string; key: string; serverName: string | undefined; timeoutMs: number; maxInFlight: number; retries: number };
+  /** Where `core`'s CA, certificate and key came from: followed, so a rotation applies without a restart (core-client/tls-files.ts). */
+  coreFiles: { ca: string; cert: string; key: string };
   coreBatch: InsertBatcherOptions;
   metrics: { host: string; port: number; scrapeHost: string | undefined };
   shutdownTimeoutMs: number;
@@ -250,6 +252,7 @@ export function loadBrokerConfig(source: NodeJS.ProcessEnv = process.env): Broke
       maxInFlight: e.CORE_MAX_IN_FLIGHT,
       retries: e.CORE_RETRIES,
     },
+    coreFiles: { ca: e.CORE_CA_FILE, cert: e.CORE_CLIENT_CERT_FILE, key: e.CORE_CLIENT_KEY_FILE },
     coreBatch: { maxRecords: e.CORE_BATCH_MAX_RECORDS, maxInFlight: DEFAULT_BATCH_MAX_IN_FLIGHT },
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT, scrapeHost: e.METRICS_SCRAPE_HOST },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

@@ -8,6 +8,7 @@ import { createRegistry, startMetricsServer, type HealthReport } from '../common
 import { loadBrokerConfig, type BrokerConfig } from './config';
 import { CoreClient } from './core-client/client';
 import { InsertBatcher } from './core-client/insert-batcher';
+import { CoreTlsFiles } from './core-client/tls-files';
 import { GatewaySet, redisLimitsFor, redisUserOf } from './gateways/gateway-set';
 import { GatewaysReloader } from './gateways/reloader';
 import { BrokerSshKeys } from './tunnel/ssh-keys';
@@ -25,9 +26,6 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
   const registry = createRegistry('broker');
   const metrics = brokerMetrics(registry);
   lifecycle.onClose('key-dates', followKeyDates(keyDatesFile(config.gatewaysFile.path), metrics.keyExpiry, log));
-  // Read once, with the rest of the configuration: the broker does not reload them.
-  metrics.certificateExpiry.track('client', () => config.core.cert, log);
-  metrics.certificateExpiry.track('ca', () => config.core.ca, log);
   const schemas = SchemaRegistry.load(config.schemaDir);
   const validator = new RequestValidator(schemas, config.limits);
 
@@ -45,6 +43,12 @@ async function start(config: BrokerConfig, log: Logger, lifecycle: Lifecycle): P
 
   const core = new CoreClient(config.core, metrics.coreRetries);
   lifecycle.onClose('core-client', () => core.close());
+  // Rotated certificates and CA bundles apply without a restart; the gauges report the texts in effect.
+  const coreTls = new CoreTlsFiles(config.coreFiles, config.core, (tls) => core.useTls(tls), componentLogger(log, 'core-tls'));
+  metrics.certificateExpiry.track('client', () => coreTls.current().cert, log);
+  metrics.certificateExpiry.track('ca', () => coreTls.current().ca, log);
+  coreTls.start();
+  lifecycle.onClose('core-tls', () => coreTls.stop());
   const inserts = new InsertBatcher(core, config.coreBatch, metrics.coreBatchRecords);
 
   // Closers run last-registered first. Shutdown must stop taking work and finish it —

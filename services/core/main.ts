@@ -1,5 +1,4 @@
 import type { Db } from 'mongodb';
-import { readConfigFile } from '../common/config/env';
 import { closeServer, runService } from '../common/lifecycle/entry';
 import { componentLogger, type Logger } from '../common/log/logger';
 import type { Lifecycle } from '../common/lifecycle/shutdown';
@@ -16,6 +15,7 @@ import { SqliteWalPurge } from './db/sqlite-wal-purge';
 import { createCoreApp } from './http/app';
 import { ClientIdentity } from './http/client-identity';
 import { createCoreHttpsServer } from './http/server';
+import { ServerCertificate } from './http/server-certificate';
 import { DATA_KEYS_POLL_MS, DataKeyRing } from './storage/data-keys';
 import { KeyRotation } from './storage/key-rotation';
 import { RecordStore } from './storage/records';
@@ -40,16 +40,14 @@ function tokenStore(config: CoreConfig, log: Logger, db: Db): TokenStore {
 }
 
 async function start(config: CoreConfig, log: Logger, lifecycle: Lifecycle): Promise<void> {
-  const tls = {
-    cert: readConfigFile('TLS_CERT_FILE', config.http.certFile),
-    key: readConfigFile('TLS_KEY_FILE', config.http.keyFile),
-  };
   const keysLog = componentLogger(log, 'data-keys');
   const dataKeys = DataKeyRing.load(config.dataKeysFile, keysLog);
   const clients = await ClientIdentity.load({ caFile: config.http.clientCaFile, crlFile: config.http.clientCrlFile, namesFile: config.http.clientNamesFile }, componentLogger(log, 'clients'));
+  // Followed like the client identity files: a rotated pair is served on the next handshakes.
+  const tls = ServerCertificate.load({ certFile: config.http.certFile, keyFile: config.http.keyFile }, componentLogger(log, 'server-cert'));
   const registry = createRegistry('core');
   const metrics = coreMetrics(registry);
-  metrics.certificateExpiry.track('server', () => tls.cert, log);
+  metrics.certificateExpiry.track('server', () => tls.current().cert, log);
   // ClientIdentity owns the CA and the CRL and re-reads them when they change: the gauges
   // read the texts in effect through it, at each scrape.
   metrics.certificateExpiry.track('ca', () => clients.tlsOptions().ca, log);

@@ -4,9 +4,9 @@ import { dirname } from 'node:path';
 import { ConfigError } from '../common/errors/config-error';
 import { BROKER_NAME } from '../common/ids/names';
 import type { PemPair } from '../common/pki/certificates';
-import { createCrl, normalizeSerial, readCrl } from '../common/pki/crl';
 import { syncDir } from '../common/pki/files';
 import { KeyOptionsError, parseKeyOptions } from '../common/ssh/key-options';
+import { deploymentCas, writeCrlFile } from './crl-file';
 import type { KeyLayout } from './layout';
 
 /**
@@ -33,6 +33,10 @@ export interface BrokerRecord {
   expiryTime?: string;
   /** ISO time of its revocation. */
   revokedAt?: string;
+  /** Serial of the CA certificate that signed certSerial (`retire ca` refuses while a broker holds the old CA's). */
+  caSerial?: string;
+  /** Serials of its client certificates retired by `retire broker-cert`: on the CRL, as a revoked broker's. */
+  retiredCertSerials?: string[];
 }
 
 export function loadBrokers(path: string): BrokerRecord[] {
@@ -107,17 +111,12 @@ export function replaceFile(path: string, text: string, mode: number): void {
 
 /**
  * Writes every file derived from the broker list: this gateway's authorized_keys, core's
- * list of brokers and the CA's revocation list (re-signed only when the revoked set changed,
- * so an unchanged run changes no file and core reloads nothing).
+ * list of brokers and the CA's revocation list (re-signed only when the revoked set or the
+ * CAs changed, so an unchanged run changes no file and core reloads nothing).
  */
 export async function writeIdentityFiles(L: KeyLayout, brokers: readonly BrokerRecord[], ca: PemPair, queuePort: number): Promise<void> {
   replaceFile(L.gateway.authorizedKeys, renderAuthorizedKeys(brokers, queuePort), 0o644);
   replaceFile(L.core.brokerNames, renderBrokerNames(brokers), 0o644);
-  const revoked = brokers.filter((b) => b.revokedAt).map((b) => ({ serial: b.certSerial, revokedAt: new Date(b.revokedAt!) }));
-  const want = new Set(revoked.map((r) => normalizeSerial(r.serial)));
-  if (existsSync(L.core.crl)) {
-    const have = await readCrl(readFileSync(L.core.crl, 'utf8'), ca.certPem).catch(() => undefined);
-    if (have && have.size === want.size && [...want].every((s) => have.has(s))) return;
-  }
-  replaceFile(L.core.crl, await createCrl(ca, revoked), 0o644);
+  // One list per CA core trusts (two while a CA is rotated: keygen/crl-file.ts).
+  await writeCrlFile(L, brokers, deploymentCas(L, ca));
 }

@@ -56,15 +56,36 @@ export interface RetryCounter {
   inc(): void;
 }
 
+/** The TLS material the client presents and trusts (CORE_CA_FILE, CORE_CLIENT_CERT_FILE, CORE_CLIENT_KEY_FILE). */
+export interface CoreTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** One connection pool with the TLS material it was made with, and its requests in flight. */
+interface Pool {
+  agent: Agent;
+  inFlight: number;
+  retiring: boolean;
+}
+
 /**
  * The broker's HTTPS client for core: mutual TLS with the deployment CA pinned (no system
  * CAs), keep-alive connections, at most `maxInFlight` requests at once (the agent queues
  * the rest), a timeout per attempt, and retries with backoff for failures that leave the
  * outcome unknown. Retrying is safe because every insert is keyed by its request id.
  * Each retry is counted on `retried` (nonstop_broker_core_retries_total in the broker).
+ *
+ * New TLS material (a rotated client certificate or CA bundle, useTls()) is applied make-
+ * before-break: a new pool takes every attempt from then on (retries included), and the old
+ * pool is closed once the attempts it carries have finished, so none is cut. Each pool
+ * holds at most `maxInFlight` sockets; for the moment both exist core may see twice that.
  */
 export class CoreClient {
-  private readonly agent: Agent;
+  private pool: Pool;
+  /** Pools replaced by useTls() whose last attempts are still running. */
+  private readonly retiringPools: Pool[] = [];
   private readonly base: URL;
 
   constructor(
@@ -72,16 +93,35 @@ export class CoreClient {
     private readonly retried: RetryCounter,
   ) {
     this.base = new URL(opts.url);
-    this.agent = new Agent({
+    this.pool = this.newPool(opts);
+  }
+
+  private newPool(tls: CoreTls): Pool {
+    const agent = new Agent({
       keepAlive: true,
-      maxSockets: opts.maxInFlight,
-      maxFreeSockets: opts.maxInFlight,
-      ca: opts.ca,
-      cert: opts.cert,
-      key: opts.key,
-      servername: opts.serverName ?? this.base.hostname,
+      maxSockets: this.opts.maxInFlight,
+      maxFreeSockets: this.opts.maxInFlight,
+      ca: tls.ca,
+      cert: tls.cert,
+      key: tls.key,
+      servername: this.opts.serverName ?? this.base.hostname,
       minVersion: 'TLSv1.3',
     });
+    return { agent, inFlight: 0, retiring: false };
+  }
+
+  /** Connects with `tls` from now on; the connections made before close once idle for good. */
+  useTls(tls: CoreTls): void {
+    const old = this.pool;
+    this.pool = this.newPool(tls);
+    old.retiring = true;
+    if (old.inFlight === 0) old.agent.destroy();
+    else this.retiringPools.push(old);
+  }
+
+  /** Requests in flight on pools replaced by useTls() and not yet closed (0 once the switch is complete). */
+  get retiringInFlight(): number {
+    return this.retiringPools.reduce((n, p) => n + p.inFlight, 0);
   }
 
   insert(call: CoreCall, record: Record<string, unknown>): Promise<CoreResponse> {
@@ -152,7 +192,10 @@ export class CoreClient {
 
   private once(method: string, path: string, callHeaders: Record<string, string>, body: string | undefined, budgetMs: number): Promise<CoreResponse> {
     const timeoutMs = Math.min(this.opts.timeoutMs, budgetMs);
-    return new Promise((resolve, reject) => {
+    // The pool current when the attempt starts carries it to the end, whatever useTls() does meanwhile.
+    const pool = this.pool;
+    pool.inFlight++;
+    const attempt = new Promise<CoreResponse>((resolve, reject) => {
       const headers: Record<string, string> = {
         ...callHeaders,
         // Core enforces what is left of the budget on its database operation.
@@ -164,7 +207,7 @@ export class CoreClient {
         headers['content-length'] = String(Buffer.byteLength(body));
       }
       const req = request(
-        { protocol: 'https:', hostname: this.base.hostname, port: this.base.port || 443, method, path, headers, agent: this.agent, timeout: timeoutMs },
+        { protocol: 'https:', hostname: this.base.hostname, port: this.base.port || 443, method, path, headers, agent: pool.agent, timeout: timeoutMs },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
@@ -198,10 +241,20 @@ export class CoreClient {
       req.on('error', (err) => reject(err instanceof TransientCoreError ? err : new TransientCoreError(err.message, sent)));
       req.end(body);
     });
+    return attempt.finally(() => this.release(pool));
+  }
+
+  private release(pool: Pool): void {
+    pool.inFlight--;
+    if (!pool.retiring || pool.inFlight > 0) return;
+    // The response is read whole; destroying the agent now closes its sockets, none busy.
+    pool.agent.destroy();
+    this.retiringPools.splice(this.retiringPools.indexOf(pool), 1);
   }
 
   close(): void {
-    this.agent.destroy();
+    this.pool.agent.destroy();
+    for (const p of this.retiringPools) p.agent.destroy();
   }
 }
 

@@ -79,3 +79,44 @@ export async function readCrl(crlPem: string, caCertPem: string): Promise<Set<st
   if (!(await crl.verify({ publicKey: caCert.publicKey }))) throw new CrlError('its signature is not the CA\'s');
   return new Set(crl.entries.map((e) => normalizeSerial(e.serialNumber)));
 }
+
+const PEM_CRL = /-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g;
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/**
+ * The CRLs of a CA bundle: while a CA is rotated, core trusts two CAs (the bundle [new, old])
+ * and OpenSSL, checking CRLs, refuses every certificate of an issuer it holds no CRL for,
+ * so the CRL file holds one list per CA. Each CA of the bundle must have its list, checked
+ * (issuer and signature); a list whose issuer is in no CA of the bundle is left out and not
+ * used: keygen writes the CRL file before the CA file when a CA is added and after it when
+ * one is removed, so a reader between the two writes sees a list of a CA it does not trust
+ * yet (or any more), never a trusted CA without its list.
+ */
+export async function readCrls(crlText: string, caText: string): Promise<{ revoked: Set<string>; crls: string[] }> {
+  const cas = (caText.match(PEM_CERTIFICATE) ?? []).map((pem) => new x509.X509Certificate(pem));
+  if (cas.length === 0) throw new CrlError('the CA file holds no certificate');
+  const blocks = crlText.match(PEM_CRL) ?? [];
+  if (blocks.length === 0) throw new CrlError('not a CRL: no PEM "X509 CRL" block');
+  const revoked = new Set<string>();
+  const crls: string[] = [];
+  const covered = new Set<x509.X509Certificate>();
+  for (const block of blocks) {
+    let crl: x509.X509Crl;
+    try {
+      crl = new x509.X509Crl(block);
+    } catch (err) {
+      throw new CrlError(`not a CRL: ${(err as Error).message}`);
+    }
+    const issuers = cas.filter((ca) => ca.subject === crl.issuer);
+    if (issuers.length === 0) continue;
+    let signer: x509.X509Certificate | undefined;
+    for (const ca of issuers) if (await crl.verify({ publicKey: ca.publicKey })) signer = ca;
+    if (!signer) throw new CrlError(`a list naming ${crl.issuer} is not signed by that CA`);
+    covered.add(signer);
+    crls.push(`${block}\n`);
+    for (const e of crl.entries) revoked.add(normalizeSerial(e.serialNumber));
+  }
+  const missing = cas.filter((ca) => !covered.has(ca));
+  if (missing.length > 0) throw new CrlError(`no revocation list of ${missing.map((ca) => `${ca.subject} (serial ${normalizeSerial(ca.serialNumber)})`).join(', ')}`);
+  return { revoked, crls };
+}

@@ -4,6 +4,7 @@ import { ApiError, errorBody } from '../../common/errors/api-error';
 import { isCollectionName, isRequestId, TOKEN_SHAPE } from '../../common/ids/names';
 import { DEFAULT_JSON_LIMITS, decodeUtf8, parseJsonRecord } from '../../common/json/limits';
 import type { Logger } from '../../common/log/logger';
+import { normalizeSerial } from '../../common/pki/crl';
 import { describeClientError } from '../../common/http/client-error';
 import { parseListQuery } from '../../common/http/list-query';
 import { RECORD_BATCH_MAX_BYTES, RECORD_BATCH_PATH } from '../../common/http/record-batch';
@@ -71,8 +72,14 @@ export function createCoreApp(deps: CoreAppDeps): express.Express {
     const socket = req.socket as TLSSocket;
     let checked = clientChecked.get(socket);
     if (checked?.generation !== deps.clients.generation) {
+      const first = checked === undefined;
       checked = { generation: deps.clients.generation, refusal: deps.clients.refusal(socket) };
       clientChecked.set(socket, checked);
+      // Once per connection: which client certificate each broker connects with (a certificate rotation's evidence).
+      if (first) {
+        const cert = socket.getPeerCertificate?.();
+        deps.log.info('client connection', { broker: cert?.subject?.CN, serial: cert?.serialNumber ? normalizeSerial(cert.serialNumber) : undefined, refused: checked.refusal });
+      }
     }
     if (checked.refusal !== undefined) return next(new ApiError('forbidden', checked.refusal));
     next();

@@ -3,7 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import { ConfigError } from '../../common/errors/config-error';
 import { BROKER_NAME } from '../../common/ids/names';
 import type { Logger } from '../../common/log/logger';
-import { CrlError, normalizeSerial, readCrl } from '../../common/pki/crl';
+import { CrlError, normalizeSerial, readCrls } from '../../common/pki/crl';
 
 const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
 
@@ -20,6 +20,8 @@ interface Policy {
   texts: { ca: string; crl: string; names: string };
   names: ReadonlySet<string>;
   revoked: ReadonlySet<string>;
+  /** One CRL per CA of the CA file (two while a CA is rotated): OpenSSL reads one per entry. */
+  crls: string[];
 }
 
 /** Reads one line per broker name; # comments and blank lines skipped. */
@@ -71,8 +73,9 @@ export class ClientIdentity {
     };
     const texts = { ca: read('CLIENT_CA_FILE', files.caFile), crl: read('CLIENT_CRL_FILE', files.crlFile), names: read('CLIENT_NAMES_FILE', files.namesFile) };
     let revoked: Set<string>;
+    let crls: string[];
     try {
-      revoked = await readCrl(texts.crl, texts.ca);
+      ({ revoked, crls } = await readCrls(texts.crl, texts.ca));
     } catch (err) {
       if (err instanceof CrlError) throw new ConfigError([`CLIENT_CRL_FILE=${JSON.stringify(files.crlFile)}: ${err.message}`]);
       throw err;
@@ -84,7 +87,7 @@ export class ClientIdentity {
       if (err instanceof ConfigError) throw new ConfigError([`CLIENT_NAMES_FILE=${JSON.stringify(files.namesFile)}: ${err.problems.join('; ')}`]);
       throw err;
     }
-    return { texts, names, revoked };
+    return { texts, names, revoked, crls };
   }
 
   /** Bumped on every change that took effect: a connection checked before must be checked again. */
@@ -92,9 +95,14 @@ export class ClientIdentity {
     return this.gen;
   }
 
-  /** For the TLS secure context: the CA to verify against and its CRL. */
+  /** The texts in effect: the CA file (one CA, or the bundle [new, old]) and the CRL file. */
   tlsOptions(): { ca: string; crl: string } {
     return { ca: this.policy.texts.ca, crl: this.policy.texts.crl };
+  }
+
+  /** For the TLS secure context: the CAs to verify against and each one's CRL, one entry per list. */
+  secureContextOptions(): { ca: string; crl: string[] } {
+    return { ca: this.policy.texts.ca, crl: this.policy.crls };
   }
 
   /** Why this TLS connection's client may not use core, or undefined when it may. */

@@ -6,3 +6,4 @@ import './gateway-host-key';
 import './broker-key';
 import './queue-password';
 import './knock-secret';
+import './tls';

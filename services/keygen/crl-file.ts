@@ -1,0 +1,75 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { PemPair } from '../common/pki/certificates';
+import { createCrl, normalizeSerial, readCrls, type RevokedCertificate } from '../common/pki/crl';
+import { pemCrls } from '../common/pki/tls-files';
+import type { BrokerRecord } from './brokers';
+import { replaceFile } from './brokers';
+import type { KeyLayout } from './layout';
+
+/** The file beside `path` that holds the old key during an overlap (ROTATION protocol). */
+export const previousOf = (path: string): string => `${path}.previous`;
+
+/**
+ * The CAs core trusts, newest first: the deployment CA and, while a CA rotation overlaps
+ * (`rotate ca` until `retire ca`), the previous one.
+ */
+export function deploymentCas(L: KeyLayout, current: PemPair): PemPair[] {
+  const cas = [current];
+  const cert = previousOf(L.pki.caCert);
+  const key = previousOf(L.pki.caKey);
+  if (existsSync(cert) && existsSync(key)) cas.push({ certPem: readFileSync(cert, 'utf8'), keyPem: readFileSync(key, 'utf8') });
+  return cas;
+}
+
+/** Retired certificates that are no broker's (core's server certificates), in pki/retired.json. */
+export interface RetiredCertificate {
+  serial: string;
+  role: 'server';
+  retiredAt: string;
+}
+
+export const retiredFile = (L: KeyLayout): string => `${L.pki.dir}/retired.json`;
+
+export function loadRetired(L: KeyLayout): RetiredCertificate[] {
+  const path = retiredFile(L);
+  if (!existsSync(path)) return [];
+  return (JSON.parse(readFileSync(path, 'utf8')) as { certificates?: RetiredCertificate[] }).certificates ?? [];
+}
+
+export function saveRetired(L: KeyLayout, certificates: readonly RetiredCertificate[]): void {
+  replaceFile(retiredFile(L), `${JSON.stringify({ certificates }, null, 2)}\n`, 0o600);
+}
+
+/**
+ * What the CRL lists: every revoked broker's certificates, every certificate retired by a
+ * rotation (a broker's old client certificate, core's old server certificate). Serials are
+ * random 128-bit numbers, so one list per CA can hold them all without naming another CA's.
+ */
+export function revokedCertificates(brokers: readonly BrokerRecord[], retired: readonly RetiredCertificate[]): RevokedCertificate[] {
+  const out = new Map<string, RevokedCertificate>();
+  const add = (serial: string, at: string): void => void out.set(normalizeSerial(serial), { serial, revokedAt: new Date(at) });
+  for (const b of brokers) {
+    if (b.revokedAt) add(b.certSerial, b.revokedAt);
+    // retire broker-cert keeps no date per serial: the CRL's own thisUpdate bounds it.
+    for (const s of b.retiredCertSerials ?? []) add(s, b.revokedAt ?? new Date(0).toISOString());
+  }
+  for (const r of retired) add(r.serial, r.retiredAt);
+  return [...out.values()];
+}
+
+/**
+ * Core's CRL file: one list per CA in `cas` (newest first), as OpenSSL wants one for every
+ * issuer it trusts. Re-signed only when the revoked set or the CAs changed, so an unchanged
+ * run changes no file and core reloads nothing.
+ */
+export async function writeCrlFile(L: KeyLayout, brokers: readonly BrokerRecord[], cas: readonly PemPair[]): Promise<void> {
+  const revoked = revokedCertificates(brokers, loadRetired(L));
+  const want = new Set(revoked.map((r) => normalizeSerial(r.serial)));
+  if (existsSync(L.core.crl)) {
+    const text = readFileSync(L.core.crl, 'utf8');
+    const have = await readCrls(text, cas.map((c) => c.certPem).join('')).catch(() => undefined);
+    if (have && pemCrls(text).length === cas.length && have.revoked.size === want.size && [...want].every((s) => have.revoked.has(s))) return;
+  }
+  const lists = await Promise.all(cas.map((ca) => createCrl(ca, revoked)));
+  replaceFile(L.core.crl, lists.join(''), 0o644);
+}

@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import { revokedCertificates } from '../../../services/keygen/crl-file';
+import { oldCaHolders } from '../../../services/keygen/rotation/tls';
+
+describe('keygen TLS rotation: what the CRL lists and who blocks retire ca', () => {
+  const at = '2026-01-01T00:00:00.000Z';
+
+  it('lists revoked brokers, every retired client certificate and retired server certificates, once each', () => {
+    const serials = revokedCertificates(
+      [
+        { name: 'a', sshPublicKey: 'ssh-ed25519 AAAA a', certSerial: '0a1', retiredCertSerials: ['0b2', 'B2'] },
+        { name: 'b', sshPublicKey: 'ssh-ed25519 AAAA b', certSerial: 'c3', revokedAt: at },
+        { name: 'c', sshPublicKey: 'ssh-ed25519 AAAA c', certSerial: 'd4' },
+      ],
+      [{ serial: 'e5', role: 'server', retiredAt: at }],
+    ).map((r) => r.serial.toLowerCase().replace(/^0+/, ''));
+    assert.deepEqual(serials.sort(), ['b2', 'c3', 'e5']);
+  });
+
+  it("names the unrevoked brokers whose certificate is not the current CA's (or of unknown CA), and no other", () => {
+    const holders = oldCaHolders(
+      [
+        { name: 'moved', sshPublicKey: 'k', certSerial: '1', caSerial: '0ABC' },
+        { name: 'stayed', sshPublicKey: 'k', certSerial: '2', caSerial: 'def' },
+        { name: 'unknown', sshPublicKey: 'k', certSerial: '3' },
+        { name: 'revoked', sshPublicKey: 'k', certSerial: '4', caSerial: 'def', revokedAt: at },
+      ],
+      'abc',
+    );
+    assert.deepEqual(holders, ['stayed', 'unknown']);
+  });
+});
