@@ -144,9 +144,14 @@ export class ClientIdentity {
     this.watching = true;
     let running: Promise<void> = Promise.resolve();
     const check = (): void => {
-      running = running.then(async () => {
-        if (await this.reload()) onChange();
-      });
+      // A failed check must not end the chain: every later change would go unseen.
+      running = running
+        .then(async () => {
+          if (await this.reload()) onChange();
+        })
+        .catch((err: unknown) => {
+          this.log.error('client identity reload failed; the next poll tries again', { err: (err as Error).message });
+        });
     };
     const timer = setInterval(check, intervalMs);
     timer.unref();

@@ -114,7 +114,12 @@ export class ServerCertificate {
   watch(intervalMs: number, onChange: () => void): () => void {
     if (this.timer) throw new Error('ServerCertificate is already being watched');
     this.timer = setInterval(() => {
-      if (this.reload()) onChange();
+      try {
+        if (this.reload()) onChange();
+      } catch (err) {
+        // Thrown from a timer it would end core; the last good pair stays in use.
+        this.log.error('server certificate reload failed; the next poll tries again', { err: (err as Error).message });
+      }
     }, intervalMs);
     this.timer.unref();
     return () => {

@@ -134,7 +134,11 @@ describe('TLS rotation with overlap on a running stack', function () {
   }
 
   async function waitForLog(service: string, message: string, match: (l: Record<string, unknown>) => boolean = () => true, atLeast = 1): Promise<void> {
-    await waitFor(`${service} logs ${JSON.stringify(message)}`, async () => (await logLines(service, message)).filter(match).length >= atLeast, 60_000, 500);
+    await waitFor(`${service} logs ${JSON.stringify(message)}`, async () => (await logLines(service, message)).filter(match).length >= atLeast, 60_000, 500).catch(async (err: Error) => {
+      // What the service said that is not routine traffic, to tell a missed reload from a refused or crashed one.
+      const said = (await s().logs(service)).split('\n').filter((l) => !/"(record stored|client connection|request)"/.test(l)).slice(-30);
+      throw new Error(`${err.message}; ${service}'s last other log lines:\n${said.join('\n')}`);
+    });
   }
 
   const countLog = async (service: string, message: string): Promise<number> => (await logLines(service, message)).length;
