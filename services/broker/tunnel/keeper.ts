@@ -38,6 +38,8 @@ export interface KeeperOptions {
   redisPort: number;
   /** KEY_CHANGE_GRACE_MS unless given (tests). */
   keyChangeGraceMs?: number;
+  /** KEY_MOVE_RETRY_MS unless given (tests). */
+  keyMoveRetryMs?: number;
   /** The broker's wall clock (injectable so tests can skew it). */
   now?: () => number;
 }
@@ -80,6 +82,16 @@ const LANE_READY_ANSWERS = 2;
  * authentication failures there (SSH_MAX_AUTH_FAILURES), so the move does not hurry.
  */
 export const KEY_CHANGE_GRACE_MS = 3000;
+
+/**
+ * How far apart attempts to move a tunnel to our new key are once the gateway refused it
+ * (a gateway of the fleet keygen has not been run for yet). Each refusal is one failed
+ * authentication from this address there: at one per 30 s, with the one a reconnect's
+ * fallback to the previous key costs, we stay under the gateway's default limit
+ * (SSH_MAX_AUTH_FAILURES=5 per SSH_AUTH_FAILURE_WINDOW_MS=60 s), which would otherwise
+ * lock this broker out of a gateway whose tunnel it still needs after a drop.
+ */
+export const KEY_MOVE_RETRY_MS = 30_000;
 
 /**
  * Keeps one gateway's tunnel up: knock, SSH with the gateway's host key pinned, ask for
@@ -233,8 +245,13 @@ export class TunnelKeeper extends EventEmitter<{ state: [TunnelState] }> {
           }
         }
         if (next && this.current !== next) next.client.end();
-        // At least a second apart: each refused attempt counts against us at the gateway.
-        const delay = backoffDelay({ baseMs: Math.max(1000, this.opts.reconnect.baseMs), capMs: Math.max(1000, this.opts.reconnect.capMs), minMs: 1000 }, attempt);
+        // A move to our new key offers only that key, so each refusal counts against this
+        // address at the gateway: spaced by KEY_MOVE_RETRY_MS. A host key replacement is
+        // refused before authentication and only backs off.
+        const movingKey = this.current !== undefined && this.current.key !== this.opts.privateKeys()[0];
+        const delay = movingKey
+          ? (this.opts.keyMoveRetryMs ?? KEY_MOVE_RETRY_MS)
+          : backoffDelay({ baseMs: Math.max(1000, this.opts.reconnect.baseMs), capMs: Math.max(1000, this.opts.reconnect.capMs), minMs: 1000 }, attempt);
         await this.interruptibleSleep(delay);
       }
     } finally {

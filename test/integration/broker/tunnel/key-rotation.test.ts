@@ -95,10 +95,10 @@ describe('SSH key rotation between the gateway SSH server and the TunnelKeeper',
     return k;
   }
 
-  async function gateway(hostKey: KeyFiles, authorized: readonly KeyFiles[], queuePort: number): Promise<GatewayFixture> {
+  async function gateway(hostKey: KeyFiles, authorized: readonly KeyFiles[], queuePort: number, maxFailures = 100): Promise<GatewayFixture> {
     // Refused keys are part of these tests (the old key after retire, a new one offered early):
     // the failure limit must not block loopback for the positive controls that follow.
-    const g = await startGateway({ hostKey, authorizedKeys: authorized.map((k) => k.publicKey).join('\n'), queuePort, log: logs.log, maxFailures: 100 });
+    const g = await startGateway({ hostKey, authorizedKeys: authorized.map((k) => k.publicKey).join('\n'), queuePort, log: logs.log, maxFailures });
     gateways.push(g);
     return g;
   }
@@ -243,6 +243,26 @@ describe('SSH key rotation between the gateway SSH server and the TunnelKeeper',
   });
 
   describe('broker key', () => {
+    it('a gateway that does not list the new key yet keeps its tunnel and is not driven to lock the broker out (5 failures a minute, the gateway default)', async () => {
+      const host = key('host');
+      const oldKey = key('broker-1');
+      const newKey = key('broker-1');
+      const queuePort = await freePort();
+      // A gateway of the fleet keygen was not run for yet: it lists the old key alone.
+      const g = await gateway(host, [oldKey], queuePort, 5);
+      const k = startKeeper(target(g.port, [host.fingerprint]), queuePort, () => [newKey.privateKey, oldKey.privateKey]);
+      await waitFor('the keeper to be up on the previous key', () => k.state === 'up');
+      const refusedMoves = (): number => logs.lines.filter((l) => l.message === 'replacement tunnel attempt failed').length;
+      // Long enough for a backoff from 1 s to have made 5 more attempts (1+2+4+8 s after the grace).
+      await sleep(20_000);
+      assert.ok(refusedMoves() >= 1, 'the keeper did try to move to the new key (else nothing was tested)');
+      assert.equal(k.state, 'up', 'the tunnel on the previous key is still in use');
+      assert.equal(g.limiter.isBlocked('127.0.0.1'), false, `the gateway blocked the broker's address after ${refusedMoves()} refused moves`);
+      // Positive control from the same address: a new connection still gets in.
+      const other = startKeeper(target(g.port, [host.fingerprint]), queuePort, () => [oldKey.privateKey]);
+      await waitFor('a second connection from the same address', () => other.connects === 1, 10_000);
+    });
+
     it('rotate: the new key is offered first and the previous one if refused; the tunnel moves to the new key make-before-break; retire: the old key is refused', async () => {
       const host = key('host');
       const oldKey = key('broker-1');
