@@ -64,6 +64,7 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; reply: [reply: 
   private cmdEpoch = 0;
   private subPassword: string | undefined;
   private subscribing = false;
+  private cmdAuth: Promise<void> | undefined;
   /** The subscribed connection that is replacing `sub`, while it is set up. */
   private handover: Redis | undefined;
   private refusedLogged = false;
@@ -174,7 +175,13 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; reply: [reply: 
   }
 
   /** Authenticates the command connection, or moves it to the current password. */
-  private async authenticateCmd(): Promise<void> {
+  /** One AUTH at a time on the command connection, for the same reason as subscribe()'s guard. */
+  private authenticateCmd(): Promise<void> {
+    this.cmdAuth ??= this.authenticateCmdOnce().finally(() => (this.cmdAuth = undefined));
+    return this.cmdAuth;
+  }
+
+  private async authenticateCmdOnce(): Promise<void> {
     const current = this.currentPassword();
     if (this.cmdPassword === current) return;
     const epoch = this.cmdEpoch;
@@ -283,6 +290,10 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; reply: [reply: 
   }
 
   private async subscribe(): Promise<void> {
+    // One setup at a time (the connection's 'ready' and a ping may both ask): a broker
+    // replacing its tunnel counts this connection's first two answers (AUTH, SUBSCRIBE) as
+    // the lane being connected, so a second AUTH must not stand in for the SUBSCRIBE's.
+    if (this.subscribing) return;
     const sub = this.sub;
     this.subscribing = true;
     try {
