@@ -372,6 +372,9 @@ describe('TunnelKeeper against real SSH servers', function () {
 
   describe("knocking in the gateway's time window", () => {
     const PERIOD_MS = 30_000;
+    /** Knocks per sequence and ports in the range: enough that a sequence names one window alone. */
+    const LENGTH = 4;
+    const RANGE = 48;
     let listeners: Server[];
     let rangeStart: number;
     let seen: number[];
@@ -409,19 +412,25 @@ describe('TunnelKeeper against real SSH servers', function () {
     beforeEach(async () => {
       listeners = [];
       seen = [];
-      rangeStart = await listenOnRange(16, seen);
+      rangeStart = await listenOnRange(RANGE, seen);
     });
 
     afterEach(() => {
       for (const srv of listeners) srv.close();
     });
 
-    /** Which window the knock was drawn for, by matching its derived ports against each candidate. */
+    /**
+     * Which window the knock was drawn for, by matching its derived ports against each
+     * candidate; undefined when none or more than one matches. With 3 knocks over 16 ports two
+     * windows' sequences coincided often enough (1 in 256 per window) that the first match was
+     * sometimes the wrong window: 4 knocks over 48 ports make that about 1 in 100,000.
+     */
     function windowOfKnock(spec: TimeSpec, knock: number[], aroundMs: number): number | undefined {
       const nonce = knock[0]! - spec.rangeStart;
       const n = windowOf(spec, aroundMs);
-      for (let w = n - 5; w <= n + 5; w++) if (timeSequence(spec, w, nonce).join() === knock.join()) return w;
-      return undefined;
+      const matches: number[] = [];
+      for (let w = n - 5; w <= n + 5; w++) if (timeSequence(spec, w, nonce).join() === knock.join()) matches.push(w);
+      return matches.length === 1 ? matches[0] : undefined;
     }
 
     for (const skewMs of [60_000, -60_000]) {
@@ -430,14 +439,14 @@ describe('TunnelKeeper against real SSH servers', function () {
         const dateServer = createHttpsServer({ cert: pki.server.certPem, key: pki.server.keyPem }, (_req, res) => res.end());
         await new Promise<void>((resolve) => dateServer.listen(0, '127.0.0.1', () => resolve()));
         try {
-          const spec: TimeSpec = { mode: 'time', secret: Buffer.from('knock-secret'), length: 3, rangeStart, rangeEnd: rangeStart + 15, periodMs: PERIOD_MS };
+          const spec: TimeSpec = { mode: 'time', secret: Buffer.from('knock-secret'), length: LENGTH, rangeStart, rangeEnd: rangeStart + RANGE - 1, periodMs: PERIOD_MS };
           const skewed = (): number => Date.now() + skewMs;
           // The SSH port is closed: each cycle knocks, fails to connect, backs off.
           const t = { ...target(await freePort(), hostKey.fingerprint), knock: spec, httpsPort: (dateServer.address() as AddressInfo).port };
           const k = startKeeper(t, await freePort(), 'broker', skewed);
-          await waitFor('a whole knock', () => seen.length >= 3, 10_000, 20);
+          await waitFor('a whole knock', () => seen.length >= LENGTH, 10_000, 20);
           k.stop();
-          const knock = seen.slice(0, 3);
+          const knock = seen.slice(0, LENGTH);
           const drawn = windowOfKnock(spec, knock, Date.now());
           assert.ok(drawn !== undefined && Math.abs(drawn - windowOf(spec, Date.now())) <= 1, `knocked for window ${drawn}, the gateway is in ${windowOf(spec, Date.now())}`);
           assert.ok(logs.lines.some((l) => l.message === "this host's clock differs from the gateway's; knocking in the gateway's time"));
@@ -446,12 +455,12 @@ describe('TunnelKeeper against real SSH servers', function () {
           await waitFor('the keeper to stop', () => k.state === 'stopped', 10_000, 20);
           keeper = undefined;
           const blindSeen: number[] = [];
-          const blindSpec: TimeSpec = { ...spec, rangeStart: await listenOnRange(16, blindSeen) };
-          blindSpec.rangeEnd = blindSpec.rangeStart + 15;
+          const blindSpec: TimeSpec = { ...spec, rangeStart: await listenOnRange(RANGE, blindSeen) };
+          blindSpec.rangeEnd = blindSpec.rangeStart + RANGE - 1;
           const blind = startKeeper({ ...t, knock: blindSpec, httpsPort: await freePort() }, await freePort(), 'broker', skewed);
-          await waitFor('a whole knock', () => blindSeen.length >= 3, 10_000, 20);
+          await waitFor('a whole knock', () => blindSeen.length >= LENGTH, 10_000, 20);
           blind.stop();
-          const own = windowOfKnock(blindSpec, blindSeen.slice(0, 3), skewed());
+          const own = windowOfKnock(blindSpec, blindSeen.slice(0, LENGTH), skewed());
           assert.ok(own !== undefined && Math.abs(own - windowOf(blindSpec, skewed())) <= 1, `blind knock window ${own}, its own clock is in ${windowOf(blindSpec, skewed())}`);
           assert.ok(Math.abs(own - windowOf(blindSpec, Date.now())) >= 1);
         } finally {
