@@ -35,8 +35,6 @@ export interface BrokerRecord {
   revokedAt?: string;
   /** Serial of the CA certificate that signed certSerial (`retire ca` refuses while a broker holds the old CA's). */
   caSerial?: string;
-  /** Serials of its client certificates retired by `retire broker-cert`: on the CRL, as a revoked broker's. */
-  retiredCertSerials?: string[];
 }
 
 export function loadBrokers(path: string): BrokerRecord[] {

@@ -21,10 +21,15 @@ export function deploymentCas(L: KeyLayout, current: PemPair): PemPair[] {
   return cas;
 }
 
-/** Retired certificates that are no broker's (core's server certificates), in pki/retired.json. */
+/**
+ * Certificates a rotation retired (core's old server certificate, a broker's old client
+ * certificate), in pki/retired.json, each with when: the CRL lists them at that date.
+ */
 export interface RetiredCertificate {
   serial: string;
-  role: 'server';
+  role: 'server' | 'client';
+  /** The broker's name, for a client certificate. */
+  broker?: string;
   retiredAt: string;
 }
 
@@ -41,18 +46,14 @@ export function saveRetired(L: KeyLayout, certificates: readonly RetiredCertific
 }
 
 /**
- * What the CRL lists: every revoked broker's certificates, every certificate retired by a
+ * What the CRL lists: every revoked broker's certificate, every certificate retired by a
  * rotation (a broker's old client certificate, core's old server certificate). Serials are
  * random 128-bit numbers, so one list per CA can hold them all without naming another CA's.
  */
 export function revokedCertificates(brokers: readonly BrokerRecord[], retired: readonly RetiredCertificate[]): RevokedCertificate[] {
   const out = new Map<string, RevokedCertificate>();
   const add = (serial: string, at: string): void => void out.set(normalizeSerial(serial), { serial, revokedAt: new Date(at) });
-  for (const b of brokers) {
-    if (b.revokedAt) add(b.certSerial, b.revokedAt);
-    // retire broker-cert keeps no date per serial: the CRL's own thisUpdate bounds it.
-    for (const s of b.retiredCertSerials ?? []) add(s, b.revokedAt ?? new Date(0).toISOString());
-  }
+  for (const b of brokers) if (b.revokedAt) add(b.certSerial, b.revokedAt);
   for (const r of retired) add(r.serial, r.retiredAt);
   return [...out.values()];
 }

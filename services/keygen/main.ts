@@ -108,7 +108,6 @@ async function main(): Promise<void> {
     certSerial: certificateSerial(readFileSync(L.broker.clientCert, 'utf8')),
     // Kept across runs: the CA that signed it (retire ca checks it) and the serials retired by rotation (on the CRL).
     ...caSerialOf(readFileSync(L.broker.clientCert, 'utf8'), deploymentCas(L, ca)),
-    ...(known?.retiredCertSerials ? { retiredCertSerials: known.retiredCertSerials } : {}),
     // During a broker key rotation's overlap (rotation/broker-key.ts) the gateways accept its previous key too.
     ...(existsSync(`${L.broker.sshKey}.previous`) ? { previousSshPublicKey: publicKeyLine(readFileSync(`${L.broker.sshKey}.previous`, 'utf8'), e.BROKER_NAME) } : {}),
     ...(e.BROKER_FROM !== undefined ? { from: e.BROKER_FROM } : {}),

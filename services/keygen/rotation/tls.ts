@@ -170,10 +170,10 @@ registerRotation('broker-cert', {
     refuseIfNothingToRetire('broker-cert', L.broker.clientCert);
     const { brokers, record } = thisBroker(ctx);
     const old = certificateSerial(readFileSync(previousOf(L.broker.clientCert), 'utf8'));
-    const updated = brokers.map((b) => (b.name === record.name ? { ...b, retiredCertSerials: [...new Set([...(b.retiredCertSerials ?? []), old])] } : b));
-    saveBrokers(L.pki.brokers, updated);
+    const retired = loadRetired(L);
+    if (!retired.some((r) => normalizeSerial(r.serial) === normalizeSerial(old))) saveRetired(L, [...retired, { serial: old, role: 'client', broker: record.name, retiredAt: new Date().toISOString() }]);
     // The CRL: core refuses the old certificate, and cuts connections still on it.
-    await writeIdentityFiles(L, updated, currentCa(L), ctx.env.QUEUE_PORT);
+    await writeIdentityFiles(L, brokers, currentCa(L), ctx.env.QUEUE_PORT);
     removePrevious(L.broker.clientCert, L.broker.clientKey);
     ctx.log.info('broker certificate retired: its serial on the CRL', { broker: record.name, serial: old });
   },

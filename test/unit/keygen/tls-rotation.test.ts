@@ -8,13 +8,19 @@ describe('keygen TLS rotation: what the CRL lists and who blocks retire ca', () 
   it('lists revoked brokers, every retired client certificate and retired server certificates, once each', () => {
     const serials = revokedCertificates(
       [
-        { name: 'a', sshPublicKey: 'ssh-ed25519 AAAA a', certSerial: '0a1', retiredCertSerials: ['0b2', 'B2'] },
+        { name: 'a', sshPublicKey: 'ssh-ed25519 AAAA a', certSerial: '0a1' },
         { name: 'b', sshPublicKey: 'ssh-ed25519 AAAA b', certSerial: 'c3', revokedAt: at },
         { name: 'c', sshPublicKey: 'ssh-ed25519 AAAA c', certSerial: 'd4' },
       ],
-      [{ serial: 'e5', role: 'server', retiredAt: at }],
-    ).map((r) => r.serial.toLowerCase().replace(/^0+/, ''));
-    assert.deepEqual(serials.sort(), ['b2', 'c3', 'e5']);
+      [
+        { serial: '0b2', role: 'client', broker: 'a', retiredAt: at },
+        { serial: 'B2', role: 'client', broker: 'a', retiredAt: at },
+        { serial: 'e5', role: 'server', retiredAt: at },
+      ],
+    );
+    assert.deepEqual(serials.map((r) => r.serial.toLowerCase().replace(/^0+/, '')).sort(), ['b2', 'c3', 'e5']);
+    // Each at the date it was revoked or retired, none at the epoch.
+    assert.ok(serials.every((r) => r.revokedAt.toISOString() === at));
   });
 
   it("names the unrevoked brokers whose certificate is not the current CA's (or of unknown CA), and no other", () => {
