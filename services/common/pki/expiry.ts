@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { webcrypto, X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { pemCrls } from './tls-files';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -43,17 +44,26 @@ export function certificatesExpiry(pem: string): number {
 }
 
 /**
- * A CRL's nextUpdate in unix seconds, or undefined when it has none (X.509 allows leaving it
- * out). OpenSSL refuses every certificate once a CRL's nextUpdate has passed, so it is an
- * expiry like a certificate's; keygen writes 9999-12-31 (common/pki/crl.ts), which no alert
- * window reaches.
+ * The earliest nextUpdate of the CRLs in a PEM text, in unix seconds, or undefined when none
+ * has one (X.509 allows leaving it out). OpenSSL refuses every certificate of an issuer once
+ * its CRL's nextUpdate has passed, so it is an expiry like a certificate's. A file holds one
+ * CRL per trusted CA (two during a CA rotation): the first to lapse is the date that matters.
+ * keygen writes 9999-12-31 (common/pki/crl.ts), which no alert window reaches.
  */
 export function crlExpiry(pem: string): number | undefined {
-  let crl: x509.X509Crl;
-  try {
-    crl = new x509.X509Crl(pem);
-  } catch (err) {
-    throw new CertificateExpiryError(`the CRL cannot be parsed: ${(err as Error).message}`);
+  const blocks = pemCrls(pem);
+  if (blocks.length === 0) throw new CertificateExpiryError('no PEM CRL in the file');
+  let earliest: number | undefined;
+  for (const block of blocks) {
+    let crl: x509.X509Crl;
+    try {
+      crl = new x509.X509Crl(block);
+    } catch (err) {
+      throw new CertificateExpiryError(`the CRL cannot be parsed: ${(err as Error).message}`);
+    }
+    if (crl.nextUpdate === undefined) continue;
+    const at = Math.floor(crl.nextUpdate.getTime() / 1000);
+    earliest = earliest === undefined ? at : Math.min(earliest, at);
   }
-  return crl.nextUpdate === undefined ? undefined : Math.floor(crl.nextUpdate.getTime() / 1000);
+  return earliest;
 }

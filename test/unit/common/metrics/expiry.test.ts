@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
 import { Registry } from 'prom-client';
 import { certificateExpiryGauge, crlExpiryGauge } from '../../../../services/common/metrics/expiry';
 import { createCa, issueCertificate, type PemPair } from '../../../../services/common/pki/certificates';
@@ -68,5 +70,23 @@ describe('expiry gauges (nonstop_certificate_expiry_timestamp_seconds, nonstop_c
     const crl = await createCrl(ca, []);
     crlExpiryGauge([registry]).track('ca', () => crl);
     assert.equal(await sample(registry, 'nonstop_crl_expiry_timestamp_seconds', 'crl', 'ca'), seconds(new Date(Date.UTC(9999, 11, 31, 23, 59, 59))));
+  });
+
+  it('exports the earliest nextUpdate of a file holding one CRL per CA (a CA rotation), whichever comes first in the file', async () => {
+    const lapsing = new Date(Date.UTC(2030, 0, 1));
+    const other = await createCa('the next CA');
+    const signingKey = await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(other.keyPem), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+    const short = (
+      await x509.X509CrlGenerator.create({ issuer: new x509.X509Certificate(other.certPem).subject, thisUpdate: new Date(), nextUpdate: lapsing, entries: [], signingKey, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } })
+    )
+      .toString('pem')
+      // The label OpenSSL reads, as keygen writes it (common/pki/crl.ts).
+      .replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----');
+    const keygens = await createCrl(ca, []);
+    for (const file of [`${keygens}\n${short}\n`, `${short}\n${keygens}\n`]) {
+      const registry = new Registry();
+      crlExpiryGauge([registry]).track('ca', () => file);
+      assert.equal(await sample(registry, 'nonstop_crl_expiry_timestamp_seconds', 'crl', 'ca'), seconds(lapsing));
+    }
   });
 });
