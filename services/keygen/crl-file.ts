@@ -1,13 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { PemPair } from '../common/pki/certificates';
+import { previousOf } from '../common/pki/files';
 import { createCrl, normalizeSerial, readCrls, type RevokedCertificate } from '../common/pki/crl';
 import { pemCrls } from '../common/pki/tls-files';
 import type { BrokerRecord } from './brokers';
 import { replaceFile } from './brokers';
 import type { KeyLayout } from './layout';
-
-/** The file beside `path` that holds the old key during an overlap (ROTATION protocol). */
-export const previousOf = (path: string): string => `${path}.previous`;
 
 /**
  * The CAs core trusts, newest first: the deployment CA and, while a CA rotation overlaps

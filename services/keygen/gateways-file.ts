@@ -3,6 +3,7 @@ import { fingerprintOfKey } from '../common/pki/ssh-keys';
 import { sha256Hex } from '../common/pki/digest';
 import type { KeygenEnv } from './env';
 import type { KeyLayout } from './layout';
+import { previousOf } from '../common/pki/files';
 
 /**
  * The broker's gateways.json entry for this gateway, derived from the gateway's key files
@@ -39,7 +40,7 @@ export function writeGatewaysFile(L: KeyLayout, e: KeygenEnv, hostKeyFingerprint
  */
 export function hostKeyFingerprints(L: KeyLayout): string | string[] {
   const current = fingerprintOfKey(readFileSync(L.gateway.hostKey, 'utf8'));
-  const previousFile = `${L.gateway.hostKey}.previous`;
+  const previousFile = previousOf(L.gateway.hostKey);
   if (!existsSync(previousFile)) return current;
   return [current, fingerprintOfKey(readFileSync(previousFile, 'utf8'))];
 }
@@ -50,7 +51,7 @@ export function hostKeyFingerprints(L: KeyLayout): string | string[] {
  */
 function queuePasswordHashes(L: KeyLayout): string | string[] {
   const current = sha256Hex(readFileSync(L.gateway.queuePassword, 'utf8').trim());
-  const previousFile = `${L.gateway.queuePassword}.previous`;
+  const previousFile = previousOf(L.gateway.queuePassword);
   if (!existsSync(previousFile)) return current;
   return [current, sha256Hex(readFileSync(previousFile, 'utf8').trim())];
 }

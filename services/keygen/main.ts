@@ -7,7 +7,7 @@ import { staticSequenceProblem } from '../common/knock/sequence';
 import { guessFloorProblem } from '../common/knock/strength';
 import { createLogger } from '../common/log/logger';
 import { createCa, issueCertificate, type PemPair } from '../common/pki/certificates';
-import { writeIfAbsent } from '../common/pki/files';
+import { previousOf, writeIfAbsent } from '../common/pki/files';
 import { fingerprintOfKey, generateSshKeyPair, publicKeyLine } from '../common/pki/ssh-keys';
 import { firstDataKeySet, formatDataKeyFile } from '../common/pki/data-key-file';
 import { certificateCommonName, certificateSerial } from '../common/pki/crl';
@@ -109,7 +109,7 @@ async function main(): Promise<void> {
     // Kept across runs: the CA that signed it (retire ca checks it) and the serials retired by rotation (on the CRL).
     ...caSerialOf(readFileSync(L.broker.clientCert, 'utf8'), deploymentCas(L, ca)),
     // During a broker key rotation's overlap (rotation/broker-key.ts) the gateways accept its previous key too.
-    ...(existsSync(`${L.broker.sshKey}.previous`) ? { previousSshPublicKey: publicKeyLine(readFileSync(`${L.broker.sshKey}.previous`, 'utf8'), e.BROKER_NAME) } : {}),
+    ...(existsSync(previousOf(L.broker.sshKey)) ? { previousSshPublicKey: publicKeyLine(readFileSync(previousOf(L.broker.sshKey), 'utf8'), e.BROKER_NAME) } : {}),
     ...(e.BROKER_FROM !== undefined ? { from: e.BROKER_FROM } : {}),
     ...(e.BROKER_KEY_EXPIRY !== undefined ? { expiryTime: e.BROKER_KEY_EXPIRY } : {}),
   };

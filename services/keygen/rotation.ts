@@ -1,4 +1,7 @@
+import { existsSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { ConfigError } from '../common/errors/config-error';
+import { previousOf, syncDir } from '../common/pki/files';
 import type { Logger } from '../common/log/logger';
 import type { KeygenEnv } from './env';
 import { refreshAllKeyDates } from './key-dates';
@@ -30,6 +33,30 @@ export interface Rotation {
   describe: string;
   rotate(ctx: RotationContext): Promise<void>;
   retire(ctx: RotationContext): Promise<void>;
+}
+
+/** `rotate <what>` refuses while any of `paths` still has its old key beside it: one overlap at a time. */
+export function refuseDuringOverlap(what: string, ...paths: string[]): void {
+  const open = paths.map(previousOf).filter((p) => existsSync(p));
+  if (open.length > 0) throw new ConfigError([`rotate ${what}: ${open.join(', ')} exists, a rotation is in progress; retire ${what} first`]);
+}
+
+/** `retire <what>` refuses when none of `paths` has an old key beside it. */
+export function refuseWithoutOverlap(what: string, ...paths: string[]): void {
+  if (!paths.some((p) => existsSync(previousOf(p)))) throw new ConfigError([`retire ${what}: no ${paths.map(previousOf).join(' or ')}, nothing to retire`]);
+}
+
+/** Removes the old key beside each of `paths`, in that order, each removal synced to disk. */
+export function removePrevious(...paths: string[]): void {
+  for (const p of paths) {
+    rmSync(previousOf(p), { force: true });
+    syncDir(dirname(p));
+  }
+}
+
+/** Refuses arguments after `<what>`: the key's owner comes from keygen's environment (`whose`). */
+export function noArguments(what: string, ctx: RotationContext, whose: string): void {
+  if (ctx.args.length > 0) throw new ConfigError([`${what}: takes no arguments (${whose}), got ${JSON.stringify(ctx.args.join(' '))}`]);
 }
 
 /** Every key `rotate` knows, by the name operators type. Each entry lives in rotation/<name>.ts. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../../common/log/logger';
 import { checkSshPrivateKey, SshPrivateKeyError } from '../../common/ssh/private-key';
+import { previousOf } from '../../common/pki/files';
 
 /**
  * The broker's SSH keys, followed while it runs: SSH_KEY_FILE (the newest key) and, during a
@@ -30,7 +31,7 @@ export class BrokerSshKeys {
   }
 
   get previousPath(): string {
-    return `${this.path}.previous`;
+    return previousOf(this.path);
   }
 
   /** Newest first: [current] or [current, previous]. */

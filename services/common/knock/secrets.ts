@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors/config-error';
 import type { TimeSpec } from './sequence';
+import { previousOf } from '../pki/files';
 
 /** The shortest knock secret either side takes (gateway config, broker config). */
 export const MIN_KNOCK_SECRET_BYTES = 16;
@@ -23,7 +24,7 @@ export function readKnockSecretTexts(path: string): { current: string; previous:
   const current = readFileSync(path, 'utf8');
   let previous: string | undefined;
   try {
-    previous = readFileSync(`${path}.previous`, 'utf8');
+    previous = readFileSync(previousOf(path), 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }

@@ -3,6 +3,13 @@ import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, unlinkSync, writeS
 import { dirname } from 'node:path';
 
 /**
+ * Where the old key of a file lives while a rotation overlaps (`nonstop-keygen rotate` until
+ * `retire`, services/keygen/rotation.ts): beside the file, under this name. Keygen writes it
+ * and every tier that follows a key file reads it through this, so the two cannot disagree.
+ */
+export const previousOf = (path: string): string => `${path}.previous`;
+
+/**
  * Writes a file only if it does not exist yet, so generated keys, certificates and the
  * database password are created once and never overwritten. Returns false when the file
  * was already there.

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { ConfigError } from '../../common/errors/config-error';
 import { FollowedFile } from '../../common/config/followed-file';
 import type { Logger } from '../../common/log/logger';
+import { previousOf } from '../../common/pki/files';
 
 /** How often the gateway looks at QUEUE_PASSWORD_FILE and its `.previous` for changes. */
 export const QUEUE_PASSWORD_POLL_MS = 2000;
@@ -53,13 +54,13 @@ export class QueuePasswords extends EventEmitter<{ changed: [] }> {
         log.error('queue password file cannot be read; keeping the passwords in use', { path, err: err.code });
       },
     });
-    this.previousFile = new FollowedFile(`${path}.previous`, {
+    this.previousFile = new FollowedFile(previousOf(path), {
       changed: (text) => {
         this.previousText = text;
       },
       unreadable: (err) => {
         this.previousText = undefined;
-        if (err.code !== 'ENOENT') log.error('previous queue password file cannot be read; ignoring it', { path: `${path}.previous`, err: err.code });
+        if (err.code !== 'ENOENT') log.error('previous queue password file cannot be read; ignoring it', { path: previousOf(path), err: err.code });
       },
     });
   }

@@ -1,10 +1,9 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../../common/errors/config-error';
-import { syncDir } from '../../common/pki/files';
+import { previousOf } from '../../common/pki/files';
 import { fingerprintOfKey, generateSshKeyPair, publicKeyLine } from '../../common/pki/ssh-keys';
 import { loadBrokers, renderAuthorizedKeys, replaceFile, saveBrokers, type BrokerRecord } from '../brokers';
-import { registerRotation, type RotationContext } from '../rotation';
+import { noArguments, refuseDuringOverlap, refuseWithoutOverlap, registerRotation, removePrevious, type RotationContext } from '../rotation';
 
 /**
  * `nonstop-keygen rotate broker-key` / `retire broker-key`: the SSH key of the broker
@@ -25,11 +24,11 @@ import { registerRotation, type RotationContext } from '../rotation';
  * Other gateways of a fleet get the new authorized_keys when nonstop-keygen runs for them
  * (it derives every gateway's file from brokers.json): run it for each before retire.
  */
-function paths(ctx: RotationContext): { current: string; previous: string } {
-  if (ctx.args.length > 0) throw new ConfigError([`broker-key: takes no arguments (the broker is BROKER_NAME/KEYGEN_BROKER_SUBDIR), got ${JSON.stringify(ctx.args.join(' '))}`]);
+function keyFile(ctx: RotationContext): string {
+  noArguments('broker-key', ctx, 'the broker is BROKER_NAME/KEYGEN_BROKER_SUBDIR');
   const current = ctx.layout.broker.sshKey;
   if (!existsSync(current)) throw new ConfigError([`broker-key: ${current} does not exist; run nonstop-keygen first`]);
-  return { current, previous: `${current}.previous` };
+  return current;
 }
 
 function withRecord(ctx: RotationContext, change: (b: BrokerRecord) => BrokerRecord): BrokerRecord[] {
@@ -48,8 +47,8 @@ function writeCheckingSide(ctx: RotationContext, brokers: BrokerRecord[]): void 
 registerRotation('broker-key', {
   describe: "a broker's SSH key, authorized by its gateways",
   rotate(ctx) {
-    const { current, previous } = paths(ctx);
-    if (existsSync(previous)) throw new ConfigError([`rotate broker-key: ${previous} exists, a rotation is in progress; retire broker-key first`]);
+    const current = keyFile(ctx);
+    refuseDuringOverlap('broker-key', current);
     const old = readFileSync(current, 'utf8');
     const next = generateSshKeyPair(ctx.env.BROKER_NAME);
     // Checking side first: the gateway authorizes both before the broker can offer the new one.
@@ -57,18 +56,17 @@ registerRotation('broker-key', {
       ctx,
       withRecord(ctx, (b) => ({ ...b, sshPublicKey: publicKeyLine(next.publicKey, b.name), previousSshPublicKey: publicKeyLine(old, b.name) })),
     );
-    replaceFile(previous, old, 0o600);
+    replaceFile(previousOf(current), old, 0o600);
     replaceFile(current, next.privateKey, 0o600);
     ctx.log.info('broker key rotated: the gateways accept both until retire broker-key', { broker: ctx.env.BROKER_NAME, fingerprint: fingerprintOfKey(next.publicKey), previous: fingerprintOfKey(old) });
     return Promise.resolve();
   },
   retire(ctx) {
-    const { previous } = paths(ctx);
-    if (!existsSync(previous)) throw new ConfigError([`retire broker-key: ${previous} does not exist, nothing to retire`]);
-    const retired = fingerprintOfKey(readFileSync(previous, 'utf8'));
+    const current = keyFile(ctx);
+    refuseWithoutOverlap('broker-key', current);
+    const retired = fingerprintOfKey(readFileSync(previousOf(current), 'utf8'));
     // Presenting side first: the broker stops offering the old key before the gateway refuses it.
-    rmSync(previous);
-    syncDir(dirname(previous));
+    removePrevious(current);
     writeCheckingSide(
       ctx,
       withRecord(ctx, ({ previousSshPublicKey: _dropped, ...b }) => b),

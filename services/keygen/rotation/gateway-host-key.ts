@@ -1,11 +1,10 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../../common/errors/config-error';
-import { syncDir } from '../../common/pki/files';
+import { previousOf } from '../../common/pki/files';
 import { fingerprintOfKey, generateSshKeyPair } from '../../common/pki/ssh-keys';
 import { replaceFile } from '../brokers';
 import { writeGatewaysFile } from '../gateways-file';
-import { registerRotation, type RotationContext } from '../rotation';
+import { noArguments, refuseDuringOverlap, refuseWithoutOverlap, registerRotation, removePrevious, type RotationContext } from '../rotation';
 
 /**
  * `nonstop-keygen rotate gateway-host-key` / `retire gateway-host-key`: the SSH host key of
@@ -25,35 +24,34 @@ import { registerRotation, type RotationContext } from '../rotation';
  *   on the new key, comes up before the old one closes: broker/tunnel/keeper.ts). Run it once
  *   the gateway logged 'ssh host key reloaded'.
  */
-function paths(ctx: RotationContext): { current: string; previous: string } {
-  if (ctx.args.length > 0) throw new ConfigError([`gateway-host-key: takes no arguments (the gateway is GATEWAY_ID/KEYGEN_GATEWAY_SUBDIR), got ${JSON.stringify(ctx.args.join(' '))}`]);
+function hostKeyFile(ctx: RotationContext): string {
+  noArguments('gateway-host-key', ctx, 'the gateway is GATEWAY_ID/KEYGEN_GATEWAY_SUBDIR');
   const current = ctx.layout.gateway.hostKey;
   if (!existsSync(current)) throw new ConfigError([`gateway-host-key: ${current} does not exist; run nonstop-keygen first`]);
-  return { current, previous: `${current}.previous` };
+  return current;
 }
 
 registerRotation('gateway-host-key', {
   describe: "the gateway's SSH host key, pinned by its brokers",
   rotate(ctx) {
-    const { current, previous } = paths(ctx);
-    if (existsSync(previous)) throw new ConfigError([`rotate gateway-host-key: ${previous} exists, a rotation is in progress; retire gateway-host-key first`]);
+    const current = hostKeyFile(ctx);
+    refuseDuringOverlap('gateway-host-key', current);
     const old = readFileSync(current, 'utf8');
     const next = generateSshKeyPair(`gateway-${ctx.env.GATEWAY_ID}`);
     const fingerprints = [fingerprintOfKey(next.publicKey), fingerprintOfKey(old)];
     // Checking side first: every broker pins both before the gateway can present the new one.
     writeGatewaysFile(ctx.layout, ctx.env, fingerprints);
-    replaceFile(previous, old, 0o600);
+    replaceFile(previousOf(current), old, 0o600);
     replaceFile(current, next.privateKey, 0o600);
     writeGatewaysFile(ctx.layout, ctx.env);
     ctx.log.info('gateway host key rotated: the brokers accept both until retire gateway-host-key', { gateway: ctx.env.GATEWAY_ID, fingerprint: fingerprints[0], previous: fingerprints[1] });
     return Promise.resolve();
   },
   retire(ctx) {
-    const { previous } = paths(ctx);
-    if (!existsSync(previous)) throw new ConfigError([`retire gateway-host-key: ${previous} does not exist, nothing to retire`]);
-    const retired = fingerprintOfKey(readFileSync(previous, 'utf8'));
-    rmSync(previous);
-    syncDir(dirname(previous));
+    const current = hostKeyFile(ctx);
+    refuseWithoutOverlap('gateway-host-key', current);
+    const retired = fingerprintOfKey(readFileSync(previousOf(current), 'utf8'));
+    removePrevious(current);
     writeGatewaysFile(ctx.layout, ctx.env);
     ctx.log.info('gateway host key retired: the brokers refuse the previous one once they reload', { gateway: ctx.env.GATEWAY_ID, retired });
     return Promise.resolve();

@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../../common/errors/config-error';
-import { syncDir } from '../../common/pki/files';
+import { previousOf } from '../../common/pki/files';
 import { replaceFile } from '../brokers';
-import { registerRotation, type RotationContext } from '../rotation';
+import { noArguments, refuseDuringOverlap, refuseWithoutOverlap, registerRotation, removePrevious, type RotationContext } from '../rotation';
 
 /**
  * `nonstop-keygen rotate knock-secret` / `retire knock-secret`: the secret time-based knocks
@@ -23,7 +22,7 @@ import { registerRotation, type RotationContext } from '../rotation';
  * gateways.json does not change: it names the broker's secret file, not the secret.
  */
 function paths(ctx: RotationContext): { files: string[] } {
-  if (ctx.args.length > 0) throw new ConfigError([`knock-secret: takes no arguments (the gateway is GATEWAY_ID/KEYGEN_GATEWAY_SUBDIR), got ${JSON.stringify(ctx.args.join(' '))}`]);
+  noArguments('knock-secret', ctx, 'the gateway is GATEWAY_ID/KEYGEN_GATEWAY_SUBDIR');
   // Checking side first, presenting side second.
   const files = [ctx.layout.gateway.knockSecret, ctx.layout.broker.knockSecret(ctx.env.GATEWAY_ID)];
   for (const f of files) if (!existsSync(f)) throw new ConfigError([`knock-secret: ${f} does not exist; time-based knocks (KNOCK_MODE=time) and a keygen run first`]);
@@ -34,11 +33,10 @@ registerRotation('knock-secret', {
   describe: "the secret of the gateway's time-based knock, at the gateway and its broker",
   rotate(ctx) {
     const { files } = paths(ctx);
-    const inProgress = files.filter((f) => existsSync(`${f}.previous`));
-    if (inProgress.length > 0) throw new ConfigError([`rotate knock-secret: ${inProgress.map((f) => `${f}.previous`).join(', ')} exists, a rotation is in progress; retire knock-secret first`]);
+    refuseDuringOverlap('knock-secret', ...files);
     const secret = randomBytes(32).toString('base64url');
     for (const f of files) {
-      replaceFile(`${f}.previous`, readFileSync(f, 'utf8'), 0o600);
+      replaceFile(previousOf(f), readFileSync(f, 'utf8'), 0o600);
       replaceFile(f, secret, 0o600);
     }
     ctx.log.info('knock secret rotated: the gateway accepts both and the broker falls back to the previous one until retire knock-secret', { gateway: ctx.env.GATEWAY_ID });
@@ -46,13 +44,9 @@ registerRotation('knock-secret', {
   },
   retire(ctx) {
     const { files } = paths(ctx);
-    const previous = files.map((f) => `${f}.previous`);
-    if (!previous.some((p) => existsSync(p))) throw new ConfigError([`retire knock-secret: no ${previous.join(' or ')}, nothing to retire`]);
+    refuseWithoutOverlap('knock-secret', ...files);
     // Presenting side first: the broker stops knocking with the old secret before the gateway stops taking it.
-    for (const p of [...previous].reverse()) {
-      rmSync(p, { force: true });
-      syncDir(dirname(p));
-    }
+    removePrevious(...[...files].reverse());
     ctx.log.info('knock secret retired: sequences derived from the previous secret open nothing once the gateway reloads', { gateway: ctx.env.GATEWAY_ID });
     return Promise.resolve();
   },

@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../../common/errors/config-error';
-import { syncDir } from '../../common/pki/files';
+import { previousOf } from '../../common/pki/files';
 import { replaceFile } from '../brokers';
 import { writeGatewaysFile } from '../gateways-file';
-import { registerRotation, type RotationContext } from '../rotation';
+import { noArguments, refuseDuringOverlap, refuseWithoutOverlap, registerRotation, removePrevious, type RotationContext } from '../rotation';
 
 /**
  * `nonstop-keygen rotate queue-password` / `retire queue-password`: the password the gateway
@@ -22,18 +21,19 @@ import { registerRotation, type RotationContext } from '../rotation';
  *   drop the old one from the Redis user, which refuses it from then on. Run it once the
  *   gateway logged 'queue password reloaded' and every broker its gateways reload.
  */
-function paths(ctx: RotationContext): { current: string; previous: string } {
-  if (ctx.args.length > 0) throw new ConfigError([`queue-password: takes no arguments (the gateway is GATEWAY_ID/KEYGEN_GATEWAY_SUBDIR), got ${JSON.stringify(ctx.args.join(' '))}`]);
+function passwordFile(ctx: RotationContext): string {
+  noArguments('queue-password', ctx, 'the gateway is GATEWAY_ID/KEYGEN_GATEWAY_SUBDIR');
   const current = ctx.layout.gateway.queuePassword;
   if (!existsSync(current)) throw new ConfigError([`queue-password: ${current} does not exist; run nonstop-keygen first`]);
-  return { current, previous: `${current}.previous` };
+  return current;
 }
 
 registerRotation('queue-password', {
   describe: "the gateway's Redis password at its brokers",
   rotate(ctx) {
-    const { current, previous } = paths(ctx);
-    if (existsSync(previous)) throw new ConfigError([`rotate queue-password: ${previous} exists, a rotation is in progress; retire queue-password first`]);
+    const current = passwordFile(ctx);
+    refuseDuringOverlap('queue-password', current);
+    const previous = previousOf(current);
     replaceFile(previous, readFileSync(current, 'utf8'), 0o600);
     replaceFile(current, randomBytes(32).toString('base64url'), 0o600);
     writeGatewaysFile(ctx.layout, ctx.env);
@@ -41,10 +41,9 @@ registerRotation('queue-password', {
     return Promise.resolve();
   },
   retire(ctx) {
-    const { previous } = paths(ctx);
-    if (!existsSync(previous)) throw new ConfigError([`retire queue-password: ${previous} does not exist, nothing to retire`]);
-    rmSync(previous);
-    syncDir(dirname(previous));
+    const current = passwordFile(ctx);
+    refuseWithoutOverlap('queue-password', current);
+    removePrevious(current);
     writeGatewaysFile(ctx.layout, ctx.env);
     ctx.log.info('queue password retired: the brokers refuse the previous one once they reload', { gateway: ctx.env.GATEWAY_ID });
     return Promise.resolve();

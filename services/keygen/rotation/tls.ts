@@ -1,14 +1,15 @@
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../../common/errors/config-error';
 import { createCa, issueCertificate, type PemPair } from '../../common/pki/certificates';
 import { certificateCommonName, certificateSerial, normalizeSerial } from '../../common/pki/crl';
 import { loadBrokers, replaceFile, saveBrokers, writeIdentityFiles, type BrokerRecord } from '../brokers';
-import { deploymentCas, loadRetired, previousOf, saveRetired, writeCrlFile } from '../crl-file';
+import { deploymentCas, loadRetired, saveRetired, writeCrlFile } from '../crl-file';
+import { previousOf } from '../../common/pki/files';
 import type { KeyLayout } from '../layout';
-import { registerRotation, type RotationContext } from '../rotation';
+import { noArguments, refuseDuringOverlap, refuseWithoutOverlap, registerRotation, removePrevious, type RotationContext } from '../rotation';
 
 /**
  * Rotation of the deployment's TLS: core's server certificate (`core-cert`), a broker's
@@ -53,14 +54,6 @@ function currentCa(L: KeyLayout): PemPair {
   return pair(L.pki.caCert, L.pki.caKey);
 }
 
-function refuseIfOverlap(what: string, path: string): void {
-  if (existsSync(previousOf(path))) throw new ConfigError([`rotate ${what}: ${previousOf(path)} exists, a rotation is still in its overlap; run nonstop-keygen retire ${what} first`]);
-}
-
-function refuseIfNothingToRetire(what: string, path: string): void {
-  if (!existsSync(previousOf(path))) throw new ConfigError([`retire ${what}: no ${previousOf(path)}, nothing to retire`]);
-}
-
 /** Old pair → `.previous`, new pair in its place: key first, so the pair is mismatched only until the certificate lands (followers wait for a match). */
 function replacePair(certPath: string, keyPath: string, next: PemPair, keepPrevious: boolean): void {
   if (keepPrevious) {
@@ -69,10 +62,6 @@ function replacePair(certPath: string, keyPath: string, next: PemPair, keepPrevi
   }
   replaceFile(keyPath, next.keyPem, 0o600);
   replaceFile(certPath, next.certPem, 0o644);
-}
-
-function removePrevious(...paths: string[]): void {
-  for (const p of paths) if (existsSync(previousOf(p))) unlinkSync(previousOf(p));
 }
 
 /** The CA that signed `certPem` among `cas`, or undefined. */
@@ -112,10 +101,6 @@ function thisBroker(ctx: RotationContext): { brokers: BrokerRecord[]; record: Br
   return { brokers, record };
 }
 
-function noArgs(ctx: RotationContext, step: string): void {
-  if (ctx.args.length > 0) throw new ConfigError([`${step}: no arguments expected, got ${JSON.stringify(ctx.args.join(' '))}`]);
-}
-
 async function issueServer(ctx: RotationContext, ca: PemPair): Promise<PemPair> {
   return issueCertificate(ca, { commonName: ctx.env.CORE_NAMES[0]!, altNames: ctx.env.CORE_NAMES, usage: 'server' });
 }
@@ -123,9 +108,9 @@ async function issueServer(ctx: RotationContext, ca: PemPair): Promise<PemPair> 
 registerRotation('core-cert', {
   describe: "core's server certificate",
   async rotate(ctx) {
-    noArgs(ctx, 'rotate core-cert');
+    noArguments('core-cert', ctx, 'core is KEYGEN_OUT/core, its names CORE_NAMES');
     const L = ctx.layout;
-    refuseIfOverlap('core-cert', L.core.serverCert);
+    refuseDuringOverlap('core-cert', L.core.serverCert);
     const ca = currentCa(L);
     const previousSerial = certificateSerial(readFileSync(L.core.serverCert, 'utf8'));
     const next = await issueServer(ctx, ca);
@@ -134,9 +119,9 @@ registerRotation('core-cert', {
     ctx.log.info('core certificate rotated: core serves the new one from its next poll', { serial: certificateSerial(next.certPem), previousSerial });
   },
   async retire(ctx) {
-    noArgs(ctx, 'retire core-cert');
+    noArguments('core-cert', ctx, 'core is KEYGEN_OUT/core, its names CORE_NAMES');
     const L = ctx.layout;
-    refuseIfNothingToRetire('core-cert', L.core.serverCert);
+    refuseWithoutOverlap('core-cert', L.core.serverCert);
     const serial = certificateSerial(readFileSync(previousOf(L.core.serverCert), 'utf8'));
     const retired = loadRetired(L);
     if (!retired.some((r) => normalizeSerial(r.serial) === serial)) saveRetired(L, [...retired, { serial, role: 'server', retiredAt: new Date().toISOString() }]);
@@ -149,9 +134,9 @@ registerRotation('core-cert', {
 registerRotation('broker-cert', {
   describe: "BROKER_NAME's client certificate",
   async rotate(ctx) {
-    noArgs(ctx, 'rotate broker-cert');
+    noArguments('broker-cert', ctx, 'the broker is BROKER_NAME/KEYGEN_BROKER_SUBDIR');
     const L = ctx.layout;
-    refuseIfOverlap('broker-cert', L.broker.clientCert);
+    refuseDuringOverlap('broker-cert', L.broker.clientCert);
     const { brokers, record } = thisBroker(ctx);
     const ca = currentCa(L);
     const cas = deploymentCas(L, ca);
@@ -165,9 +150,9 @@ registerRotation('broker-cert', {
     ctx.log.info('broker certificate rotated: the broker moves to it from its next poll', { broker: record.name, serial, previousSerial: record.certSerial });
   },
   async retire(ctx) {
-    noArgs(ctx, 'retire broker-cert');
+    noArguments('broker-cert', ctx, 'the broker is BROKER_NAME/KEYGEN_BROKER_SUBDIR');
     const L = ctx.layout;
-    refuseIfNothingToRetire('broker-cert', L.broker.clientCert);
+    refuseWithoutOverlap('broker-cert', L.broker.clientCert);
     const { brokers, record } = thisBroker(ctx);
     const old = certificateSerial(readFileSync(previousOf(L.broker.clientCert), 'utf8'));
     const retired = loadRetired(L);
@@ -182,12 +167,11 @@ registerRotation('broker-cert', {
 registerRotation('ca', {
   describe: 'the deployment CA (then core-cert and this broker-cert under it)',
   async rotate(ctx) {
-    noArgs(ctx, 'rotate ca');
+    noArguments('ca', ctx, 'the CA is KEYGEN_OUT/pki; this broker BROKER_NAME/KEYGEN_BROKER_SUBDIR');
     const L = ctx.layout;
-    refuseIfOverlap('ca', L.pki.caCert);
-    for (const [what, path] of [['core-cert', L.core.serverCert], ['broker-cert', L.broker.clientCert]] as const) {
-      if (existsSync(previousOf(path))) throw new ConfigError([`rotate ca: ${previousOf(path)} exists; run nonstop-keygen retire ${what} first`]);
-    }
+    refuseDuringOverlap('ca', L.pki.caCert);
+    refuseDuringOverlap('core-cert', L.core.serverCert);
+    refuseDuringOverlap('broker-cert', L.broker.clientCert);
     const { record } = thisBroker(ctx);
     const old = currentCa(L);
     const oldSerial = certificateSerial(old.certPem);
@@ -221,9 +205,9 @@ registerRotation('ca', {
     });
   },
   async retire(ctx) {
-    noArgs(ctx, 'retire ca');
+    noArguments('ca', ctx, 'the CA is KEYGEN_OUT/pki; this broker BROKER_NAME/KEYGEN_BROKER_SUBDIR');
     const L = ctx.layout;
-    refuseIfNothingToRetire('ca', L.pki.caCert);
+    refuseWithoutOverlap('ca', L.pki.caCert);
     const ca = currentCa(L);
     const caSerial = certificateSerial(ca.certPem);
     const brokers = loadBrokers(L.pki.brokers);
