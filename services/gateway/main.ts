@@ -33,6 +33,8 @@ import { followHostKey } from './ssh/host-key-file';
 import { FailureLimiter } from './ssh/failure-limiter';
 import { GatewaySshServer } from './ssh/server';
 import { ensureServerCertificate } from './tls/certificate';
+import { ServedPair, servedPairPath } from './tls/served-pair';
+import { TlsFileError } from '../common/pki/tls-files';
 
 const RUN_DIR = process.env.RUN_DIR ?? '/run/nonstop';
 
@@ -57,8 +59,20 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   ]);
   const tlsLog = componentLogger(log, 'tls');
   const serverCertPem = await ensureServerCertificate(config.http.certFile, config.http.keyFile, config.http.tlsNames, tlsLog);
-  // nginx reads the certificate when it starts, so its expiry is the one of this text.
-  metrics.certificateExpiry.track('server', () => serverCertPem, tlsLog);
+  // What nginx serves: a checked copy of the pair, followed while running (tls/served-pair.ts).
+  let servedPair: ServedPair;
+  try {
+    servedPair = new ServedPair(
+      { certFile: config.http.certFile, keyFile: config.http.keyFile, servedFile: servedPairPath(join(RUN_DIR, 'nginx')), reload: () => nginx.signal('SIGHUP'), log: tlsLog },
+      serverCertPem,
+      readFileSync(config.http.keyFile, 'utf8'),
+    );
+  } catch (err) {
+    if (!(err instanceof TlsFileError)) throw err;
+    throw new ConfigError([`TLS_CERT_FILE=${JSON.stringify(config.http.certFile)}, TLS_KEY_FILE=${JSON.stringify(config.http.keyFile)}: ${err.message}`]);
+  }
+  // The expiry of the certificate nginx serves, a renewal's once it is reloaded.
+  metrics.certificateExpiry.track('server', () => servedPair.certPem, tlsLog);
   lifecycle.onClose('key-dates', followKeyDates(keyDatesFile(config.ssh.authorizedKeysFile), metrics.keyExpiry, log));
   const hostKey = loadHostKey(config.ssh.hostKeyFile, componentLogger(log, 'ssh'));
   let authorizedKeys;
@@ -180,8 +194,9 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
       ipv6: ipv6Enabled(),
       listenAddress: config.http.listenAddress,
       appPort: config.http.appPort,
-      certFile: config.http.certFile,
-      keyFile: config.http.keyFile,
+      // One file holds both: replaced by one rename, nginx never reads a mismatched pair.
+      certFile: servedPairPath(nginxDir),
+      keyFile: servedPairPath(nginxDir),
       maxBodyBytes: config.http.limits.maxBytes,
       ratePerSecond: config.http.ratePerSecond,
       rateBurst: config.http.rateBurst,
@@ -197,6 +212,8 @@ async function start(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): 
   );
   nginx.start();
   lifecycle.onClose('nginx', () => nginx.stop());
+  servedPair.start();
+  lifecycle.onClose('tls-pair', () => servedPair.stop());
 
   const health = (): HealthReport => {
     const knock = door.stats();
