@@ -1,10 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../common/errors/config-error';
 import { BROKER_NAME } from '../common/ids/names';
 import type { PemPair } from '../common/pki/certificates';
-import { syncDir } from '../common/pki/files';
+import { replaceFile } from '../common/pki/files';
 import { KeyOptionsError, parseKeyOptions } from '../common/ssh/key-options';
 import { deploymentCas, writeCrlFile } from './crl-file';
 import type { KeyLayout } from './layout';
@@ -92,19 +90,6 @@ export function renderBrokerNames(brokers: readonly BrokerRecord[]): string {
     .filter((b) => !b.revokedAt)
     .map((b) => `${b.name}\n`)
     .join('')}`;
-}
-
-/**
- * Replaces a file whole: written and synced under a temporary name, then renamed over the
- * old one, so a reader (or a crash) sees the old file or the new one, never half of either.
- */
-export function replaceFile(path: string, text: string, mode: number): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  if (existsSync(path) && readFileSync(path, 'utf8') === text) return;
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  writeFileSync(tmp, text, { mode, flush: true });
-  renameSync(tmp, path);
-  syncDir(dirname(path));
 }
 
 /**

@@ -1,10 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { PemPair } from '../common/pki/certificates';
-import { previousOf } from '../common/pki/files';
+import { previousOf, replaceFile } from '../common/pki/files';
 import { createCrl, normalizeSerial, readCrls, type RevokedCertificate } from '../common/pki/crl';
 import { pemCrls } from '../common/pki/tls-files';
-import type { BrokerRecord } from './brokers';
-import { replaceFile } from './brokers';
 import type { KeyLayout } from './layout';
 
 /**
@@ -17,6 +15,15 @@ export function deploymentCas(L: KeyLayout, current: PemPair): PemPair[] {
   const key = previousOf(L.pki.caKey);
   if (existsSync(cert) && existsSync(key)) cas.push({ certPem: readFileSync(cert, 'utf8'), keyPem: readFileSync(key, 'utf8') });
   return cas;
+}
+
+/**
+ * What the CRL needs of a broker in pki/brokers.json (services/keygen/brokers.ts, which
+ * writes the CRL through this module: named here by shape, not imported back).
+ */
+export interface IssuedBroker {
+  certSerial: string;
+  revokedAt?: string;
 }
 
 /**
@@ -48,7 +55,7 @@ export function saveRetired(L: KeyLayout, certificates: readonly RetiredCertific
  * rotation (a broker's old client certificate, core's old server certificate). Serials are
  * random 128-bit numbers, so one list per CA can hold them all without naming another CA's.
  */
-export function revokedCertificates(brokers: readonly BrokerRecord[], retired: readonly RetiredCertificate[]): RevokedCertificate[] {
+export function revokedCertificates(brokers: readonly IssuedBroker[], retired: readonly RetiredCertificate[]): RevokedCertificate[] {
   const out = new Map<string, RevokedCertificate>();
   const add = (serial: string, at: string): void => void out.set(normalizeSerial(serial), { serial, revokedAt: new Date(at) });
   for (const b of brokers) if (b.revokedAt) add(b.certSerial, b.revokedAt);
@@ -61,7 +68,7 @@ export function revokedCertificates(brokers: readonly BrokerRecord[], retired: r
  * issuer it trusts. Re-signed only when the revoked set or the CAs changed, so an unchanged
  * run changes no file and core reloads nothing.
  */
-export async function writeCrlFile(L: KeyLayout, brokers: readonly BrokerRecord[], cas: readonly PemPair[]): Promise<void> {
+export async function writeCrlFile(L: KeyLayout, brokers: readonly IssuedBroker[], cas: readonly PemPair[]): Promise<void> {
   const revoked = revokedCertificates(brokers, loadRetired(L));
   const want = new Set(revoked.map((r) => normalizeSerial(r.serial)));
   if (existsSync(L.core.crl)) {

@@ -5,7 +5,8 @@ import { formatKeyDates, KEY_DATES_FILE_NAME, KeyDatesError, parseKeyDates, type
 import { publicKeyBlob, SshKeyFormatError } from '../common/pki/ssh-keys';
 import { KeyOptionsError, parseExpiryTime } from '../common/ssh/key-options';
 import type { Logger } from '../common/log/logger';
-import { loadBrokers, replaceFile } from './brokers';
+import { loadBrokers } from './brokers';
+import { replaceFile } from '../common/pki/files';
 import type { KeyLayout } from './layout';
 
 /**

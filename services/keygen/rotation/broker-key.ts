@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../../common/errors/config-error';
-import { previousOf } from '../../common/pki/files';
+import { previousOf, replaceFile } from '../../common/pki/files';
 import { fingerprintOfKey, generateSshKeyPair, publicKeyLine } from '../../common/pki/ssh-keys';
-import { loadBrokers, renderAuthorizedKeys, replaceFile, saveBrokers, type BrokerRecord } from '../brokers';
+import { loadBrokers, renderAuthorizedKeys, saveBrokers, type BrokerRecord } from '../brokers';
 import { noArguments, refuseDuringOverlap, refuseWithoutOverlap, registerRotation, removePrevious, type RotationContext } from '../rotation';
 
 /**

@@ -1,8 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../../common/errors/config-error';
-import { previousOf } from '../../common/pki/files';
+import { previousOf, replaceFile } from '../../common/pki/files';
 import { fingerprintOfKey, generateSshKeyPair } from '../../common/pki/ssh-keys';
-import { replaceFile } from '../brokers';
 import { writeGatewaysFile } from '../gateways-file';
 import { noArguments, refuseDuringOverlap, refuseWithoutOverlap, registerRotation, removePrevious, type RotationContext } from '../rotation';
 

@@ -5,9 +5,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../../common/errors/config-error';
 import { createCa, issueCertificate, type PemPair } from '../../common/pki/certificates';
 import { certificateCommonName, certificateSerial, normalizeSerial } from '../../common/pki/crl';
-import { loadBrokers, replaceFile, saveBrokers, writeIdentityFiles, type BrokerRecord } from '../brokers';
+import { loadBrokers, saveBrokers, writeIdentityFiles, type BrokerRecord } from '../brokers';
 import { deploymentCas, loadRetired, saveRetired, writeCrlFile } from '../crl-file';
-import { previousOf } from '../../common/pki/files';
+import { previousOf, replaceFile } from '../../common/pki/files';
 import type { KeyLayout } from '../layout';
 import { noArguments, refuseDuringOverlap, refuseWithoutOverlap, registerRotation, removePrevious, type RotationContext } from '../rotation';
 

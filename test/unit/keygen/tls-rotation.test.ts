@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { BrokerRecord } from '../../../services/keygen/brokers';
 import { revokedCertificates } from '../../../services/keygen/crl-file';
 import { oldCaHolders } from '../../../services/keygen/rotation/tls';
 
@@ -6,12 +7,13 @@ describe('keygen TLS rotation: what the CRL lists and who blocks retire ca', () 
   const at = '2026-01-01T00:00:00.000Z';
 
   it('lists revoked brokers, every retired client certificate and retired server certificates, once each', () => {
+    const brokers: BrokerRecord[] = [
+      { name: 'a', sshPublicKey: 'ssh-ed25519 AAAA a', certSerial: '0a1' },
+      { name: 'b', sshPublicKey: 'ssh-ed25519 AAAA b', certSerial: 'c3', revokedAt: at },
+      { name: 'c', sshPublicKey: 'ssh-ed25519 AAAA c', certSerial: 'd4' },
+    ];
     const serials = revokedCertificates(
-      [
-        { name: 'a', sshPublicKey: 'ssh-ed25519 AAAA a', certSerial: '0a1' },
-        { name: 'b', sshPublicKey: 'ssh-ed25519 AAAA b', certSerial: 'c3', revokedAt: at },
-        { name: 'c', sshPublicKey: 'ssh-ed25519 AAAA c', certSerial: 'd4' },
-      ],
+      brokers,
       [
         { serial: '0b2', role: 'client', broker: 'a', retiredAt: at },
         { serial: 'B2', role: 'client', broker: 'a', retiredAt: at },
