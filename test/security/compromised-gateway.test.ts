@@ -116,6 +116,8 @@ describe('a compromised gateway', function () {
     const files = res.stdout.trim().split('\n');
     assert.deepEqual(files.filter((f) => f.startsWith('/var/lib/nonstop')).sort(), [
       '/var/lib/nonstop/authorized_keys',
+      // keygen's dates of the keys above, for the expiry metric: names, a hash prefix, dates.
+      '/var/lib/nonstop/key-dates.json',
       '/var/lib/nonstop/knock.secret',
       // The used (window, nonce) pairs that keep a recorded knock from opening after a
       // restart: numbers, no secret (the HMAC key is knock.secret).
@@ -129,8 +131,9 @@ describe('a compromised gateway', function () {
     // marker does not count).
     const marker = '-----BEGIN [A-Z ]*PRIVATE KEY-----';
     const grep = await stack.exec('gateway', ['sh', '-c', `grep -rlI --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev -- '${marker}' / 2>/dev/null | while read -r f; do grep -A1 -- '${marker}' "$f" | grep -qE '^[A-Za-z0-9+/]{60}' && echo "$f"; done; true`], { timeoutMs: 180_000 });
-    // Its own host key and TLS key only: no broker key, no client certificate, no CA key.
-    assert.deepEqual(grep.stdout.trim().split('\n').sort(), ['/var/lib/nonstop/ssh/ssh_host_ed25519_key', '/var/lib/nonstop/tls/server.key']);
+    // Its own host key and TLS key only: no broker key, no client certificate, no CA key. The
+    // TLS key twice: nginx serves a checked copy of the pair, on the run tmpfs (tls/served-pair.ts).
+    assert.deepEqual(grep.stdout.trim().split('\n').sort(), ['/run/nonstop/nginx/tls/server.pem', '/var/lib/nonstop/ssh/ssh_host_ed25519_key', '/var/lib/nonstop/tls/server.key']);
   });
 
   it('has no route to core, while it reaches a listener on its own network', async () => {
