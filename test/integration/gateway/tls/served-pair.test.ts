@@ -160,13 +160,15 @@ describe('gateway public TLS certificate followed with the real nginx', function
      * One request. Like browsers and most HTTP clients (and as Node's documentation of
      * `request.reusedSocket` advises), a request whose kept-alive connection the server closed
      * as it arrived (a reload's old worker closing its idle connections) is sent again once on
-     * a new connection; the POSTs carry an idempotency key, so that is safe. Counted apart: a
-     * reset on a new connection, or a second one, is a failure.
+     * a new connection of its own; the POSTs carry an idempotency key, so that is safe. Counted
+     * apart: a reset on a new connection is a failure.
      */
     let resent = 0;
     const send = (method: string, path: string, body?: string, headers: Record<string, string> = {}, retried = false): Promise<{ status: number; body: string }> =>
       new Promise((resolve, reject) => {
-        const req = https.request({ host: '127.0.0.1', port: httpsPort, method, path, agent, headers: { ...headers, ...(body ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}) }, timeout: 10_000 }, (res) => {
+        // The resend goes on a connection of its own: another pooled one may be closing too.
+        const via = retried ? { agent: false as const, ca: cas, servername: 'localhost' } : { agent };
+        const req = https.request({ host: '127.0.0.1', port: httpsPort, method, path, ...via, headers: { ...headers, ...(body ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}) }, timeout: 10_000 }, (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
