@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GatewayTarget } from '../../../../services/broker/config';
 import { MAX_QUEUE_CHANNELS_PER_GATEWAY } from '../../../../services/broker/redis/config';
@@ -9,7 +9,7 @@ import { TunnelKeeper, type TunnelState } from '../../../../services/broker/tunn
 import { timeSequence, windowOf, type TimeSpec } from '../../../../services/common/knock/sequence';
 import { createCorePki } from '../../../support/core-fixtures';
 import { memoryLogger } from '../../../support/logger';
-import { freePort } from '../../../support/ports';
+import { freePort, listenOnPortBlock } from '../../../support/ports';
 import {
   counterValue,
   Procs,
@@ -385,28 +385,9 @@ describe('TunnelKeeper against real SSH servers', function () {
      * late (its knock was under way when it stopped) never lands among the next one's.
      */
     async function listenOnRange(size: number, sink: number[]): Promise<number> {
-      for (let attempt = 0; attempt < 50; attempt++) {
-        const base = 20_000 + Math.floor(Math.random() * 30_000);
-        const opened: Server[] = [];
-        try {
-          for (let p = base; p < base + size; p++) {
-            const srv = createServer((sock) => {
-              sink.push(p);
-              sock.destroy();
-            });
-            await new Promise<void>((resolve, reject) => {
-              srv.once('error', reject);
-              srv.listen(p, '127.0.0.1', () => resolve());
-            });
-            opened.push(srv);
-          }
-          listeners.push(...opened);
-          return base;
-        } catch {
-          for (const srv of opened) srv.close();
-        }
-      }
-      throw new Error('no free block of ports');
+      const { base, servers } = await listenOnPortBlock(size, sink);
+      listeners.push(...servers);
+      return base;
     }
 
     beforeEach(async () => {

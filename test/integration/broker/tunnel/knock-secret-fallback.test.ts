@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { parseGatewaysFile, type GatewayTarget } from '../../../../services/broker/config';
 import { TunnelKeeper } from '../../../../services/broker/tunnel/keeper';
 import { timeSequence, windowOf, type TimeSpec } from '../../../../services/common/knock/sequence';
 import { generateSshKeyPair } from '../../../../services/common/pki/ssh-keys';
 import { memoryLogger } from '../../../support/logger';
-import { freePort } from '../../../support/ports';
+import { freePort, listenOnPortBlock } from '../../../support/ports';
 import { tempDir } from '../../../support/tmp';
 import { waitFor } from '../../../support/wait';
 
@@ -29,28 +29,9 @@ describe('the broker knocking during a knock-secret rotation (real sockets)', fu
   let keeper: TunnelKeeper | undefined;
 
   async function listenOnRange(size: number): Promise<number> {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const base = 20_000 + Math.floor(Math.random() * 30_000);
-      const opened: Server[] = [];
-      try {
-        for (let p = base; p < base + size; p++) {
-          const srv = createServer((sock) => {
-            seen.push(p);
-            sock.destroy();
-          });
-          await new Promise<void>((resolve, reject) => {
-            srv.once('error', reject);
-            srv.listen(p, '127.0.0.1', () => resolve());
-          });
-          opened.push(srv);
-        }
-        listeners.push(...opened);
-        return base;
-      } catch {
-        for (const srv of opened) srv.close();
-      }
-    }
-    throw new Error('no free block of ports');
+    const { base, servers } = await listenOnPortBlock(size, seen);
+    listeners.push(...servers);
+    return base;
   }
 
   beforeEach(() => {
