@@ -6,6 +6,7 @@ import { freePort } from '../support/ports';
 import { Procs, redisCommand, startGateway, startRedis, startSsh, writeKeyPair, type GatewayFixture, type KeyFiles, type RedisFixture } from '../support/ssh-fixtures';
 import { tempDir } from '../support/tmp';
 import { waitFor } from '../support/wait';
+import { loopbackPortOf } from '../support/tunnel-bridge';
 
 interface AuditedAlgorithm {
   algorithm: string;
@@ -134,7 +135,7 @@ describe('ssh-audit against the gateway SSH server', function () {
       if (!ssh.running) throw new Error(`ssh exited: ${ssh.output}`);
       return gw.tunnels[before];
     });
-    assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+    assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
     await ssh.stop();
   });
 

@@ -5,6 +5,7 @@ import type { Logger } from '../../common/log/logger';
 import { decodeReply, encodeRequest, type ReplyEnvelope, type RequestEnvelope } from '../../common/queue/envelope';
 import { queueKeys } from '../../common/queue/keys';
 import { redisErrorCode } from '../../common/queue/redis-errors';
+import { channelConnector } from '../tunnel/channel-connector';
 import type { Tunnel } from '../tunnel/tunnel';
 import type { QueuePasswords } from './passwords';
 
@@ -90,8 +91,7 @@ export class Lane extends EventEmitter<{ ready: []; unready: []; reply: [reply: 
     super();
     // No username/password here: the lane AUTHs each connection itself (see above).
     this.redisOpts = {
-      host: '127.0.0.1',
-      port: tunnel.localPort,
+      Connector: channelConnector(tunnel),
       enableReadyCheck: false,
       disableClientInfo: true,
       enableOfflineQueue: false,

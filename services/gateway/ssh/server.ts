@@ -275,21 +275,12 @@ export class GatewaySshServer extends EventEmitter<{ tunnel: [Tunnel] }> {
             refuse('tcpip-forward', { bindAddr: info.bindAddr, bindPort: info.bindPort, why });
             return reject?.();
           }
-          const t = new Tunnel(randomUUID(), { name: broker?.comment ?? 'unknown' }, client, info, log);
+          const t = new Tunnel(randomUUID(), { name: broker?.comment ?? 'unknown' }, client, info);
           tunnel = t;
-          t.open().then(
-            () => {
-              clearTimeout(conn.setupTimer);
-              accept?.();
-              log.info('tunnel open', { tunnel: t.id, broker: broker?.comment, localPort: t.localPort });
-              this.emit('tunnel', t);
-            },
-            (err: Error) => {
-              log.error('tunnel listener failed', { err: err.message });
-              tunnel = undefined;
-              reject?.();
-            },
-          );
+          clearTimeout(conn.setupTimer);
+          accept?.();
+          log.info('tunnel open', { tunnel: t.id, broker: broker?.comment });
+          this.emit('tunnel', t);
           return;
         }
         if (name === 'cancel-tcpip-forward' && tunnel && info.bindPort === this.opts.queuePort) {

@@ -1,69 +1,60 @@
 import { EventEmitter } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Connection } from 'ssh2';
-import type { Logger } from '../../common/log/logger';
+import { NonstopError } from '../../common/errors/nonstop-error';
 
 /**
- * One broker's reverse forward of its Redis port. The gateway binds a loopback listener on
- * an ephemeral port for it (so any number of brokers can each forward "the queue port"
- * without colliding) and carries each accepted socket to the broker in a
- * `forwarded-tcpip` channel. Nothing but the gateway app connects to that listener.
+ * One broker's reverse forward of its Redis port. Each queue connection the gateway makes
+ * to that broker is one `forwarded-tcpip` channel on the broker's SSH connection, handed to
+ * the Redis client as its stream (tunnel/channel-connector.ts).
+ *
+ * There is no loopback listener in between: it cost every queue message two more socket
+ * hops in the gateway's event loop (app → listener → channel and back), and it was a port
+ * any process in the gateway's network namespace could connect to.
  */
 export class Tunnel extends EventEmitter<{ closed: [] }> {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
+  private readonly channels = new Set<Duplex>();
   private closed = false;
-  localPort = 0;
 
   constructor(
     readonly id: string,
-    /** Which broker (its authorized key comment); the source address is on every line of `log`. */
+    /** Which broker (its authorized key comment); the source address is on every line of the log. */
     readonly peer: { name: string },
     private readonly ssh: Connection,
     private readonly forward: { bindAddr: string; bindPort: number },
-    private readonly log: Logger,
   ) {
     super();
   }
 
-  async open(): Promise<void> {
-    const server = createServer((socket) => this.carry(socket));
-    server.on('error', (err) => this.log.warn('tunnel listener error', { tunnel: this.id, err: err.message }));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
-    });
-    this.server = server;
-    const addr = server.address();
-    this.localPort = typeof addr === 'object' && addr ? addr.port : 0;
-  }
-
-  private carry(socket: Socket): void {
-    if (this.closed) return void socket.destroy();
-    socket.setNoDelay(true);
-    this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    socket.pause();
-    this.ssh.forwardOut(this.forward.bindAddr, this.forward.bindPort, socket.remoteAddress ?? '127.0.0.1', socket.remotePort ?? 0, (err, channel) => {
-      if (err) {
-        this.log.warn('broker refused forwarded channel', { tunnel: this.id, err: err.message });
-        socket.destroy();
-        return;
-      }
-      channel.on('error', () => socket.destroy());
-      channel.on('close', () => socket.destroy());
-      socket.on('close', () => channel.close());
-      socket.pipe(channel).pipe(socket);
-      socket.resume();
+  /** A new channel to the broker's queue port; rejects when the tunnel is closed or the broker refuses. */
+  openChannel(): Promise<Duplex> {
+    if (this.closed) return Promise.reject(new TunnelClosedError(this.id));
+    return new Promise((resolve, reject) => {
+      // The originator address is informational in forwarded-tcpip; the broker ignores it.
+      this.ssh.forwardOut(this.forward.bindAddr, this.forward.bindPort, '127.0.0.1', 0, (err, channel) => {
+        if (err) return reject(err);
+        if (this.closed) {
+          channel.close();
+          return reject(new TunnelClosedError(this.id));
+        }
+        this.channels.add(channel);
+        channel.on('close', () => this.channels.delete(channel));
+        resolve(channel);
+      });
     });
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.server?.close();
-    for (const s of this.sockets) s.destroy();
+    for (const channel of this.channels) channel.destroy();
     this.emit('closed');
+  }
+}
+
+/** A channel was asked of a tunnel that has closed (its broker went or was replaced). */
+export class TunnelClosedError extends NonstopError {
+  constructor(tunnelId: string) {
+    super('tunnel_closed', `tunnel ${tunnelId} is closed`, 503);
   }
 }

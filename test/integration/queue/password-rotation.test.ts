@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -10,7 +9,7 @@ import { PROTOCOL_VERSION, queueKeys } from '../../../services/common/queue/keys
 import { encodeReply, type ReplyEnvelope } from '../../../services/common/queue/envelope';
 import { Lane } from '../../../services/gateway/queue/lane';
 import { QueuePasswords } from '../../../services/gateway/queue/passwords';
-import type { Tunnel } from '../../../services/gateway/tunnel/tunnel';
+import { StandInTunnel } from '../../support/stand-in-tunnel';
 import { memoryLogger, silentLogger } from '../../support/logger';
 import { TestRedis } from '../../support/redis-server';
 import { tempDir } from '../../support/tmp';
@@ -19,19 +18,6 @@ import { waitFor } from '../../support/wait';
 const GW = 'gw-a';
 const USER = `gateway-${GW}`;
 
-/** A tunnel whose local end is the test's redis-server: what a lane connects through. */
-class StandInTunnel extends EventEmitter<{ closed: [] }> {
-  readonly peer = { name: 'broker-test', address: '127.0.0.1' };
-  constructor(
-    readonly id: string,
-    readonly localPort: number,
-  ) {
-    super();
-  }
-  get tunnel(): Tunnel {
-    return this as unknown as Tunnel;
-  }
-}
 
 const secret = (): string => randomBytes(24).toString('base64url');
 

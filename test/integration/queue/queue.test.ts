@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createConnection } from 'node:net';
-import { EventEmitter, once } from 'node:events';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
@@ -21,7 +21,7 @@ import { gatewayMetrics, type GatewayMetrics } from '../../../services/gateway/m
 import { Dispatcher, type QueueRequest } from '../../../services/gateway/queue/dispatcher';
 import { QueuePasswords } from '../../../services/gateway/queue/passwords';
 import { sameRequest } from '../../../services/gateway/queue/same-request';
-import type { Tunnel } from '../../../services/gateway/tunnel/tunnel';
+import { StandInTunnel } from '../../support/stand-in-tunnel';
 import { memoryLogger, silentLogger } from '../../support/logger';
 import { freePort } from '../../support/ports';
 import { TestRedis } from '../../support/redis-server';
@@ -32,19 +32,6 @@ const GW = 'gw-a';
 const OTHER = 'gw-b';
 const STREAM = queueKeys.requests(GW);
 
-/** What the Dispatcher and Lane use of a Tunnel: an id, the local port, the peer, and 'closed'. */
-class StandInTunnel extends EventEmitter<{ closed: [] }> {
-  readonly peer = { name: 'broker-test', address: '127.0.0.1' };
-  constructor(
-    readonly id: string,
-    readonly localPort: number,
-  ) {
-    super();
-  }
-  get tunnel(): Tunnel {
-    return this as unknown as Tunnel;
-  }
-}
 
 /** A promise the test resolves when it wants a held handler to answer. */
 class Gate {

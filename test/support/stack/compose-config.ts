@@ -51,6 +51,8 @@ export interface ServiceSpec {
   networkMode?: string;
   restart: string;
   dependsOn: Record<string, string>;
+  /** Replaces the image's HEALTHCHECK command (Docker's Test form), for a container the test runs something else in. */
+  healthcheck?: string[];
 }
 
 export interface ComposeSpec {

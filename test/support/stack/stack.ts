@@ -113,6 +113,7 @@ export class Stack {
       ExposedPorts: Object.fromEntries(s.ports.map((p) => [`${p.containerPort}/${p.protocol}`, {}])),
       HostConfig: hostConfig,
       ...(s.stopGraceSeconds !== undefined ? { StopTimeout: s.stopGraceSeconds } : {}),
+      ...(s.healthcheck ? { Healthcheck: { Test: s.healthcheck } } : {}),
       ...(first && !s.networkMode ? { NetworkingConfig: { EndpointsConfig: { [this.name(first)]: { Aliases: [s.name, ...(s.aliases[first] ?? [])] } } } } : {}),
     });
     for (const net of rest) await this.docker.getNetwork(this.name(net)).connect({ Container: container.id, EndpointConfig: { Aliases: [s.name, ...(s.aliases[net] ?? [])] } });

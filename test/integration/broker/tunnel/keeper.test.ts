@@ -26,6 +26,7 @@ import {
 import { requireBinary } from '../../../support/binaries';
 import { tempDir } from '../../../support/tmp';
 import { waitFor } from '../../../support/wait';
+import { loopbackPortOf } from '../../../support/tunnel-bridge';
 
 describe('TunnelKeeper against real SSH servers', function () {
   this.timeout(30_000);
@@ -194,7 +195,7 @@ describe('TunnelKeeper against real SSH servers', function () {
       assert.deepEqual(states.slice(0, 3), ['knocking', 'connecting', 'up']);
       const tunnel = await waitFor('the server to announce the tunnel', () => g.tunnels[0]);
       assert.equal(tunnel.peer.name, 'broker-1');
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
       assert.equal(k.connects, 1);
       assert.ok(logs.lines.some((l) => l.message === 'tunnel up' && l.gateway === 'gw-test'));
     });
@@ -205,7 +206,7 @@ describe('TunnelKeeper against real SSH servers', function () {
       const k = startKeeper(target(g.port, hostKey.fingerprint), queuePort);
       const tunnel = await waitFor('the tunnel', () => g.tunnels[0]);
       await waitFor('the keeper to be up', () => k.state === 'up');
-      await assertChannelCap(tunnel.localPort, k);
+      await assertChannelCap(await loopbackPortOf(tunnel), k);
       assert.equal(k.connects, 1);
     });
 
@@ -228,10 +229,10 @@ describe('TunnelKeeper against real SSH servers', function () {
 
       await own.stop();
       // More attempts than the cap, each refused by the missing Redis (a lane reconnecting).
-      for (let i = 0; i < 2 * MAX_QUEUE_CHANNELS_PER_GATEWAY; i++) assert.equal(await queueConnection(tunnel.localPort), 'closed');
+      for (let i = 0; i < 2 * MAX_QUEUE_CHANNELS_PER_GATEWAY; i++) assert.equal(await queueConnection(await loopbackPortOf(tunnel)), 'closed');
       await waitFor('every slot to be free', () => k.openChannels === 0, 5000, 20);
       own = await startOwnRedis();
-      const back = await queueConnection(tunnel.localPort);
+      const back = await queueConnection(await loopbackPortOf(tunnel));
       assert.notEqual(back, 'closed', 'refused after Redis came back');
       (back as Socket).destroy();
       assert.equal(k.refusedChannels, 0);
@@ -282,7 +283,7 @@ describe('TunnelKeeper against real SSH servers', function () {
       const second = await gateway(queuePort, port);
       const tunnel = await waitFor('a tunnel on the restarted gateway', () => second.tunnels[0]);
       await waitFor('the keeper to be up again', () => k.state === 'up');
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
       assert.equal(k.connects, 2);
     });
 

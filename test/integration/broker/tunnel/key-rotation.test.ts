@@ -15,6 +15,7 @@ import { freePort } from '../../../support/ports';
 import { Procs, redisCommand, startGateway, startRedis, writeKeyPair, type GatewayFixture, type KeyFiles, type RedisFixture } from '../../../support/ssh-fixtures';
 import { tempDir } from '../../../support/tmp';
 import { waitFor } from '../../../support/wait';
+import { loopbackPortOf } from '../../../support/tunnel-bridge';
 
 /**
  * The two SSH keys' rotations with the real parts: the gateway's ssh2 server and the
@@ -111,7 +112,7 @@ describe('SSH key rotation between the gateway SSH server and the TunnelKeeper',
   async function lane(t: Tunnel, answers = 2): Promise<Socket[]> {
     const socks: Socket[] = [];
     for (let i = 0; i < 2; i++) {
-      const sock = connect(t.localPort, '127.0.0.1');
+      const sock = connect(await loopbackPortOf(t), '127.0.0.1');
       held.push(sock);
       socks.push(sock);
       await new Promise<void>((resolve) => sock.once('connect', resolve));
@@ -177,7 +178,7 @@ describe('SSH key rotation between the gateway SSH server and the TunnelKeeper',
       const [conn] = gatewayConnections(g);
       assert.ok(conn, 'the gateway holds the tunnel');
       await rekey(conn);
-      assert.equal(await redisCommand(first.localPort, ['PING']), '+PONG', 'the tunnel carries traffic after the re-key');
+      assert.equal(await redisCommand(await loopbackPortOf(first), ['PING']), '+PONG', 'the tunnel carries traffic after the re-key');
       assert.equal(k.connects, 1, 'the tunnel was not set up again');
       assert.equal(k.replacements, 0);
       assert.equal(k.verifiedHostKey, oldHost.fingerprint);
@@ -189,7 +190,7 @@ describe('SSH key rotation between the gateway SSH server and the TunnelKeeper',
       k.setGateway(target(g.port, [newHost.fingerprint]));
       const second = await waitFor('the replacement tunnel', () => g.tunnels[1]);
       assert.equal(oldClosed, false, 'the old tunnel is still open when the new one is announced');
-      assert.equal(await redisCommand(first.localPort, ['PING']), '+PONG', 'the old tunnel still carries traffic');
+      assert.equal(await redisCommand(await loopbackPortOf(first), ['PING']), '+PONG', 'the old tunnel still carries traffic');
       // The new lane's connections are open and half set up: not ready yet, so the old tunnel stays.
       const socks = await lane(second, 1);
       await sleep(1000);
@@ -199,7 +200,7 @@ describe('SSH key rotation between the gateway SSH server and the TunnelKeeper',
       assert.equal(k.replacements, 1);
       assert.equal(k.verifiedHostKey, newHost.fingerprint);
       assert.equal(k.state, 'up');
-      assert.equal(await redisCommand(second.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(second), ['PING']), '+PONG');
       assert.ok(!logs.lines.some((l) => l.message === 'tunnel closed'), 'the keeper never lost its tunnel');
     });
 
@@ -294,7 +295,7 @@ describe('SSH key rotation between the gateway SSH server and the TunnelKeeper',
       keys = [newKey.privateKey];
       k.keysChanged();
       g.server.setAuthorizedKeys(parseAuthorizedKeys(`${newKey.publicKey}\n`));
-      assert.equal(await redisCommand(second.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(second), ['PING']), '+PONG');
       assert.equal(k.connects, 2);
 
       // The new key gets in (positive control, same gateway and the same kind of keeper), the old one is refused.

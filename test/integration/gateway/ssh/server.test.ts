@@ -26,6 +26,7 @@ import {
 import { requireBinary } from '../../../support/binaries';
 import { tempDir } from '../../../support/tmp';
 import { waitFor } from '../../../support/wait';
+import { loopbackPortOf } from '../../../support/tunnel-bridge';
 
 describe('GatewaySshServer with OpenSSH as the broker', function () {
   this.timeout(20_000);
@@ -99,15 +100,14 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       const g = await gateway();
       const { tunnel } = await openTunnel(g, brokerA);
       assert.equal(tunnel.peer.name, 'broker-a');
-      assert.notEqual(tunnel.localPort, 0);
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
     });
 
     it('accepts -R <queue port> without a bind address (OpenSSH sends "localhost")', async () => {
       const g = await gateway();
       const ssh = startSsh(procs, brokerA, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', `${queuePort}:127.0.0.1:${redis.port}`, '127.0.0.1']);
       const tunnel = await waitFor(`a tunnel (ssh output: ${ssh.output})`, () => g.tunnels[0]);
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
       assert.equal(await counterValue(g.metrics.sshRefused), 0);
     });
   });
@@ -144,7 +144,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       assert.equal(g.tunnels.length, 1);
       assert.equal(await counterValue(g.metrics.sshRefused, { kind: 'tcpip-forward' }), 1);
       assert.equal(refusals('tcpip-forward')[0]?.why, 'one forward per connection');
-      assert.equal(await redisCommand(g.tunnels[0]!.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(g.tunnels[0]!), ['PING']), '+PONG');
       assert.ok(ssh.running, 'the connection itself stays up');
     });
 
@@ -245,7 +245,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       it('opens nothing towards the agent of a tunnel-only client that offers it', async () => {
         const g = await gateway();
         const { tunnel } = await openTunnel(g, brokerA, ['-o', `ForwardAgent=${agentPath}`]);
-        assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+        assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
         assert.equal(agentConnections, 0);
       });
     });
@@ -353,7 +353,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
 
       grants.open('127.0.0.1', 30_000);
       const { tunnel } = await openTunnel(g, brokerA);
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
 
       const after = await probeBanner(g.port);
       assert.equal(after.closed, true);
@@ -372,7 +372,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       assert.notEqual(exit.code, 0);
       assert.ok(logs.lines.some((l) => l.message === 'ssh connection closed: no forward requested in time'));
       assert.ok(forwarding.running, 'the forwarding client outlives the idle one');
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
     });
   });
 
@@ -382,15 +382,14 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       const a = await openTunnel(g, brokerA);
       const b = await openTunnel(g, brokerB);
       assert.deepEqual([a.tunnel.peer.name, b.tunnel.peer.name], ['broker-a', 'broker-b']);
-      assert.notEqual(a.tunnel.localPort, b.tunnel.localPort);
-      assert.equal(await redisCommand(a.tunnel.localPort, ['PING']), '+PONG');
-      assert.equal(await redisCommand(b.tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(a.tunnel), ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(b.tunnel), ['PING']), '+PONG');
 
       const closed = once(a.tunnel, 'closed');
       a.ssh.child.kill('SIGKILL');
       await closed;
-      await assert.rejects(redisCommand(a.tunnel.localPort, ['PING']));
-      assert.equal(await redisCommand(b.tunnel.localPort, ['PING']), '+PONG');
+      await assert.rejects(redisCommand(await loopbackPortOf(a.tunnel), ['PING']));
+      assert.equal(await redisCommand(await loopbackPortOf(b.tunnel), ['PING']), '+PONG');
       assert.ok(b.ssh.running);
     });
   });
@@ -409,7 +408,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       assert.deepEqual([failure?.src, failure?.why, failure?.broker, failure?.fingerprint], ['127.0.0.1', 'source_not_permitted', 'broker-a', brokerA.fingerprint]);
 
       const { tunnel } = await openTunnel(g, brokerA, ['-b', '127.0.0.2']);
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
       assert.ok(logs.lines.some((l) => l.message === 'broker authenticated' && l.src === '127.0.0.2'));
     });
 
@@ -423,7 +422,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
 
       const { tunnel } = await openTunnel(g, brokerB);
       assert.equal(tunnel.peer.name, 'broker-b');
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
     });
 
     it('refuses a -R its permitlisten does not list (OpenSSH sends "localhost" for a bare port), and opens the listed one', async () => {
@@ -436,7 +435,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       assert.match(String(refusals('tcpip-forward')[0]?.why), /not in the key's permitlisten/);
 
       const { tunnel } = await openTunnel(g, brokerA);
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
     });
 
     it('refuses every -R of a key with restrict and no port-forwarding after it', async () => {
@@ -447,7 +446,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       assert.equal(refusals('tcpip-forward')[0]?.why, 'port forwarding is off for this key');
       // The same request from an unrestricted key gets its tunnel.
       const { tunnel } = await openTunnel(g, brokerB);
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
     });
   });
 
@@ -460,8 +459,8 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       g.server.setAuthorizedKeys(parseAuthorizedKeys(`${brokerB.publicKey}\n`));
       await closed;
       await a.ssh.waitExit();
-      await assert.rejects(redisCommand(a.tunnel.localPort, ['PING']));
-      assert.equal(await redisCommand(b.tunnel.localPort, ['PING']), '+PONG');
+      await assert.rejects(redisCommand(await loopbackPortOf(a.tunnel), ['PING']));
+      assert.equal(await redisCommand(await loopbackPortOf(b.tunnel), ['PING']), '+PONG');
       assert.ok(logs.lines.some((l) => l.message === 'ssh connection closed: its key is no longer authorized' && l.broker === 'broker-a' && l.why === 'key_removed'));
 
       const again = startSsh(procs, brokerA, g.port, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', validForward(), '127.0.0.1']);
@@ -478,7 +477,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       assert.ok(logs.lines.some((l) => l.message === 'ssh connection closed: its key is no longer authorized' && l.why === 'source_not_permitted'));
       // From the address the new list allows, the same key gets in.
       const { tunnel } = await openTunnel(g, brokerA, ['-b', '127.0.0.2']);
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
     });
   });
 
@@ -536,7 +535,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       await settled();
 
       const { tunnel } = await openTunnel(g, brokerA);
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
       assert.equal(await counterValue(g.metrics.sshConnections, { result: 'startups_per_source' }), 60);
       assert.equal(idle.length - closedIdle, 4, 'the four admitted idle clients still hold their slots');
     });
@@ -550,7 +549,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
       const evictedBefore = await counterValue(g.metrics.sshConnections, { result: 'evicted' });
 
       const { tunnel } = await openTunnel(g, brokerA);
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
       assert.equal(await counterValue(g.metrics.sshConnections, { result: 'evicted' }), evictedBefore + 1);
       await waitFor('16 slots: 15 idle clients and the broker, now authenticated', () => idle.length - closedIdle === 15);
       assert.ok(logs.lines.some((l) => l.message === 'ssh connection closed: unauthenticated, its slot went to a newcomer' && l.newcomer === '127.0.0.1'));
@@ -568,7 +567,7 @@ describe('GatewaySshServer with OpenSSH as the broker', function () {
     it('never contain private key material of the host or of any client', async () => {
       const g = await gateway();
       const { tunnel } = await openTunnel(g, brokerA);
-      assert.equal(await redisCommand(tunnel.localPort, ['PING']), '+PONG');
+      assert.equal(await redisCommand(await loopbackPortOf(tunnel), ['PING']), '+PONG');
       const refused = startSsh(procs, stranger, g.port, ['-N', '127.0.0.1']);
       await refused.waitExit();
       const shell = startSsh(procs, brokerB, g.port, ['-tt', '127.0.0.1']);
