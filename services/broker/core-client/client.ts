@@ -1,6 +1,6 @@
-import { Agent, request } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Pool as UndiciPool, type Dispatcher } from 'undici';
 import { ApiError, apiErrorBody } from '../../common/errors/api-error';
 import { listQueryString, type ListQuery } from '../../common/http/list-query';
 import { RECORD_BATCH_PATH, type RecordBatchItem, type RecordBatchResult } from '../../common/http/record-batch';
@@ -25,6 +25,8 @@ export interface CoreResponse {
 /** The largest response body read from core; a reply to a gateway carries at most this. */
 export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 const RETRYABLE_STATUS = new Set([502, 503]);
+/** How long an idle connection to core is kept when core sends no keep-alive hint. */
+const KEEP_ALIVE_MS = 60_000;
 
 /**
  * An attempt that failed in a way worth retrying. `sent` says whether the whole request had
@@ -65,14 +67,14 @@ export interface CoreTls {
 
 /** One connection pool with the TLS material it was made with, and its requests in flight. */
 interface Pool {
-  agent: Agent;
+  pool: UndiciPool;
   inFlight: number;
   retiring: boolean;
 }
 
 /**
  * The broker's HTTPS client for core: mutual TLS with the deployment CA pinned (no system
- * CAs), keep-alive connections, at most `maxInFlight` requests at once (the agent queues
+ * CAs), keep-alive connections, at most `maxInFlight` requests at once (the pool queues
  * the rest), a timeout per attempt, and retries with backoff for failures that leave the
  * outcome unknown. Retrying is safe because every insert is keyed by its request id.
  * Each retry is counted on `retried` (nonstop_broker_core_retries_total in the broker).
@@ -97,17 +99,33 @@ export class CoreClient {
   }
 
   private newPool(tls: CoreTls): Pool {
-    const agent = new Agent({
-      keepAlive: true,
-      maxSockets: this.opts.maxInFlight,
-      maxFreeSockets: this.opts.maxInFlight,
-      ca: tls.ca,
-      cert: tls.cert,
-      key: tls.key,
-      servername: this.opts.serverName ?? this.base.hostname,
-      minVersion: 'TLSv1.3',
+    // undici's Pool rather than node:https: its HTTP/1.1 parser (llhttp in WebAssembly) and
+    // its dispatch callbacks skip the per-request IncomingMessage/ClientRequest streams, the
+    // cost issue 13's profile found in this client (bench/core-client.ts measures both).
+    // One request per connection at a time (no pipelining), as the agent did; its connector
+    // sets TCP_NODELAY on every socket (small requests must not wait on delayed ACKs) and
+    // caches TLS sessions per pool, so a new pool never resumes a session of the old identity.
+    const pool = new UndiciPool(this.base.origin, {
+      connections: this.opts.maxInFlight,
+      pipelining: 1,
+      // Every attempt is bounded by its own timer (once()); undici's would only add work.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connectTimeout: this.opts.timeoutMs,
+      // Idle connections are kept as the agent kept them, until core's keep-alive hint
+      // (Keep-Alive: timeout=…) says core would close them.
+      keepAliveTimeout: KEEP_ALIVE_MS,
+      connect: {
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        servername: this.opts.serverName ?? this.base.hostname,
+        minVersion: 'TLSv1.3',
+      },
+      // HTTP/1.1 only: core serves no HTTP/2, so ALPN offers none.
+      allowH2: false,
     });
-    return { agent, inFlight: 0, retiring: false };
+    return { pool, inFlight: 0, retiring: false };
   }
 
   /** Connects with `tls` from now on; the connections made before close once idle for good. */
@@ -115,7 +133,7 @@ export class CoreClient {
     const old = this.pool;
     this.pool = this.newPool(tls);
     old.retiring = true;
-    if (old.inFlight === 0) old.agent.destroy();
+    if (old.inFlight === 0) closePool(old);
     else this.retiringPools.push(old);
   }
 
@@ -174,7 +192,7 @@ export class CoreClient {
       if (left <= 0) break;
       if (attempt > 0) this.retried.inc();
       try {
-        return await this.once(method, path, headers, body, left);
+        return await this.once(method, path, headers, body, left, Math.min(performance.now() + this.opts.timeoutMs, deadline));
       } catch (err) {
         if (!(err instanceof TransientCoreError)) throw err;
         maybeArrived ||= err.sent;
@@ -190,72 +208,114 @@ export class CoreClient {
     throw new ApiError('outcomeUnknown', 'the connection to storage failed after the request was sent; the record may be stored');
   }
 
-  private once(method: string, path: string, callHeaders: Record<string, string>, body: string | undefined, budgetMs: number): Promise<CoreResponse> {
-    const timeoutMs = Math.min(this.opts.timeoutMs, budgetMs);
+  /** One attempt, given up at `end` (performance.now()): the timeout, or the budget's end if sooner. */
+  private once(method: 'GET' | 'POST' | 'DELETE', path: string, callHeaders: Record<string, string>, body: string | undefined, budgetMs: number, end: number): Promise<CoreResponse> {
     // The pool current when the attempt starts carries it to the end, whatever useTls() does meanwhile.
     const pool = this.pool;
     pool.inFlight++;
-    const attempt = new Promise<CoreResponse>((resolve, reject) => {
+    return new Promise<CoreResponse>((resolve, reject) => {
       const headers: Record<string, string> = {
         ...callHeaders,
         // Core enforces what is left of the budget on its database operation.
         'x-request-budget-ms': String(budgetMs),
         accept: 'application/json',
       };
-      if (body !== undefined) {
-        headers['content-type'] = 'application/json';
-        headers['content-length'] = String(Buffer.byteLength(body));
-      }
-      const req = request(
-        { protocol: 'https:', hostname: this.base.hostname, port: this.base.port || 443, method, path, headers, agent: pool.agent, timeout: timeoutMs },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_RESPONSE_BYTES) req.destroy(new Error('core response too large'));
-            else chunks.push(c);
-          });
-          res.on('end', () => {
-            const status = res.statusCode ?? 502;
-            // 503: core could not reach its database (not stored). 502 from core is a lost
-            // database connection after sending (maybe stored); retrying settles either.
-            if (RETRYABLE_STATUS.has(status)) return reject(new TransientCoreError(`core answered ${status}`, status !== 503));
-            let parsed: unknown;
-            try {
-              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-            } catch {
-              parsed = apiErrorBody('internal', 'storage sent an unreadable answer');
-              return resolve({ status: 502, body: parsed });
-            }
-            resolve({ status, body: parsed });
-          });
-          res.on('error', (err) => reject(new TransientCoreError(err.message, true)));
-        },
-      );
-      // 'finish': the whole request is written; from then on core may act on it.
+      // undici writes content-length from the body's byte length.
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      // Written whole: from onRequestSent on, core may act on the request.
       let sent = false;
-      req.on('finish', () => (sent = true));
-      req.on('socket', (socket) => socket.setNoDelay(true));
-      req.on('timeout', () => req.destroy(new TransientCoreError('core request timed out', sent)));
-      req.on('error', (err) => reject(err instanceof TransientCoreError ? err : new TransientCoreError(err.message, sent)));
-      req.end(body);
+      let settled = false;
+      let controller: Dispatcher.DispatchController | null = null;
+      let status = 502;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const fail = (err: TransientCoreError): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(err);
+      };
+      // The whole attempt, from the queue to the last byte, ends by `end`: a request still
+      // waiting for a connection then is dropped when it reaches one (onRequestStart),
+      // before a byte of it is written. A timer may fire a little early (it counts from the
+      // event loop's cached clock); an attempt cut short of the budget's end would turn a
+      // spent budget (504) into a refusal (503), so it waits out the rest.
+      const expire = (): void => {
+        const rest = end - performance.now();
+        if (rest > 0) {
+          timer = setTimeout(expire, Math.ceil(rest));
+          return;
+        }
+        const err = new TransientCoreError('core request timed out', sent);
+        fail(err);
+        controller?.abort(err);
+      };
+      let timer = setTimeout(expire, Math.ceil(end - performance.now()));
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart: (c) => {
+          controller = c;
+          if (settled) c.abort(new TransientCoreError('core request timed out', false));
+        },
+        onRequestSent: () => {
+          sent = true;
+        },
+        onResponseStart: (_c, statusCode) => {
+          status = statusCode;
+        },
+        onResponseData: (c, chunk) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) c.abort(new TransientCoreError('core response too large', true));
+          else chunks.push(chunk);
+        },
+        onResponseEnd: () => {
+          this.release(pool);
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          // 503: core could not reach its database (not stored). 502 from core is a lost
+          // database connection after sending (maybe stored); retrying settles either.
+          if (RETRYABLE_STATUS.has(status)) return reject(new TransientCoreError(`core answered ${status}`, status !== 503));
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(Buffer.concat(chunks, size).toString('utf8'));
+          } catch {
+            return resolve({ status: 502, body: apiErrorBody('internal', 'storage sent an unreadable answer') });
+          }
+          resolve({ status, body: parsed });
+        },
+        // Every transport failure (refused, reset, TLS, timed out, closed pool): the
+        // attempt is retried, and `sent` says whether core may have acted on it.
+        onResponseError: (_c, err) => {
+          this.release(pool);
+          fail(err instanceof TransientCoreError ? err : new TransientCoreError(err.message, sent));
+        },
+      };
+      pool.pool.dispatch({ method, path, headers, body }, handler);
     });
-    return attempt.finally(() => this.release(pool));
   }
 
+  /** Called once per attempt, when undici is done with it (answered, failed or dropped after a timeout). */
   private release(pool: Pool): void {
     pool.inFlight--;
     if (!pool.retiring || pool.inFlight > 0) return;
-    // The response is read whole; destroying the agent now closes its sockets, none busy.
-    pool.agent.destroy();
+    // The response is read whole; no request is left on this pool.
+    closePool(pool);
     this.retiringPools.splice(this.retiringPools.indexOf(pool), 1);
   }
 
+  /** Ends every connection now; attempts still running fail as a dropped connection does. */
   close(): void {
-    this.pool.agent.destroy();
-    for (const p of this.retiringPools) p.agent.destroy();
+    for (const p of [this.pool, ...this.retiringPools.splice(0)]) {
+      // Destroyed here: release() must not close it again when its attempts fail.
+      p.retiring = false;
+      void p.pool.destroy();
+    }
   }
+}
+
+/** Closes a pool none of whose requests is left: its idle connections end gracefully. */
+function closePool(p: Pool): void {
+  void p.pool.close();
 }
 
 function callHeaders(call: CoreCall): Record<string, string> {

@@ -6,11 +6,14 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
-import { CoreClient } from '../../../services/broker/core-client/client';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CoreClient, MAX_RESPONSE_BYTES } from '../../../services/broker/core-client/client';
 import { brokerMetrics } from '../../../services/broker/metrics';
 import { ErrorCodes } from '../../../services/common/errors/codes';
 import { isNonstopError } from '../../../services/common/errors/nonstop-error';
+import { issueCertificate } from '../../../services/common/pki/certificates';
 import { createCorePki, type CorePki } from '../../support/core-fixtures';
+import { waitFor } from '../../support/wait';
 
 /**
  * The broker's core client against a real HTTPS server that demands a client certificate
@@ -19,7 +22,10 @@ import { createCorePki, type CorePki } from '../../support/core-fixtures';
  * on the wire; the retries counter is read from the Prometheus text the broker serves.
  */
 
-type Answer = 'unavailable' | 'drop' | 'hang' | 'conflict' | 'created';
+type Answer = 'unavailable' | 'drop' | 'hang' | 'conflict' | 'created' | 'largest' | 'too-large';
+
+/** A JSON body of exactly `bytes` bytes. */
+const jsonOfSize = (bytes: number): string => `{"pad":"${'x'.repeat(bytes - 10)}"}`;
 
 const RETRIES_METRIC = 'nonstop_broker_core_retries_total';
 
@@ -44,6 +50,9 @@ describe('CoreClient retries against an mTLS server', function () {
   /** The headers of each request the server saw. */
   let headers: IncomingHttpHeaders[];
   let held: ServerResponse[];
+  /** TLS connections the server accepted, and how many of them have closed. */
+  let connections: number;
+  let closed: number;
   let registry: Registry;
   let client: CoreClient | undefined;
 
@@ -63,8 +72,15 @@ describe('CoreClient retries against an mTLS server', function () {
         else if (answer === 'drop') req.socket.destroy();
         else if (answer === 'hang') held.push(res);
         else if (answer === 'conflict') json(409, { error: { code: ErrorCodes.conflict.code, message: 'taken' } });
-        else json(201, { id: req.headers['x-request-id'] });
+        else if (answer === 'largest' || answer === 'too-large') {
+          res.writeHead(201, { 'content-type': 'application/json' });
+          res.end(jsonOfSize(answer === 'largest' ? MAX_RESPONSE_BYTES : MAX_RESPONSE_BYTES + 1));
+        } else json(201, { id: req.headers['x-request-id'] });
       });
+    });
+    server.on('secureConnection', (socket) => {
+      connections++;
+      socket.on('close', () => closed++);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -85,6 +101,8 @@ describe('CoreClient retries against an mTLS server', function () {
     seen = [];
     headers = [];
     held = [];
+    connections = 0;
+    closed = 0;
     registry = new Registry();
   });
 
@@ -216,5 +234,72 @@ describe('CoreClient retries against an mTLS server', function () {
     assert.equal(res.status, 409);
     assert.equal(seen.length, 1);
     assert.equal(await retriesMetric(registry), 0);
+  });
+
+  /** Answers every held request 201, as core would once it resumes. */
+  function answerHeld(): void {
+    for (const res of held.splice(0)) {
+      res.writeHead(201, { 'content-type': 'application/json' });
+      res.end('{"id":"held"}');
+    }
+  }
+
+  it('keeps one TLS connection for sequential calls, and opens at most maxInFlight for concurrent ones, queueing the rest', async () => {
+    const c = newClient();
+    for (let i = 0; i < 10; i++) assert.equal((await insert(c)).status, 201);
+    assert.equal(seen.length, 10);
+    // undici waits one event-loop turn before it reuses a socket (for servers that close one
+    // they said they would keep), so a call made as the previous one returns may open a
+    // second connection; after that the two are reused in turn.
+    assert.ok(connections <= 2, `ten sequential calls reuse kept-alive connections (${connections} opened)`);
+    // Positive control of the count, on the same client: calls held by the server at once
+    // need one connection each, up to maxInFlight (4); the other two wait for one.
+    script = ['hang', 'hang', 'hang', 'hang'];
+    const calls = Array.from({ length: 6 }, () => insert(c));
+    await waitFor('four calls held by the server', () => held.length === 4);
+    await sleep(300);
+    assert.equal(held.length, 4, 'no fifth request reached the server while four were in flight');
+    assert.equal(connections, 4, 'four calls at once, four connections');
+    answerHeld();
+    assert.deepEqual(
+      (await Promise.all(calls)).map((r) => r.status),
+      [201, 201, 201, 201, 201, 201],
+    );
+    assert.equal(connections, 4, 'the queued calls went on connections already open');
+    assert.equal(await retriesMetric(registry), 0);
+  });
+
+  it('moves new calls to a new certificate after useTls while a call held on the old pool finishes there, then closes the old connection', async () => {
+    const c = newClient();
+    script = ['hang'];
+    const before = insert(c);
+    await waitFor('the first call held by the server', () => held.length === 1);
+    const broker2 = await issueCertificate(pki.ca, { commonName: 'broker-2', usage: 'client' });
+    c.useTls({ ca: pki.ca.certPem, cert: broker2.certPem, key: broker2.keyPem });
+    assert.equal((await insert(c)).status, 201);
+    assert.equal(c.retiringInFlight, 1, 'the old pool still carries the held call');
+    assert.equal(closed, 0, 'no connection was cut by the switch');
+    answerHeld();
+    assert.equal((await before).status, 201);
+    assert.equal(c.retiringInFlight, 0);
+    await waitFor("the old pool's connection to close", () => closed === 1, 5000);
+    assert.deepEqual(seen, ['broker-1', 'broker-2'], 'each call presented its pool certificate');
+    assert.equal(connections, 2);
+    assert.equal(await retriesMetric(registry), 0, 'the held call was not cut and retried');
+    // The new pool's connection stays open for the next call.
+    assert.equal((await insert(c)).status, 201);
+    assert.deepEqual([connections, closed], [2, 1]);
+  });
+
+  it('refuses a response body above MAX_RESPONSE_BYTES as a failed attempt (maybe stored), and reads one of exactly that size', async () => {
+    const c = newClient({ retries: 1 });
+    script = ['too-large', 'too-large'];
+    await assert.rejects(insert(c), (err: unknown) => isNonstopError(err) && err.code === ErrorCodes.outcomeUnknown.code && err.status === 502);
+    assert.equal(seen.length, 2, 'the too large answer was retried once');
+    // Control from the same server and client: the largest allowed body is read whole.
+    script = ['largest'];
+    const res = await insert(c);
+    assert.equal(res.status, 201);
+    assert.equal((res.body as { pad: string }).pad.length, MAX_RESPONSE_BYTES - 10);
   });
 });
