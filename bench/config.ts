@@ -33,6 +33,33 @@ const SHAPE = {
    * this long. Above the gateway's own 10 s request deadline, so the chain's 504 arrives first.
    */
   BENCH_TIMEOUT_MS: env.int({ min: 100, max: 120_000, def: 15_000 }),
+  /** curves: rounds per point (each side of a point runs once a round). */
+  BENCH_CURVES_ROUNDS: env.int({ min: 1, max: 50, def: 3 }),
+  /** curves: measured seconds of each closed-loop run. */
+  BENCH_CURVES_SECONDS: env.int({ min: 1, max: 600, def: 3 }),
+  /** curves: connections of the connections curve (chain and straight to core, GET and POST). */
+  BENCH_CURVES_CONNECTIONS: env.list(intItem(1, 1024), { def: '1,4,16,64,256', min: 1, max: 12, expected: 'connection counts from 1 to 1024, comma-separated' }),
+  /** curves: POST body sizes of the body curve, bytes (the chain's default MAX_BODY_BYTES is 1 MiB). */
+  BENCH_CURVES_BODY_BYTES: env.list(intItem(64, 1_048_576), { def: '1024,20480,1048576', min: 1, max: 8, expected: 'byte counts from 64 to 1048576, comma-separated' }),
+  /**
+   * curves: connections of the body curve. Four 1 MiB bodies are half the gateway's default
+   * MAX_PENDING_BYTES (8 MiB), so the largest point is not refused by admission control.
+   */
+  BENCH_CURVES_BODY_CONNECTIONS: env.int({ min: 1, max: 256, def: 4 }),
+  /** curves: brokers of the scale curve (1 to 3 run on this machine). */
+  BENCH_CURVES_BROKERS: env.list(intItem(1, 3), { def: '1,2,3', min: 1, max: 3, expected: 'broker counts from 1 to 3, comma-separated' }),
+  /** curves: gateways of the scale curve, the load spread evenly over them (1 or 2). */
+  BENCH_CURVES_GATEWAYS: env.list(intItem(1, 2), { def: '1,2', min: 1, max: 2, expected: 'gateway counts 1 and/or 2, comma-separated' }),
+  /** curves: connections of the scale curve in all, split over the gateways. */
+  BENCH_CURVES_SCALE_CONNECTIONS: env.int({ min: 2, max: 512, def: 32 }),
+  /** curves: distinct spoofed sources the knock sniffer is made to track (each sends one first-knock SYN). */
+  BENCH_CURVES_KNOCK_SOURCES: env.list(intItem(100, 1_000_000), { def: '1000,10000,100000,1000000', min: 1, max: 8, expected: 'source counts from 100 to 1000000, comma-separated' }),
+  /** curves: SYN/s at which the sources are sent. */
+  BENCH_CURVES_KNOCK_SOURCE_RATE: env.int({ min: 100, max: 200_000, def: 25_000 }),
+  /** curves: SYN rates of the knock sniffer's rate curve, SYN/s. */
+  BENCH_CURVES_SYN_RATES: env.list(intItem(100, 200_000), { def: '2000,10000,25000', min: 1, max: 8, expected: 'SYN rates from 100 to 200000, comma-separated' }),
+  /** curves: seconds of each point of the SYN rate curve. */
+  BENCH_CURVES_SYN_SECONDS: env.int({ min: 1, max: 120, def: 4 }),
   /** Busy host: cores of other work (other containers + other host processes) a window may see, in thousandths. */
   BENCH_MAX_OTHER_MILLICORES: env.int({ min: 0, max: 64_000, def: 150 }),
   /** Busy host: steal a window may see, percent of the machine's CPU time. */
@@ -54,6 +81,12 @@ export type BenchConfig = EnvOf<typeof SHAPE>;
 
 /** Fewer rounds per side than this and a section's figures are not published. */
 export const MIN_REPORTED_ROUNDS = 5;
+
+/**
+ * The curves section measures many points instead of one, so it is published with fewer
+ * rounds per point than the others (and says so): at least this many.
+ */
+export const MIN_REPORTED_CURVE_ROUNDS = 3;
 
 let cached: BenchConfig | undefined;
 

@@ -30,6 +30,8 @@ export interface Target {
 export interface LoadOptions {
   method: 'GET' | 'POST';
   path: string;
+  /** POST bodies padded to exactly this many bytes (load.js's bodyBytes); unpadded when absent. */
+  bodyBytes?: number;
   /** Length of the measured window. */
   seconds: number;
   /** Load before the window, discarded (the window follows without a gap). */
@@ -139,6 +141,7 @@ export async function runLoad(stack: Stack, t: Target, o: LoadOptions): Promise<
     token: t.token,
     method: o.method,
     path: o.path,
+    ...(o.bodyBytes !== undefined ? { bodyBytes: o.bodyBytes } : {}),
     seconds: o.seconds,
     warmupSeconds: o.warmupSeconds ?? 0,
     ...(o.windowStart !== undefined ? { windowStart: o.windowStart, minWarmupSeconds: o.minWarmupSeconds ?? 0 } : {}),

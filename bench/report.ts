@@ -34,10 +34,21 @@ export interface Comparison {
   rows: ComparisonRow[];
 }
 
+/** A curve: one row per point, its own columns, and notes under it (the curves section). */
+export interface CurveTable {
+  title: string;
+  columns: string[];
+  /** One per point, a cell per column. */
+  rows: string[][];
+  notes: string[];
+}
+
 /** What a section's run returns: a table of either kind, notes under it, and why not to publish it. */
 export interface SectionResult {
   rows?: Row[];
   comparison?: Comparison;
+  /** Curves, each a table of its own, rendered before the section's notes. */
+  curves?: CurveTable[];
   notes?: string[];
   /** Reasons the figures must not be published (busy host with BENCH_ALLOW_BUSY, too few rounds); empty when they may. */
   unreported: string[];
@@ -132,6 +143,12 @@ export function renderReport(root: string, sections: SectionRecord[], lastFullRu
         lines.push(`| ${[r.scenario, r.metric, ...r.values, ...r.against, targetText(r.target, r.met), r.note].map(cell).join(' | ')} |`);
       }
       lines.push('');
+    }
+    for (const curve of s.curves ?? []) {
+      lines.push(`### ${curve.title}`, '', `| ${curve.columns.map(cell).join(' | ')} |`, `|${curve.columns.map(() => '---').join('|')}|`);
+      for (const row of curve.rows) lines.push(`| ${row.map(cell).join(' | ')} |`);
+      lines.push('');
+      for (const n of curve.notes) lines.push(n, '');
     }
     for (const n of [...(s.notes ?? []), ...s.host]) lines.push(n, '');
   }

@@ -17,6 +17,7 @@ import { REPO_ROOT } from '../test/support/stack/build';
 import { docker } from '../test/support/stack/docker';
 import { atRestBench } from './at-rest';
 import { chainBench } from './chain';
+import { curvesBench } from './curves';
 import { benchConfig, busyThresholds, quietWait, type BenchConfig } from './config';
 import { footprintBench } from './footprint';
 import { HostBusyError, HostMeter, hostOnlyBusyReasons, hostWindow, quietCheck, windowText } from './host';
@@ -64,6 +65,10 @@ const SECTIONS: Record<string, { title: string; run: (c: BenchConfig) => Promise
   'at-rest': {
     title: 'Records at rest: encryption, erase and list on FerretDB (the store before encryption, a plain delete and reads by id as the baselines)',
     run: atRestBench,
+  },
+  curves: {
+    title: 'Scale curves: throughput and p99 against body size, connections, brokers and gateways; the knock sniffer against tracked sources and SYN rate',
+    run: curvesBench,
   },
   footprint: {
     title: 'Footprint: image size over the base image, memory idle and loaded, stack start cold and warm',
@@ -137,6 +142,9 @@ async function main(): Promise<void> {
     for (const row of r.rows ?? []) process.stdout.write(`  ${row.scenario}: ${row.value} (baseline ${row.baseline}, ratio ${row.ratio})\n`);
     for (const row of r.comparison?.rows ?? []) {
       process.stdout.write(`  ${row.scenario} — ${row.metric}\n    ${r.comparison!.columns.map((col, i) => `${col}: ${row.values[i]}`).join(' | ')}\n    against: ${row.against.join(' | ')}\n`);
+    }
+    for (const curve of r.curves ?? []) {
+      process.stdout.write(`  ${curve.title}\n    ${curve.columns.join(' | ')}\n${curve.rows.map((row) => `    ${row.join(' | ')}\n`).join('')}${curve.notes.map((n) => `    ${n}\n`).join('')}`);
     }
     process.stdout.write(`  ${name} took ${r.elapsedSeconds} s${r.unreported.length > 0 ? `; not for publication: ${r.unreported.join('; ')}` : ''}\n`);
     writeFileSync(join(r.unreported.length > 0 ? UNREPORTED : RESULTS, `${name}.json`), JSON.stringify(r, null, 2));

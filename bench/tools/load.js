@@ -8,6 +8,9 @@
 //   host, port, servername      where to connect (TLS SNI/verification name)
 //   ca, cert, key               PEM file paths (cert/key: a client certificate, optional)
 //   method, path, token         POST bodies are {"title":"bench <n>"}, unique per request
+//   bodyBytes                   POST bodies of exactly this many bytes: the title, then
+//                               "pad": strings of at most 60,000 characters (under every
+//                               tier's string limit) filling the rest
 //   requestId                   true: send a fresh UUID as X-Request-Id (core requires it)
 //   concurrency                 closed loop: that many request loops (and sockets);
 //                               open loop: the most sockets the agent opens
@@ -46,12 +49,32 @@ const epoch = (t) => performance.timeOrigin + t;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let seq = 0;
 
+const PAD_CHUNK = 60_000;
+const chunk = 'x'.repeat(PAD_CHUNK);
+
+/** {"title":…} padded to `size` bytes with {"pad":["xx…",…]}; unpadded when it is already that long. */
+function postBody(size) {
+  const plain = JSON.stringify({ title: `bench ${process.pid}-${seq++}` });
+  // plain without its "}", then ,"pad":[ and ]} around k strings: k·2 quotes and k−1 commas.
+  const rest = (size ?? 0) - (plain.length - 1 + 8 + 2);
+  if (rest < 2) return plain;
+  const k = Math.ceil((rest + 1) / (PAD_CHUNK + 3));
+  let left = rest - 3 * k + 1;
+  const pad = [];
+  while (pad.length < k) {
+    const n = Math.min(PAD_CHUNK, left);
+    pad.push(n === PAD_CHUNK ? chunk : chunk.slice(0, n));
+    left -= n;
+  }
+  return `${plain.slice(0, -1)},"pad":[${pad.map((p) => `"${p}"`).join(',')}]}`;
+}
+
 function send() {
   return new Promise((resolve) => {
     const headers = { authorization: `Bearer ${o.token}` };
     let body;
     if (o.method === 'POST') {
-      body = JSON.stringify({ title: `bench ${process.pid}-${seq++}` });
+      body = postBody(o.bodyBytes);
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(Buffer.byteLength(body));
     }
