@@ -8,6 +8,7 @@
  * request is refused at once, from its headers alone (Content-Length), before a byte of its
  * body is read: 503 `overloaded` with Retry-After. Known not stored: the client may retry.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import { apiErrorBody } from '../../common/errors/api-error';
 import { ErrorCodes } from '../../common/errors/codes';
@@ -99,15 +100,26 @@ export function admissionMiddleware(control: AdmissionControl, opts: AdmissionOp
   return (req, res, next) => {
     const admission = control.tryAdmit(chargedBytes(req.headers, opts.maxBodyBytes));
     if (!admission.admitted) {
-      const what = admission.refusal === 'bytes' ? 'request bodies' : 'requests';
       res.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
-      res.status(status).json(apiErrorBody('overloaded', `the gateway holds too many pending ${what}; retry later`));
+      res.status(status).json(refusalBody(admission.refusal));
       return;
     }
-    res.once('close', () => {
-      if (res.writableFinished || !req.complete) admission.release();
-      else setTimeout(admission.release, opts.holdAfterAbortMs).unref();
-    });
+    res.once('close', () => releaseOnClose(req, res, admission.release, opts.holdAfterAbortMs));
     next();
   };
+}
+
+/** The 503 body of a refusal; the caller sets Retry-After first. */
+export function refusalBody(refusal: AdmissionRefusal): ReturnType<typeof apiErrorBody> {
+  const what = refusal === 'bytes' ? 'request bodies' : 'requests';
+  return apiErrorBody('overloaded', `the gateway holds too many pending ${what}; retry later`);
+}
+
+/**
+ * When an admitted request's response closes: released at once if it was answered or its
+ * body never fully arrived (nothing was queued), else after `holdAfterAbortMs`.
+ */
+export function releaseOnClose(req: IncomingMessage, res: ServerResponse, release: () => void, holdAfterAbortMs: number): void {
+  if (res.writableFinished || !req.complete) release();
+  else setTimeout(release, holdAfterAbortMs).unref();
 }

@@ -9,30 +9,40 @@
  * queued) and its connection closed, which gives its admission share back at once and makes
  * nginx close the client's connection. test/security/slow-bodies.test.ts has the attack.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import { apiErrorBody } from '../../common/errors/api-error';
 import { ErrorCodes } from '../../common/errors/codes';
+import { sendJson } from './lean-route';
 
 /**
  * The middleware: runs after admission, before the body is read. The timer stops when the
- * response is done; when it fires, a request whose body is complete (waiting for its reply)
- * is left alone: the pipeline's own deadline governs it.
+ * response is done.
  */
 export function bodyDeadlineMiddleware(timeoutMs: number): RequestHandler {
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new RangeError(`timeoutMs must be a positive integer, got ${timeoutMs}`);
-  const { status } = ErrorCodes.requestTimeout;
-  const message = `the request body did not arrive within ${timeoutMs / 1000} s`;
+  const message = bodyTimeoutMessage(timeoutMs);
   return (req, res, next) => {
-    const timer = setTimeout(() => {
-      if (req.complete) return;
-      // Closing the connection is what ends the trickle: a kept-alive one would go on
-      // reading the rest of the body to discard it. The body reader then fails on the
-      // closed socket, after this answer.
-      if (res.headersSent) return void req.socket.destroy();
-      res.setHeader('connection', 'close');
-      res.status(status).json(apiErrorBody('requestTimeout', message));
-    }, timeoutMs);
+    const timer = setTimeout(() => answerBodyTimeout(req, res, message), timeoutMs);
     res.once('close', () => clearTimeout(timer));
     next();
   };
+}
+
+export function bodyTimeoutMessage(timeoutMs: number): string {
+  return `the request body did not arrive within ${timeoutMs / 1000} s`;
+}
+
+/**
+ * When the deadline passes: a request whose body is complete (waiting for its reply) is
+ * left alone, the pipeline's own deadline governs it.
+ */
+export function answerBodyTimeout(req: IncomingMessage, res: ServerResponse, message: string): void {
+  if (req.complete) return;
+  // Closing the connection is what ends the trickle: a kept-alive one would go on
+  // reading the rest of the body to discard it. The body reader then fails on the
+  // closed socket, after this answer.
+  if (res.headersSent) return void req.socket.destroy();
+  res.setHeader('connection', 'close');
+  sendJson(res, ErrorCodes.requestTimeout.status, apiErrorBody('requestTimeout', message));
 }
