@@ -48,6 +48,19 @@ export function channelConnector(tunnel: Tunnel): new (options: unknown) => Abst
 }
 
 function asSocket(channel: Duplex): NetStream {
+  // A socket's 'close' always comes from I/O, after the callbacks its 'connect' started.
+  // A channel's can come sooner (ssh2 emits it when the read side ends, on a tick), and
+  // ioredis marks a connection ready in a promise callback without checking it is still the
+  // one that connected: a channel closing in between left ioredis "ready" on a dead channel,
+  // refusing to reconnect ("Redis is already connecting/connected"), until the process
+  // restarted (the faults test's crash loop of the broker's redis-server did this). So the
+  // channel's 'close' reaches ioredis on the next turn of the event loop, as a socket's would.
+  const emit = channel.emit.bind(channel);
+  channel.emit = ((event: string | symbol, ...args: unknown[]): boolean => {
+    if (event !== 'close') return emit(event, ...args);
+    setImmediate(() => emit(event, ...args));
+    return true;
+  }) as typeof channel.emit;
   const socketLike = Object.assign(channel, {
     setNoDelay: () => socketLike,
     setKeepAlive: () => socketLike,
