@@ -27,9 +27,9 @@ import { TokenGeneration, tokenGenerationPath } from '../services/core/auth/toke
 import { TokenStore } from '../services/core/auth/tokens';
 import { coreRequest, createCorePki, startCoreServer, startScratchDatabase } from '../test/support/core-fixtures';
 import { tempDir } from '../test/support/tmp';
-import { quantile, round } from './stats';
+import { parsePidStat, ticksPerSecond } from './host';
+import { quantile, round, spreadText } from './stats';
 
-const CLK_TCK = 100;
 
 /** What the child serving core hands to the driver. */
 interface Served {
@@ -55,11 +55,9 @@ interface Round {
   errors: number;
 }
 
-/** utime + stime of a process and its waited-for children, in µs (clock-tick resolution). */
+/** utime + stime of every thread of a process, in µs (clock-tick resolution). */
 function processCpuUs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+  return (parsePidStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).ticks * 1e6) / ticksPerSecond();
 }
 
 /** The CPU of a process and of every process below it (core's FerretDB), in µs. */
@@ -77,9 +75,6 @@ function treeCpuUs(pid: number): number {
   return us;
 }
 
-function spread(xs: number[], digits: number): string {
-  return `${round(quantile(xs, 0.5), digits)} [${round(Math.min(...xs), digits)}–${round(Math.max(...xs), digits)}]`;
-}
 
 /** Child mode: core's app on a scratch FerretDB, one token and one stored record. */
 async function serve(): Promise<void> {
@@ -190,19 +185,19 @@ async function main(): Promise<void> {
       for (const side of ['before', 'after'] as const) {
         const rs = results.filter((x) => x.side === side && x.method === method);
         process.stdout.write(
-          `${method} ${side}: ${spread(
+          `${method} ${side}: ${spreadText(
             rs.map((x) => x.okPerSecond),
             0,
-          )} req/s; broker ${spread(
+          )} req/s; broker ${spreadText(
             rs.map((x) => x.brokerCpuUsPerReq),
             0,
-          )} µs CPU/req; core+FerretDB ${spread(
+          )} µs CPU/req; core+FerretDB ${spreadText(
             rs.map((x) => x.coreCpuUsPerReq),
             0,
-          )} µs CPU/req; p50 ${spread(
+          )} µs CPU/req; p50 ${spreadText(
             rs.map((x) => x.p50Ms),
             2,
-          )} ms; p99 ${spread(
+          )} ms; p99 ${spreadText(
             rs.map((x) => x.p99Ms),
             2,
           )} ms; errors ${rs.reduce((a, x) => a + x.errors, 0)}\n`,

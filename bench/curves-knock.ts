@@ -1,8 +1,7 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import type Docker from 'dockerode';
 import { execIn, type Stack } from '../test/support/stack/stack';
-import { parsePidFamily, parsePidStat } from './host';
+import { parsePidFamily, parsePidStat, ticksPerSecond } from './host';
 
 /**
  * What the knock sniffer is made of and how to read it from this host: the gateway's main
@@ -17,10 +16,6 @@ export interface SnifferPids {
   node: number;
   tcpdump: number;
 }
-
-let clockTicks: number | undefined;
-/** USER_HZ, the unit of /proc/<pid>/stat times. */
-const ticksPerSecond = (): number => (clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()));
 
 function procChildren(ppid: number): { pid: number; comm: string; cmdline: string }[] {
   const out: { pid: number; comm: string; cmdline: string }[] = [];

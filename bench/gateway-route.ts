@@ -30,7 +30,7 @@ import type { QueueRequest } from '../services/gateway/queue/dispatcher';
 import { gatewayMetrics } from '../services/gateway/metrics';
 import { silentLogger } from '../test/support/logger';
 import { tempDir } from '../test/support/tmp';
-import { quantile, round } from './stats';
+import { round, spreadText } from './stats';
 
 const LOAD = join(__dirname, '../../bench/tools/load.js');
 const TOKEN = 'nst_0123456789abcdef_secret';
@@ -66,9 +66,6 @@ function loadApp(distDir: string): Handler {
   });
 }
 
-function spread(xs: number[], digits: number): string {
-  return `${round(quantile(xs, 0.5), digits)} [${round(Math.min(...xs), digits)}–${round(Math.max(...xs), digits)}]`;
-}
 
 async function listen(handler: Handler, tls: { cert: string; key: string }): Promise<Server> {
   const s = createServer({ ...tls, keepAliveTimeout: 65_000 }, handler);
@@ -137,11 +134,11 @@ async function main(): Promise<void> {
       const per = (side: Side): Round[] => results.filter((x) => x.side === side && x.method === method);
       for (const side of ['before', 'after', 'tls only'] as const) {
         const rs = per(side);
-        process.stdout.write(`${method} ${side}: ${spread(rs.map((x) => x.okPerSecond), 0)} req/s; ${spread(rs.map((x) => x.cpuUsPerReq), 0)} µs CPU/req; errors ${rs.reduce((a, x) => a + x.errors, 0)}\n`);
+        process.stdout.write(`${method} ${side}: ${spreadText(rs.map((x) => x.okPerSecond), 0)} req/s; ${spreadText(rs.map((x) => x.cpuUsPerReq), 0)} µs CPU/req; errors ${rs.reduce((a, x) => a + x.errors, 0)}\n`);
       }
       // Rounds pair up in order: each round ran both sides back to back.
       const ratios = per('after').map((a, i) => a.cpuUsPerReq / per('before')[i]!.cpuUsPerReq);
-      process.stdout.write(`${method} after/before CPU per request, per round: ${spread(ratios, 2)}\n`);
+      process.stdout.write(`${method} after/before CPU per request, per round: ${spreadText(ratios, 2)}\n`);
     }
     process.stderr.write(`load average after: ${loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
     await Promise.all(Object.values(servers).map((s) => new Promise<void>((ok) => s.close(() => ok()))));

@@ -108,7 +108,7 @@ type ProcKind = 'engine' | 'kernel' | 'other';
 
 let clockTicks: number | undefined;
 /** USER_HZ, the unit of /proc/stat and /proc/<pid>/stat times. */
-function ticksPerSecond(): number {
+export function ticksPerSecond(): number {
   clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
   return clockTicks;
 }

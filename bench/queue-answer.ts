@@ -23,14 +23,11 @@ import type { RequestEnvelope } from '../services/common/queue/envelope';
 import { PROTOCOL_VERSION } from '../services/common/queue/keys';
 import { silentLogger } from '../test/support/logger';
 import { TestRedis } from '../test/support/redis-server';
-import { quantile, round } from './stats';
+import { spreadText } from './stats';
 
 type Side = 'before' | 'after';
 const LOAD = join(__dirname, '../../bench/tools/queue-load.js');
 
-function spread(xs: number[], digits: number): string {
-  return `${round(quantile(xs, 0.5), digits)} [${round(Math.min(...xs), digits)}–${round(Math.max(...xs), digits)}]`;
-}
 
 async function main(): Promise<void> {
   const [otherDist, ...rest] = process.argv.slice(2);
@@ -77,9 +74,9 @@ async function main(): Promise<void> {
     }
     for (const side of ['before', 'after'] as const) {
       const rows = results[side];
-      console.log(`${side}: consumer CPU ${spread(rows.map((x) => x.cpuUsPerRequest), 1)} µs per request, ${spread(rows.map((x) => x.perSecond), 0)} per s (median [min–max] over ${rows.length} rounds, ${concurrency} in flight)`);
+      console.log(`${side}: consumer CPU ${spreadText(rows.map((x) => x.cpuUsPerRequest), 1)} µs per request, ${spreadText(rows.map((x) => x.perSecond), 0)} per s (median [min–max] over ${rows.length} rounds, ${concurrency} in flight)`);
     }
-    console.log(`after/before CPU per request, per round: ${spread(results.after.map((a, i) => a.cpuUsPerRequest / results.before[i]!.cpuUsPerRequest), 2)}`);
+    console.log(`after/before CPU per request, per round: ${spreadText(results.after.map((a, i) => a.cpuUsPerRequest / results.before[i]!.cpuUsPerRequest), 2)}`);
   } finally {
     for (const c of Object.values(consumers)) await c.stop();
     await redis.stop();

@@ -25,10 +25,10 @@ import { connectClient, ensureDbPassword } from '../services/core/db/database';
 import { DB_NAME } from '../services/core/db/engine';
 import { coreRequest, createCorePki, startCoreServer, startScratchDatabase } from '../test/support/core-fixtures';
 import { tempDir } from '../test/support/tmp';
-import { quantile, round } from './stats';
+import { parsePidStat, ticksPerSecond } from './host';
+import { round, spreadText } from './stats';
 
 const LOAD = join(__dirname, '../../bench/tools/load.js');
-const CLK_TCK = 100;
 
 interface Round {
   side: 'before' | 'after';
@@ -42,14 +42,9 @@ interface Round {
 
 /** utime + stime of every thread of a process, in µs (clock-tick resolution). */
 function processCpuUs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+  return (parsePidStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).ticks * 1e6) / ticksPerSecond();
 }
 
-function spread(xs: number[], digits: number): string {
-  return `${round(quantile(xs, 0.5), digits)} [${round(Math.min(...xs), digits)}–${round(Math.max(...xs), digits)}]`;
-}
 
 async function main(): Promise<void> {
   const [rounds = 5, seconds = 5, concurrency = 16] = process.argv.slice(2).map(Number);
@@ -138,8 +133,8 @@ async function main(): Promise<void> {
       for (const side of ['before', 'after'] as const) {
         const rs = results.filter((x) => x.side === side && x.method === method);
         process.stdout.write(
-          `${method} ${side}: ${spread(rs.map((x) => x.okPerSecond), 0)} req/s; core ${spread(rs.map((x) => x.coreCpuUsPerReq), 0)} µs CPU/req; FerretDB ${spread(rs.map((x) => x.dbCpuUsPerReq), 0)} µs CPU/req; ` +
-            `token reads/req ${spread(rs.map((x) => x.tokenReadsPerReq), 4)}; errors ${rs.reduce((a, x) => a + x.errors, 0)}\n`,
+          `${method} ${side}: ${spreadText(rs.map((x) => x.okPerSecond), 0)} req/s; core ${spreadText(rs.map((x) => x.coreCpuUsPerReq), 0)} µs CPU/req; FerretDB ${spreadText(rs.map((x) => x.dbCpuUsPerReq), 0)} µs CPU/req; ` +
+            `token reads/req ${spreadText(rs.map((x) => x.tokenReadsPerReq), 4)}; errors ${rs.reduce((a, x) => a + x.errors, 0)}\n`,
         );
       }
     }

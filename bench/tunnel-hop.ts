@@ -23,15 +23,12 @@ import { Procs, startGateway, startRedis, startSsh, writeKeyPair } from '../test
 import { tempDir } from '../test/support/tmp';
 import { loopbackPortOf } from '../test/support/tunnel-bridge';
 import { waitFor } from '../test/support/wait';
-import { quantile, round } from './stats';
+import { spreadText } from './stats';
 
 type Side = 'before' | 'after';
 const QUEUE_PORT = 6379;
 const MESSAGE = randomBytes(180).toString('base64');
 
-function spread(xs: number[], digits: number): string {
-  return `${round(quantile(xs, 0.5), digits)} [${round(Math.min(...xs), digits)}–${round(Math.max(...xs), digits)}]`;
-}
 
 async function pair(opts: RedisOptions, channel: string): Promise<{ cmd: Redis; sub: Redis; waiters: Map<string, () => void> }> {
   const base: RedisOptions = { ...opts, enableReadyCheck: false, disableClientInfo: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, enableAutoPipelining: true, lazyConnect: true };
@@ -96,10 +93,10 @@ async function main(): Promise<void> {
     }
     for (const side of ['before', 'after'] as const) {
       const rows = results[side];
-      console.log(`${side}: gateway CPU ${spread(rows.map((x) => x.cpuUsPerOp), 1)} µs per request-and-reply, ${spread(rows.map((x) => x.opsPerSecond), 0)} per s (median [min–max] over ${rows.length} rounds, ${concurrency} in flight)`);
+      console.log(`${side}: gateway CPU ${spreadText(rows.map((x) => x.cpuUsPerOp), 1)} µs per request-and-reply, ${spreadText(rows.map((x) => x.opsPerSecond), 0)} per s (median [min–max] over ${rows.length} rounds, ${concurrency} in flight)`);
     }
     const ratios = results.after.map((a, i) => a.cpuUsPerOp / results.before[i]!.cpuUsPerOp);
-    console.log(`after/before CPU per operation, per round: ${spread(ratios, 2)}`);
+    console.log(`after/before CPU per operation, per round: ${spreadText(ratios, 2)}`);
     for (const side of Object.values(sides)) {
       side.cmd.disconnect();
       side.sub.disconnect();
