@@ -3,7 +3,7 @@ import type { Stack } from '../test/support/stack/stack';
 import { startBaselines } from './baselines';
 import { busyThresholds, MIN_REPORTED_ROUNDS, quietWait, type BenchConfig } from './config';
 import { busyReasons, HostBusyError, HostMeter, quietCheck, worstOf, windowText } from './host';
-import { benchSession, chainTarget, directTarget, errorsText, measuredRun, type Measured, type Target } from './load';
+import { benchSession, chainTarget, directTarget, errorsText, measuredRun, runSummary, type Measured, type Target } from './load';
 import type { Comparison, ComparisonRow, RunSummary, SectionResult } from './report';
 import { fig, percentiles, pooled, quantileInterval, round, roundOrder, spread, spreadText, type Percentiles } from './stats';
 
@@ -131,7 +131,7 @@ export async function chainBench(stack: Stack, c: BenchConfig): Promise<SectionR
         const m = got.get(s.key)!;
         out[s.key].push(m);
         all.push(m);
-        summaries.push(summary(name, s.key, r + 1, position + 1, m));
+        summaries.push(runSummary(name, s.key, r + 1, position + 1, m));
       });
       r++;
     }
@@ -186,38 +186,6 @@ export async function chainBench(stack: Stack, c: BenchConfig): Promise<SectionR
       `Rounds discarded as busy and run again (at most ${c.BENCH_BUSY_RETRIES}): ${discarded.length === 0 ? 'none' : discarded.join('; ')}.`,
   ];
   return { comparison, notes, unreported, runs: summaries };
-}
-
-/** A run as the results file keeps it: its figures, rounded, without the raw samples. */
-function summary(scenario: string, path: PathKey, round_: number, position: number, m: Measured): RunSummary {
-  const p = percentiles(m.latency);
-  const r2 = (x: number): number => round(x, 3);
-  const h = m.host;
-  return {
-    scenario,
-    path,
-    round: round_,
-    position,
-    windowStart: new Date(m.result.windowStart).toISOString(),
-    warmupSeconds: m.result.warmupSeconds,
-    okPerSecond: m.result.okPerSecond,
-    sent: m.result.sent,
-    failed: m.result.failed,
-    statuses: m.result.statuses,
-    latencyMs: { p50: p.p50, p99: p.p99, p999: p.p999, max: p.max },
-    cores: Object.fromEntries(Object.entries(h.ours).map(([k, v]) => [k, r2(v)])),
-    host: {
-      other: r2(h.other),
-      otherContainers: r2(h.otherContainers),
-      otherHost: r2(h.otherHost),
-      stealPercent: r2(h.stealFraction * 100),
-      engine: r2(h.engine),
-      kernel: r2(h.kernel),
-      interrupts: r2(h.interrupts),
-      loadAvg1: h.loadAvg1,
-    },
-    edgeSkewMs: r2(m.edgeSkewMs),
-  };
 }
 
 /** One cell per baseline: `f` over the chain's rounds and that baseline's, round by round. */

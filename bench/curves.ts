@@ -7,9 +7,9 @@ import { curvePoints, errorsBelowPeak, errorsText, planCurve, planSources, sprea
 import { BLOBS_COLLECTION, BROKERS, curvesStack, gateway2Target, keepBrokers, waitForBrokers, type CurvesStack } from './curves-stack';
 import { busyReasons, HostBusyError, HostMeter, hostWindow, quietCheck, windowText, worstOf, type HostWindow } from './host';
 import { createToken } from '../test/support/stack/api-client';
-import { benchSession, chainTarget, directTarget, LateStartError, measuredRun, runLoad, type LoadOptions, type LoadResult, type Measured, type Target } from './load';
+import { benchSession, chainTarget, directTarget, LateStartError, measuredRun, runLoad, runSummary, type LoadOptions, type LoadResult, type Measured, type Target } from './load';
 import type { CurveTable, RunSummary, SectionResult } from './report';
-import { fig, latencySamples, percentiles, pooled, round, spreadText } from './stats';
+import { fig, latencySamples, pooled, round, spreadText } from './stats';
 
 /**
  * Scale curves (issue 13.4): throughput and p99 against body size, connections, brokers and
@@ -220,25 +220,7 @@ async function measuredTogether(ctx: Ctx, parts: { target: Target; opts: LoadOpt
 }
 
 function record(ctx: Ctx, scenario: string, path: string, roundNo: number, position: number, m: Measured): void {
-  const p = percentiles(m.latency);
-  const r3 = (x: number): number => round(x, 3);
-  const h = m.host;
-  ctx.runs.push({
-    scenario,
-    path,
-    round: roundNo,
-    position,
-    windowStart: new Date(m.result.windowStart).toISOString(),
-    warmupSeconds: m.result.warmupSeconds,
-    okPerSecond: m.result.okPerSecond,
-    sent: m.result.sent,
-    failed: m.result.failed,
-    statuses: m.result.statuses,
-    latencyMs: { p50: p.p50, p99: p.p99, p999: p.p999, max: p.max },
-    cores: Object.fromEntries(Object.entries(h.ours).map(([k, v]) => [k, r3(v)])),
-    host: { other: r3(h.other), otherContainers: r3(h.otherContainers), otherHost: r3(h.otherHost), stealPercent: r3(h.stealFraction * 100), engine: r3(h.engine), kernel: r3(h.kernel), interrupts: r3(h.interrupts), loadAvg1: h.loadAvg1 },
-    edgeSkewMs: r3(m.edgeSkewMs),
-  });
+  ctx.runs.push(runSummary(scenario, path, roundNo, position, m));
 }
 
 const asRun = (m: Measured): PointRun => ({ okPerSecond: m.result.okPerSecond, latency: m.latency, statuses: m.result.statuses });

@@ -6,7 +6,8 @@ import { docker } from '../test/support/stack/docker';
 import { execIn, Stack } from '../test/support/stack/stack';
 import { waitFor } from '../test/support/wait';
 import { hostWindow, type HostMeter, type HostWindow } from './host';
-import { latencySamples } from './stats';
+import type { RunSummary } from './report';
+import { latencySamples, percentiles, round } from './stats';
 
 /**
  * The load client of the chain, recovery and footprint benchmarks: bench/tools/load.js,
@@ -170,6 +171,38 @@ export interface Measured {
   host: HostWindow;
   /** How far from the window's edges the counters were read, ms (the larger of the two). */
   edgeSkewMs: number;
+}
+
+/** A run as the results file keeps it: its figures, rounded, without the raw samples. */
+export function runSummary(scenario: string, path: string, round_: number, position: number, m: Measured): RunSummary {
+  const p = percentiles(m.latency);
+  const r2 = (x: number): number => round(x, 3);
+  const h = m.host;
+  return {
+    scenario,
+    path,
+    round: round_,
+    position,
+    windowStart: new Date(m.result.windowStart).toISOString(),
+    warmupSeconds: m.result.warmupSeconds,
+    okPerSecond: m.result.okPerSecond,
+    sent: m.result.sent,
+    failed: m.result.failed,
+    statuses: m.result.statuses,
+    latencyMs: { p50: p.p50, p99: p.p99, p999: p.p999, max: p.max },
+    cores: Object.fromEntries(Object.entries(h.ours).map(([k, v]) => [k, r2(v)])),
+    host: {
+      other: r2(h.other),
+      otherContainers: r2(h.otherContainers),
+      otherHost: r2(h.otherHost),
+      stealPercent: r2(h.stealFraction * 100),
+      engine: r2(h.engine),
+      kernel: r2(h.kernel),
+      interrupts: r2(h.interrupts),
+      loadAvg1: h.loadAvg1,
+    },
+    edgeSkewMs: r2(m.edgeSkewMs),
+  };
 }
 
 /**
