@@ -280,27 +280,21 @@ export class QueueConsumer {
       return;
     }
     const reply = await this.handle(envelope, deadline);
-    await this.answer(stream, gatewayId, entryId, reply);
+    await this.settle(stream, entryId, { gatewayId, envelope: reply });
   }
 
   /**
-   * Publishes the reply, then acknowledges and deletes its entry, in one pipeline (one
-   * write, one round trip; publish-then-settle took two). Redis runs a connection's
-   * commands in the order sent, so an entry is never acknowledged before its reply was
-   * published: a consumer that dies part way leaves the request to be claimed and answered
-   * again (same id, same effect at core), never unanswered. Not MULTI, so it works at any
-   * memory level (none of the three is refused at maxmemory).
+   * Acknowledges and deletes an entry, after publishing its reply when there is one, all in
+   * one pipeline (one write, one round trip; publish-then-settle took two). Redis runs a
+   * connection's commands in the order sent, so an entry is never acknowledged before its
+   * reply was published: a consumer that dies part way leaves the request to be claimed and
+   * answered again (same id, same effect at core), never unanswered. Not MULTI, so it works
+   * at any memory level (none of the three is refused at maxmemory).
    */
-  private async answer(stream: string, gatewayId: string, entryId: string, reply: ReplyEnvelope): Promise<void> {
-    const res = await this.writer.pipeline().publish(queueKeys.replies(gatewayId), encodeReply(reply)).xack(stream, queueKeys.group, entryId).xdel(stream, entryId).exec();
-    const failed = res?.find(([err]) => err !== null)?.[0];
-    if (failed) throw failed;
-    this.lastProgress = performance.now();
-  }
-
-  /** Acknowledges and deletes an entry: a pipeline, not MULTI, so it works at any memory level. */
-  private async settle(stream: string, entryId: string): Promise<void> {
-    const res = await this.writer.pipeline().xack(stream, queueKeys.group, entryId).xdel(stream, entryId).exec();
+  private async settle(stream: string, entryId: string, reply?: { gatewayId: string; envelope: ReplyEnvelope }): Promise<void> {
+    const pipeline = this.writer.pipeline();
+    if (reply) pipeline.publish(queueKeys.replies(reply.gatewayId), encodeReply(reply.envelope));
+    const res = await pipeline.xack(stream, queueKeys.group, entryId).xdel(stream, entryId).exec();
     const failed = res?.find(([err]) => err !== null)?.[0];
     if (failed) throw failed;
     this.lastProgress = performance.now();
