@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import type Docker from 'dockerode';
-import { sequenceToSend, type TimeSpec } from '../../../services/common/knock/sequence';
+import type { TimeSpec } from '../../../services/common/knock/sequence';
 import { fingerprintOfKey } from '../../../services/common/pki/ssh-keys';
 import { ApiClient, createToken } from '../../support/stack/api-client';
 import { upStack } from '../../support/stack/fixture';
-import { gatewayKnockSpec, logEntries, type LogEntry } from '../../support/stack/gateway-door';
+import { gatewayKnockSpec, knockUntilOpen, logEntries, type LogEntry } from '../../support/stack/gateway-door';
 import { execIn, type Stack } from '../../support/stack/stack';
 import { startWriteLoad, type WriteLoad } from '../../support/stack/write-load';
 import { waitFor } from '../../support/wait';
@@ -35,6 +35,7 @@ describe('SSH host key and broker key rotation with overlap on a running stack',
   let probe: Docker.Container;
   let spec: TimeSpec;
   let gw: string;
+  let probeIp: string;
   const s = (): Stack => {
     if (!stack) throw new Error('no stack');
     return stack;
@@ -47,6 +48,7 @@ describe('SSH host key and broker key rotation with overlap on a running stack',
     probe = await s().probe('edge');
     spec = await gatewayKnockSpec(s());
     gw = await s().ip('gateway', 'edge');
+    probeIp = (await probe.inspect()).NetworkSettings.Networks[s().name('edge')]!.IPAddress;
   });
 
   after(async () => {
@@ -66,10 +68,9 @@ describe('SSH host key and broker key rotation with overlap on a running stack',
 
   const inProbe = (cmd: string[], input?: Buffer) => execIn(s().docker, probe, cmd, { timeoutMs: 60_000, ...(input ? { input } : {}) });
 
-  /** A fresh knock from the probe (as a broker computes it), so its next connection to the SSH port is let in. */
+  /** A fresh knock from the probe (as a broker computes it) that the gateway accepted, so its next connection to the SSH port is let in. */
   async function knock(): Promise<void> {
-    const r = await inProbe(['knock', '-d', '10', gw, ...sequenceToSend(spec, Date.now()).map(String)]);
-    assert.equal(r.exitCode, 0, r.stderr);
+    await knockUntilOpen(s(), probe, spec, gw, probeIp);
   }
 
   /** The host key the gateway presents to a new connection, as OpenSSH's ssh-keyscan sees it from the edge network. */
@@ -160,8 +161,9 @@ describe('SSH host key and broker key rotation with overlap on a running stack',
     assert.equal((await s().exec('broker', ['test', '-e', `${BROKER_KEY}.previous`])).exitCode, 1, '.previous is gone after retire');
     await waitForLog('gateway', 'authorized_keys reloaded', authorizedReloads + 1);
     // The negative check and its positive control, from the same probe through the same door.
-    assert.match(await loginWith(oldBrokerKey), /Permission denied \(publickey\)/, 'the old broker key was accepted after retire');
-    const probeIp = (await probe.inspect()).NetworkSettings.Networks[s().name('edge')]!.IPAddress;
+    const oldLogin = await loginWith(oldBrokerKey);
+    const gatewaySaw = async (): Promise<string> => JSON.stringify((await logEntries(s(), 'gateway')).filter((l) => l.src === probeIp).slice(-4));
+    assert.match(oldLogin, /Permission denied \(publickey\)/, `the old broker key after retire: expected a publickey refusal; ssh said ${JSON.stringify(oldLogin)}; the gateway's last lines for the probe: ${await gatewaySaw()}`);
     const newLogin = await loginWith(newBrokerKey);
     assert.doesNotMatch(newLogin, /Permission denied/, 'positive control: the new key from the same probe');
     await waitForLog('gateway', 'broker authenticated', 1, (l) => l.src === probeIp && l.fingerprint === fingerprintOfKey(newBrokerKey));

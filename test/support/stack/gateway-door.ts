@@ -1,5 +1,7 @@
-import type { TimeSpec } from '../../../services/common/knock/sequence';
-import type { Stack } from './stack';
+import type Docker from 'dockerode';
+import { sequenceToSend, type TimeSpec } from '../../../services/common/knock/sequence';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execIn, type Stack } from './stack';
 
 /**
  * What a test needs to watch the gateway's door in a running stack: its metrics (the
@@ -42,4 +44,29 @@ export async function logEntries(stack: Stack, service: string): Promise<LogEntr
     }
   }
   return out;
+}
+
+const KNOCK_ACCEPTED = 'knock accepted; ssh window open';
+
+/**
+ * A right knock from a probe container that the gateway is seen to accept (its log line for
+ * the probe's address), drawn again when it is not, at most `tries` times. A knock's nonce
+ * is drawn at random, as a broker draws it, from the knock range; one that a broker or an
+ * earlier knock already used in the same window is refused as a replay (door.ts), about one
+ * knock in range ÷ knocks-per-window. A test whose subject lies behind the door draws again
+ * as a broker does, instead of reading that refusal as its own result. Returns how many
+ * knocks it took.
+ */
+export async function knockUntilOpen(stack: Stack, probe: Docker.Container, spec: TimeSpec, gatewayIp: string, probeIp: string, tries = 3): Promise<number> {
+  const accepted = async (): Promise<number> => (await logEntries(stack, 'gateway')).filter((e) => e.message === KNOCK_ACCEPTED && e.src === probeIp).length;
+  const before = await accepted();
+  for (let attempt = 1; attempt <= tries; attempt++) {
+    const sent = await execIn(stack.docker, probe, ['knock', '-d', '10', gatewayIp, ...sequenceToSend(spec, Date.now()).map(String)], { timeoutMs: 60_000 });
+    if (sent.exitCode !== 0) throw new Error(`knock from ${probeIp} failed (exit ${sent.exitCode}): ${sent.stderr}`);
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await sleep(100)) {
+      if ((await accepted()) > before) return attempt;
+    }
+  }
+  const lines = (await logEntries(stack, 'gateway')).filter((e) => e.src === probeIp).slice(-5);
+  throw new Error(`${tries} right knocks from ${probeIp} and the gateway logged none accepted; its last lines for that address: ${JSON.stringify(lines)}`);
 }
