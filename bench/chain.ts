@@ -3,9 +3,10 @@ import type { Stack } from '../test/support/stack/stack';
 import { startBaselines } from './baselines';
 import { busyThresholds, MIN_REPORTED_ROUNDS, quietWait, type BenchConfig } from './config';
 import { busyReasons, HostBusyError, HostMeter, quietCheck, worstOf, windowText } from './host';
-import { benchSession, chainTarget, directTarget, errorsText, measuredRun, runSummary, type Measured, type Target } from './load';
+import { closedLoopRows, openLoopRows, PATH_KEYS, PATHS, type PathKey, type Runs, type Side as PathSide } from './chain-rows';
+import { benchSession, chainTarget, directTarget, measuredRun, runSummary, type Measured, type Target } from './load';
 import type { Comparison, ComparisonRow, RunSummary, SectionResult } from './report';
-import { fig, percentiles, pooled, quantileInterval, round, roundOrder, spread, spreadText, type Percentiles } from './stats';
+import { round, roundOrder, spread } from './stats';
 
 /**
  * The whole chain against what a user would set up instead, side by side in one run:
@@ -27,38 +28,10 @@ import { fig, percentiles, pooled, quantileInterval, round, roundOrder, spread, 
 /** How late the counters may be read at a window's edge before the run counts as disturbed. */
 const MAX_EDGE_SKEW_MS = 25;
 
-type PathKey = 'chain' | 'direct' | 'edge' | 'tunnel';
-const PATH_KEYS: readonly PathKey[] = ['chain', 'direct', 'edge', 'tunnel'];
-
-/** Column headers and what each path does (printed under the table). */
-export const PATHS: Record<PathKey, { column: string; does: string }> = {
-  chain: {
-    column: 'nonstop chain',
-    does: 'client → nginx (TLS) in the gateway → gateway app → SSH tunnel opened from the hidden side by the broker → Redis queue → broker → core (mutual TLS) → FerretDB. The gateway never has a route to core. POSTs that reach the broker while its previous batch is with core go to core together (group commit, one insert per batch); the baselines send each POST on its own.',
-  },
-  direct: {
-    column: '(a) straight to core',
-    does: "a client on the private network → core over mutual TLS with the broker's client certificate: what a client gets with no edge at all, and nothing hidden.",
-  },
-  edge: {
-    column: '(b) nginx TLS edge',
-    does: "client → nginx (TLS) → core (mutual TLS). nginx is the gateway image's own binary with a minimal proxy configuration: one worker and the gateway's TLS settings, keep-alive connections to core, an access line per request. The edge sits on the private network, so core's address is one hop from the internet.",
-  },
-  tunnel: {
-    column: '(c) nginx + ssh -R',
-    does: "client → nginx (TLS, same configuration as (b)) on a public host with no route to the private network → 127.0.0.1:9443, an OpenSSH reverse forward (`ssh -R`) whose SSH connection the hidden host opens to the public host's sshd and keeps up with autossh → core (mutual TLS). The do-it-yourself origin-hiding setup, from Debian's OpenSSH and autossh.",
-  },
-};
-
-interface Side {
-  key: PathKey;
+interface Side extends PathSide {
   target: Target;
-  /** The containers this path's requests pass through (client excluded). */
-  tiers: string[];
-  client: string;
 }
 
-type Runs = Record<PathKey, Measured[]>;
 
 export async function chainBench(stack: Stack, c: BenchConfig): Promise<SectionResult> {
   const { token, recordId } = await benchSession(stack);
@@ -153,15 +126,21 @@ export async function chainBench(stack: Stack, c: BenchConfig): Promise<SectionR
     );
 
   const rows: ComparisonRow[] = [];
+  /** What holds back each target missed, from the runs that missed it. */
+  const shortfalls: string[] = [];
   const rates: Record<string, number> = {};
   for (const method of ['POST', 'GET'] as const) {
     const runs = await runRounds(`${method} closed loop`, (s) => load(s, method));
     rates[method] = Math.max(1, Math.floor(spread(runs.chain.map((m) => m.result.okPerSecond)).median / 2));
-    rows.push(...closedLoopRows(method, expected[method], runs, sides, c));
+    const closed = closedLoopRows(method, expected[method], runs, sides, c);
+    rows.push(...closed.rows);
+    if (closed.shortfall) shortfalls.push(closed.shortfall);
   }
   for (const method of ['POST', 'GET'] as const) {
     const runs = await runRounds(`${method} open loop`, (s) => load(s, method, rates[method]));
-    rows.push(...openLoopRows(method, expected[method], rates[method]!, runs, sides, c));
+    const open = openLoopRows(method, expected[method], rates[method]!, runs, sides, c);
+    rows.push(...open.rows);
+    if (open.shortfall) shortfalls.push(open.shortfall);
   }
 
   const worst = worstOf(all.map((m) => m.host));
@@ -184,98 +163,8 @@ export async function chainBench(stack: Stack, c: BenchConfig): Promise<SectionR
       `reported apart, not counted as other work: the Docker engine (logs, execs and health checks of every container, ours included) up to ${round(worst.engine)} cores, kernel threads (I/O and packets, mostly ours) up to ${round(worst.kernel)}, interrupts up to ${round(worst.interrupts)}. ` +
       `Load average is shown but not a criterion: it counts our own runnable threads and lags a minute. ` +
       `Rounds discarded as busy and run again (at most ${c.BENCH_BUSY_RETRIES}): ${discarded.length === 0 ? 'none' : discarded.join('; ')}.`,
+    `Profile by process: the CPU of each process inside the path's containers (nginx, node, redis-server, ferretdb, sshd…; all processes of one name together, threads included), read from /proc/<pid>/stat at the same window edges, in ms per answered request; a process that started or ended within a window is left out of that window.`,
+    ...shortfalls,
   ];
   return { comparison, notes, unreported, runs: summaries };
-}
-
-/** One cell per baseline: `f` over the chain's rounds and that baseline's, round by round. */
-function against(sides: Side[], runs: Runs, f: (chain: Measured, other: Measured, side: Side) => number, text: (perRound: number[]) => string): string[] {
-  return sides.filter((s) => s.key !== 'chain').map((s) => text(runs.chain.map((m, r) => f(m, runs[s.key][r]!, s))));
-}
-
-/** CPU ms per expected answer on a path's tiers over a run's window. */
-function cpuPerRequest(m: Measured, tiers: string[]): number {
-  const cores = tiers.reduce((s, t) => s + (m.host.ours[t] ?? 0), 0);
-  return (cores * 1000) / m.result.okPerSecond;
-}
-
-function errorsOver(runs: Measured[], expected: number): string {
-  const statuses: Record<string, number> = {};
-  for (const m of runs) for (const [k, v] of Object.entries(m.result.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
-  return errorsText({ statuses }, expected);
-}
-
-function latencyText(p: Percentiles): string {
-  return `${fig(p.p50)} / ${fig(p.p99)} / ${fig(p.p999)}`;
-}
-
-/** Mean cores of each container over a path's runs, e.g. "gateway 0.31, broker 0.4". */
-function meanCores(runs: Measured[], names: string[]): string {
-  return names.map((n) => `${n} ${round(runs.reduce((s, m) => s + (m.host.ours[n] ?? 0), 0) / runs.length)}`).join(', ');
-}
-
-/** "+3.2", "-1.5" or "—". */
-const signed = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${fig(x)}` : '—');
-const roundP99 = (m: Measured): number => percentiles(m.latency).p99 ?? NaN;
-const ratioText = (xs: number[]): string => `${spreadText(xs, 2)}×`;
-
-function closedLoopRows(method: 'POST' | 'GET', expected: number, runs: Runs, sides: Side[], c: BenchConfig): ComparisonRow[] {
-  const scenario = `${method} ${method === 'POST' ? '/v1/records/notes' : '/v1/records/notes/{id}'}, closed loop, ${c.BENCH_CONCURRENCY} connections`;
-  const ok = (m: Measured): number => m.result.okPerSecond;
-  const chainTiers = sides[0]!.tiers;
-  const vsDirect = spread(runs.chain.map((m, r) => ok(m) / ok(runs.direct[r]!))).median;
-  const lat = Object.fromEntries(sides.map((s) => [s.key, percentiles(pooled(runs[s.key].map((m) => m.latency)))])) as Record<PathKey, Percentiles>;
-  return [
-    {
-      scenario,
-      metric: `throughput, ${expected}s per second, median [min–max] of rounds; against: chain ÷ baseline per round`,
-      values: sides.map((s) => spreadText(runs[s.key].map(ok))),
-      against: against(sides, runs, (a, b) => ok(a) / ok(b), ratioText),
-      target: '≥ 0.5 × (a) straight to core',
-      ...(Number.isFinite(vsDirect) ? { met: vsDirect >= 0.5 } : {}),
-      note: `${c.BENCH_CHAIN_ROUNDS} rounds × ${c.BENCH_CHAIN_SECONDS} s per path; errors: ${sides.map((s) => `${s.key} ${errorsOver(runs[s.key], expected)}`).join(', ')}`,
-    },
-    {
-      scenario: `${method}, the same closed-loop runs`,
-      metric: 'latency p50 / p99 / p99.9 ms, all rounds pooled (mostly queueing: connections ÷ throughput); against: chain p99 ÷ baseline p99 per round',
-      values: sides.map((s) => latencyText(lat[s.key])),
-      against: against(sides, runs, (a, b) => roundP99(a) / roundP99(b), ratioText),
-      note: `samples: ${sides.map((s) => `${s.key} ${lat[s.key].n}`).join(', ')}; p99 per round: ${sides.map((s) => `${s.key} ${spreadText(runs[s.key].map(roundP99))}`).join(', ')}`,
-    },
-    {
-      scenario: `${method}, the same closed-loop runs`,
-      metric: 'CPU ms per answered request in the containers on the path (client excluded), median [min–max]; against: chain ÷ baseline per round',
-      values: sides.map((s) => spreadText(runs[s.key].map((m) => cpuPerRequest(m, s.tiers)), 2)),
-      against: against(sides, runs, (a, b, side) => cpuPerRequest(a, chainTiers) / cpuPerRequest(b, side.tiers), ratioText),
-      note: `mean cores per container: ${sides.map((s) => `${s.key}: ${meanCores(runs[s.key], [...s.tiers, s.client])}`).join('; ')}`,
-    },
-  ];
-}
-
-function openLoopRows(method: 'POST' | 'GET', expected: number, rate: number, runs: Runs, sides: Side[], c: BenchConfig): ComparisonRow[] {
-  const lat = Object.fromEntries(sides.map((s) => [s.key, pooled(runs[s.key].map((m) => m.latency))])) as Record<PathKey, number[]>;
-  const p = Object.fromEntries(sides.map((s) => [s.key, percentiles(lat[s.key])])) as Record<PathKey, Percentiles>;
-  const added = (other: PathKey): number => (p.chain.p99 ?? NaN) - (p[other].p99 ?? NaN);
-  const interval = (k: PathKey): string => {
-    const ci = quantileInterval(lat[k], 0.99);
-    return ci ? `${fig(ci[0])}–${fig(ci[1])}` : '—';
-  };
-  return [
-    {
-      scenario: `${method} ${method === 'POST' ? '/v1/records/notes' : '/v1/records/notes/{id}'}, open loop at ${rate} req/s (half the chain's median closed-loop throughput)`,
-      metric: 'latency p50 / p99 / p99.9 ms, all rounds pooled; against: p99 the chain adds, pooled (per round median [min–max])',
-      values: sides.map((s) => latencyText(p[s.key])),
-      against: sides
-        .filter((s) => s.key !== 'chain')
-        .map((s) => `${signed(added(s.key))} ms (${spreadText(runs.chain.map((m, r) => roundP99(m) - roundP99(runs[s.key][r]!)))})`),
-      target: '≤ 15 ms added at p99 against (a)',
-      ...(Number.isFinite(added('direct')) ? { met: added('direct') <= 15 } : {}),
-      note:
-        `${c.BENCH_CHAIN_ROUNDS} rounds × ${c.BENCH_LATENCY_SECONDS} s per path; samples ${sides.map((s) => `${s.key} ${p[s.key].n}`).join(', ')}; ` +
-        `95 % interval of the pooled p99: ${sides.map((s) => `${s.key} ${interval(s.key)}`).join(', ')}; ` +
-        `achieved req/s ${sides.map((s) => `${s.key} ${spreadText(runs[s.key].map((m) => m.result.okPerSecond))}`).join(', ')}; ` +
-        `errors: ${sides.map((s) => `${s.key} ${errorsOver(runs[s.key], expected)}`).join(', ')}; ` +
-        `mean cores: ${sides.map((s) => `${s.key}: ${meanCores(runs[s.key], [...s.tiers, s.client])}`).join('; ')}`,
-    },
-  ];
 }

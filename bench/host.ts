@@ -125,6 +125,8 @@ export interface HostSnapshot {
   benchUs: number;
   /** Every process outside the containers, but this one and those it started: name, kind, ticks. */
   procs: Map<number, { comm: string; kind: ProcKind; ticks: number }>;
+  /** Every process inside a container under test: the container's name, the process's, ticks. */
+  inside: Map<number, { container: string; comm: string; ticks: number }>;
 }
 
 /** Cores used over a window, by who used them. */
@@ -134,6 +136,8 @@ export interface HostWindow {
   cores: number;
   /** Each container under test. */
   ours: Record<string, number>;
+  /** Each container under test by process name (all its processes of that name, threads included): a profile by process. */
+  oursByProcess: Record<string, Record<string, number>>;
   oursTotal: number;
   /** Every other container, image builds included (the containers' parent cgroup less ours). */
   otherContainers: number;
@@ -208,10 +212,15 @@ export class HostBusyError extends Error {
  * then the per-process scan (a few ms), which only sorts out who the rest was.
  */
 export class HostMeter {
+  /** Container name by cgroup path, to tell whose a process inside the parent is. */
+  private readonly nameByPath: Map<string, string>;
+
   private constructor(
     private readonly ours: Record<string, CgroupCpu>,
     private readonly parent: CgroupCpu,
-  ) {}
+  ) {
+    this.nameByPath = new Map(Object.entries(ours).map(([n, cg]) => [cg.path, n]));
+  }
 
   /**
    * `watch`: the containers under test, by name (may be none). Every container's CPU is
@@ -240,8 +249,8 @@ export class HostMeter {
     const parentNs = readCpuNs(this.parent);
     const ours = Object.fromEntries(Object.entries(this.ours).map(([n, cg]) => [n, readCpuNs(cg)]));
     const usage = process.cpuUsage();
-    const { procs, harnessUs } = this.processes();
-    return { at, stat, parentNs, ours, benchUs: usage.user + usage.system + harnessUs, procs };
+    const { procs, inside, harnessUs } = this.processes();
+    return { at, stat, parentNs, ours, benchUs: usage.user + usage.system + harnessUs, procs, inside };
   }
 
   /** A snapshot taken at an epoch time (or at once if it has passed); `at` says when it really was. */
@@ -253,10 +262,12 @@ export class HostMeter {
 
   /**
    * Every process outside the containers but this one and those it started (a FerretDB run
-   * on the host is the benchmark's own work, not other work), and what those spent, in µs.
+   * on the host is the benchmark's own work, not other work), and what those spent, in µs;
+   * and every process inside a container under test, by container.
    */
-  private processes(): { procs: HostSnapshot['procs']; harnessUs: number } {
+  private processes(): { procs: HostSnapshot['procs']; inside: HostSnapshot['inside']; harnessUs: number } {
     const out: HostSnapshot['procs'] = new Map();
+    const inside: HostSnapshot['inside'] = new Map();
     const family = new Map<number, { ppid: number; ticks: number; childTicks: number }>();
     for (const name of readdirSync('/proc')) {
       if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
@@ -268,7 +279,12 @@ export class HostMeter {
           // A process inside the containers' parent is already counted there.
           const cg = parseProcCgroup(readFileSync(`/proc/${name}/cgroup`, 'utf8'));
           const path = this.parent.version === 1 ? cg.cpuacct : cg.unified;
-          if (path !== undefined && (path === this.parent.path || path.startsWith(`${this.parent.path}/`))) continue;
+          if (path !== undefined && (path === this.parent.path || path.startsWith(`${this.parent.path}/`))) {
+            const container = this.nameByPath.get(path);
+            // Node names its main thread, and so the process's comm, "MainThread".
+            if (container !== undefined) inside.set(Number(name), { container, comm: s.comm === 'MainThread' ? 'node' : s.comm, ticks: s.ticks });
+            continue;
+          }
         }
         out.set(Number(name), { comm: s.comm, kind: s.kernel ? 'kernel' : ENGINE.has(s.comm) ? 'engine' : 'other', ticks: s.ticks });
       } catch {
@@ -278,7 +294,7 @@ export class HostMeter {
     const self = parsePidFamily(readFileSync('/proc/self/stat', 'utf8'));
     const harness = harnessTicks(process.pid, self.childTicks, family);
     for (const pid of harness.descendants) out.delete(pid);
-    return { procs: out, harnessUs: (harness.ticks * 1e6) / ticksPerSecond() };
+    return { procs: out, inside, harnessUs: (harness.ticks * 1e6) / ticksPerSecond() };
   }
 }
 
@@ -301,6 +317,13 @@ export function hostWindow(a: HostSnapshot, b: HostSnapshot, cores = cpus().leng
     byKind[p.kind] += p.ticks - before.ticks;
     if (p.kind === 'other' && p.ticks > before.ticks) others.push({ comm: p.comm, cores: tickCores(p.ticks - before.ticks) });
   }
+  const oursByProcess: Record<string, Record<string, number>> = {};
+  for (const [pid, p] of b.inside) {
+    const before = a.inside.get(pid);
+    if (before === undefined || before.comm !== p.comm || before.container !== p.container) continue;
+    const of = (oursByProcess[p.container] ??= {});
+    of[p.comm] = (of[p.comm] ?? 0) + tickCores(p.ticks - before.ticks);
+  }
   const engine = tickCores(byKind.engine);
   const kernel = tickCores(byKind.kernel);
   const bench = (b.benchUs - a.benchUs) / 1e6 / seconds;
@@ -315,6 +338,7 @@ export function hostWindow(a: HostSnapshot, b: HostSnapshot, cores = cpus().leng
     seconds,
     cores,
     ours,
+    oursByProcess,
     oursTotal,
     otherContainers,
     engine,

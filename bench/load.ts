@@ -191,6 +191,7 @@ export function runSummary(scenario: string, path: string, round_: number, posit
     statuses: m.result.statuses,
     latencyMs: { p50: p.p50, p99: p.p99, p999: p.p999, max: p.max },
     cores: Object.fromEntries(Object.entries(h.ours).map(([k, v]) => [k, r2(v)])),
+    coresByProcess: Object.fromEntries(Object.entries(h.oursByProcess).map(([k, of]) => [k, Object.fromEntries(Object.entries(of).map(([comm, v]) => [comm, r2(v)]))])),
     host: {
       other: r2(h.other),
       otherContainers: r2(h.otherContainers),

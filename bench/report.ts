@@ -72,6 +72,8 @@ export interface RunSummary {
   latencyMs: { p50: number | null; p99: number | null; p999: number | null; max: number | null };
   /** Cores each watched container used over the window. */
   cores: Record<string, number>;
+  /** The same by process name within each container (host.HostWindow.oursByProcess). */
+  coresByProcess: Record<string, Record<string, number>>;
   host: { other: number; otherContainers: number; otherHost: number; stealPercent: number; engine: number; kernel: number; interrupts: number; loadAvg1: number };
   edgeSkewMs: number;
 }

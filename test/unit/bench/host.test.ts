@@ -15,7 +15,9 @@ function procs(engine: number, kernel: number, others: Record<string, number>): 
 }
 
 /** Two snapshots 10 s apart on a 2-core machine (2,000 ticks of machine time in all). */
-function window(over: { busyTicks: number; stealTicks?: number; parentS: number; ours: Record<string, number>; engineTicks?: number; kernelTicks?: number; otherTicks?: Record<string, number>; benchS?: number }): HostWindow {
+type Inside = HostSnapshot['inside'];
+
+function window(over: { busyTicks: number; stealTicks?: number; parentS: number; ours: Record<string, number>; engineTicks?: number; kernelTicks?: number; otherTicks?: Record<string, number>; benchS?: number; inside?: [Inside, Inside] }): HostWindow {
   const steal = over.stealTicks ?? 0;
   const a: HostSnapshot = {
     at: 1_000_000,
@@ -24,6 +26,7 @@ function window(over: { busyTicks: number; stealTicks?: number; parentS: number;
     ours: Object.fromEntries(Object.keys(over.ours).map((k) => [k, 0])),
     benchUs: 0,
     procs: procs(0, 0, Object.fromEntries(Object.keys(over.otherTicks ?? {}).map((k) => [k, 0]))),
+    inside: over.inside?.[0] ?? (new Map() as Inside),
   };
   const b: HostSnapshot = {
     at: 1_010_000,
@@ -32,6 +35,7 @@ function window(over: { busyTicks: number; stealTicks?: number; parentS: number;
     ours: Object.fromEntries(Object.entries(over.ours).map(([k, s]) => [k, s * 1e9])),
     benchUs: (over.benchS ?? 0) * 1e6,
     procs: procs(over.engineTicks ?? 0, over.kernelTicks ?? 0, over.otherTicks ?? {}),
+    inside: over.inside?.[1] ?? (new Map() as Inside),
   };
   return hostWindow(a, b, 2, HZ);
 }
@@ -57,6 +61,30 @@ describe('bench host: who used the CPU in a window', () => {
   it('counts steal as a fraction of the machine time', () => {
     const w = window({ busyTicks: 1000, stealTicks: 200, parentS: 10, ours: { core: 10 } });
     assert.ok(Math.abs(w.stealFraction - 0.1) < 1e-9);
+  });
+
+  it('profiles each container by process name, summing processes of one name, leaving out one seen at only one edge or reused for another', () => {
+    const at = (entries: [number, string, string, number][]): Inside => new Map(entries.map(([pid, container, comm, ticks]) => [pid, { container, comm, ticks }]));
+    const before = at([
+      [200, 'gateway', 'nginx', 100],
+      [201, 'gateway', 'nginx', 50],
+      [202, 'gateway', 'node', 1000],
+      [300, 'broker', 'node', 0],
+      [301, 'broker', 'sh', 5],
+    ]);
+    const after = at([
+      [200, 'gateway', 'nginx', 300],
+      [201, 'gateway', 'nginx', 150],
+      [202, 'gateway', 'node', 1500],
+      [300, 'broker', 'node', 400],
+      // pid 301 ended and its number went to another program: its ticks are not sh's.
+      [301, 'broker', 'redis-server', 90],
+      // started inside the window: its share of the window is unknown.
+      [302, 'broker', 'redis-check', 40],
+    ]);
+    const w = window({ busyTicks: 1400, parentS: 14, ours: { gateway: 8, broker: 4 }, inside: [before, after] });
+    const rounded = Object.fromEntries(Object.entries(w.oursByProcess).map(([c, of]) => [c, Object.fromEntries(Object.entries(of).map(([n, x]) => [n, Math.round(x * 1e9) / 1e9]))]));
+    assert.deepEqual(rounded, { gateway: { nginx: 0.3, node: 0.5 }, broker: { node: 0.4 } });
   });
 
   it('leaves out a process seen at only one edge from the breakdown, not from the total', () => {
