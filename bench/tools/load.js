@@ -25,9 +25,12 @@
 //   timeoutMs, keepAlive        per request; keepAlive false = a new connection each time
 //   timeline                    true: also return [start, end, status] per request (epoch ms)
 //   stopWhenRecovered           n: stop once, after a failure, n answers in a row succeed
-// Prints one JSON line about the requests that started inside the window: status counts,
-// the latency of each expected answer (okMs, unsorted) and how many failed (the caller
-// counts those at timeoutMs), plus answers completed inside the window per second.
+// Prints one JSON line about the requests of the window: status counts, the latency of
+// each expected answer (okMs, unsorted) and how many failed (the caller counts those at
+// timeoutMs), plus answers completed inside the window per second. The requests of the
+// window are those that started inside it, and those that started during the warm-up and
+// failed inside it or after it: a path that stops answering leaves every loop waiting on a
+// warm-up request through the whole window, which must read as failures, not as no errors.
 'use strict';
 const https = require('node:https');
 const fs = require('node:fs');
@@ -100,7 +103,7 @@ if (o.windowStart !== undefined && t0 - launched < (o.minWarmupSeconds ?? 0) * 1
   process.exit(3);
 }
 
-/** Requests that started in the window: statuses, latencies of expected answers, timeline. */
+/** The window's requests (see the top): statuses, latencies of expected answers, timeline. */
 const c = { okMs: [], statuses: {}, timeline: [], sent: 0, failed: 0, okInWindow: 0, failedOnce: false, okStreak: 0 };
 function record(started, ended, status) {
   const good = status === expected;
@@ -111,7 +114,7 @@ function record(started, ended, status) {
   }
   // Throughput counts answers completed inside the window, whenever they started.
   if (good && ended >= t0 && ended < t1) c.okInWindow++;
-  if (started < t0) return;
+  if (started < t0 && (good || ended < t0)) return;
   c.sent++;
   c.statuses[status] = (c.statuses[status] ?? 0) + 1;
   if (good) c.okMs.push(Math.round((ended - started) * 1000) / 1000);
