@@ -51,7 +51,38 @@ export interface Side {
 }
 
 /** Each path's runs of one scenario, round by round (index r of each is round r). */
-export type Runs = Record<PathKey, Measured[]>;
+export type Runs = Record<PathKey, Run[]>;
+
+/** A Docker health check's run in one of the benchmark's containers, epoch ms (from its State.Health.Log). */
+export interface HealthCheckRun {
+  container: string;
+  start: number;
+  end: number;
+}
+
+/** A run; open-loop runs also carry the health checks that ran during their window (with load.js's timeline). */
+export type Run = Measured & { healthChecks?: HealthCheckRun[] };
+
+/**
+ * How the slowest `fraction` of a path's requests (all rounds pooled, by latency) line up
+ * with the health checks that ran meanwhile: how many of them overlapped one, against how
+ * many of all requests did. Undefined without timelines.
+ */
+export function healthCheckOverlap(runs: Run[], fraction = 0.01): { slow: number; slowDuring: number; all: number; allDuring: number; checkMs: number[] } | undefined {
+  const requests = runs.flatMap((m) => (m.result.timeline ?? []).map(([start, end]) => ({ start, end, checks: m.healthChecks ?? [] })));
+  if (requests.length === 0 || runs.some((m) => m.healthChecks === undefined)) return undefined;
+  const during = (r: { start: number; end: number; checks: HealthCheckRun[] }): boolean => r.checks.some((h) => r.start <= h.end && r.end >= h.start);
+  const byLatency = [...requests].sort((a, b) => b.end - b.start - (a.end - a.start));
+  const slow = byLatency.slice(0, Math.max(1, Math.ceil(requests.length * fraction)));
+  const checkMs = runs.flatMap((m) => (m.healthChecks ?? []).map((h) => h.end - h.start));
+  return { slow: slow.length, slowDuring: slow.filter(during).length, all: requests.length, allDuring: requests.filter(during).length, checkMs };
+}
+
+/** "61 of 73 (84 %) overlapped a health check, against 11 % of all 7200 requests", or "—". */
+function overlapText(o: ReturnType<typeof healthCheckOverlap>): string {
+  if (!o) return '—';
+  return `${o.slowDuring} of its slowest ${o.slow} (${Math.round((100 * o.slowDuring) / o.slow)} %) overlapped a health check, against ${Math.round((100 * o.allDuring) / o.all)} % of all ${o.all} requests`;
+}
 
 /** The settings the rows describe. */
 export type RowsConfig = Pick<BenchConfig, 'BENCH_CONCURRENCY' | 'BENCH_CHAIN_ROUNDS' | 'BENCH_CHAIN_SECONDS' | 'BENCH_LATENCY_SECONDS'>;
@@ -214,12 +245,19 @@ export function openLoopRows(method: 'POST' | 'GET', expected: number, rate: num
   const chainProfile = medianProfile(runs.chain, sides[0]!.tiers);
   const busyProcesses = Object.entries(chainProfile).filter(([, ms]) => ms >= 0.01);
   const cores = runs.chain[0]?.host.cores ?? '?';
+  const overlap = Object.fromEntries(sides.map((s) => [s.key, healthCheckOverlap(runs[s.key])])) as Record<PathKey, ReturnType<typeof healthCheckOverlap>>;
+  const chainChecks = overlap.chain?.checkMs ?? [];
+  const checksText =
+    overlap.chain && chainChecks.length > 0
+      ? ` Of the chain's slowest 1 % of requests, ${overlapText(overlap.chain)}: Docker's HEALTHCHECK execs \`node probe.js\` into each container every 5 s, ${Math.round(Math.min(...chainChecks))}–${Math.round(Math.max(...chainChecks))} ms each here, and a chain that already keeps ${round(meanOf('chain'), 2)} of ${cores} cores busy has little to spare for that burst; (a): ${overlapText(overlap.direct)}.`
+      : '';
   const shortfall =
     Number.isFinite(addedMs) && addedMs > TARGETS.addedP99Ms
       ? `**What holds the ${method} tail back** (≤ ${TARGETS.addedP99Ms} ms added at p99 against (a) missed: ${signed(addedMs)} ms; p50 ${signed((p.chain.p50 ?? NaN) - (p.direct.p50 ?? NaN))} ms): ` +
         `at ${rate} req/s the chain's containers use ${round(meanOf('chain'), 2)} of this machine's ${cores} cores on average, (a)'s ${round(meanOf('direct'), 2)} (load clients: ${clientCores('chain')} and ${clientCores('direct')}). ` +
         `Each request waits its turn for a core in ${busyProcesses.length} processes in series (${busyProcesses.map(([n]) => n).join(', ')}) against ${Object.values(medianProfile(runs.direct, ['core'])).filter((ms) => ms >= 0.01).length} for (a); ` +
-        `profile, ms of CPU per ${method} by process: ${profileText(chainProfile)}.`
+        `profile, ms of CPU per ${method} by process: ${profileText(chainProfile)}.` +
+        checksText
       : undefined;
   const rows: ComparisonRow[] = [
     {
@@ -236,7 +274,8 @@ export function openLoopRows(method: 'POST' | 'GET', expected: number, rate: num
         `95 % interval of the pooled p99: ${sides.map((s) => `${s.key} ${interval(s.key)}`).join(', ')}; ` +
         `achieved req/s ${sides.map((s) => `${s.key} ${spreadText(runs[s.key].map((m) => m.result.okPerSecond))}`).join(', ')}; ` +
         `errors: ${sides.map((s) => `${s.key} ${errorsOver(runs[s.key], expected)}`).join(', ')}; ` +
-        `mean cores: ${sides.map((s) => `${s.key}: ${meanCores(runs[s.key], [...s.tiers, s.client])}`).join('; ')}`,
+        `mean cores: ${sides.map((s) => `${s.key}: ${meanCores(runs[s.key], [...s.tiers, s.client])}`).join('; ')}; ` +
+        `health checks (Docker's, every 5 s in each container that has one) against the slowest 1 %: ${sides.map((s) => `${s.key}: ${overlapText(overlap[s.key])}`).join('; ')}`,
     },
   ];
   return shortfall === undefined ? { rows } : { rows, shortfall };

@@ -3,7 +3,7 @@ import type { Stack } from '../test/support/stack/stack';
 import { startBaselines } from './baselines';
 import { busyThresholds, MIN_REPORTED_ROUNDS, quietWait, type BenchConfig } from './config';
 import { busyReasons, HostBusyError, HostMeter, quietCheck, worstOf, windowText } from './host';
-import { closedLoopRows, openLoopRows, PATH_KEYS, PATHS, type PathKey, type Runs, type Side as PathSide } from './chain-rows';
+import { closedLoopRows, openLoopRows, PATH_KEYS, PATHS, type HealthCheckRun, type PathKey, type Run, type Runs, type Side as PathSide } from './chain-rows';
 import { benchSession, chainTarget, directTarget, measuredRun, runSummary, type Measured, type Target } from './load';
 import type { Comparison, ComparisonRow, RunSummary, SectionResult } from './report';
 import { round, roundOrder, spread } from './stats';
@@ -27,6 +27,20 @@ import { round, roundOrder, spread } from './stats';
 
 /** How late the counters may be read at a window's edge before the run counts as disturbed. */
 const MAX_EDGE_SKEW_MS = 25;
+
+/** The health checks Docker ran in any of `containers` that overlap [from, to] (epoch ms). */
+async function healthChecksDuring(containers: Record<string, Docker.Container>, from: number, to: number): Promise<HealthCheckRun[]> {
+  const out: HealthCheckRun[] = [];
+  for (const [name, c] of Object.entries(containers)) {
+    const log = (await c.inspect()).State.Health?.Log ?? [];
+    for (const h of log) {
+      const start = Date.parse(h.Start);
+      const end = Date.parse(h.End);
+      if (Number.isFinite(start) && Number.isFinite(end) && start <= to && end >= from) out.push({ container: name, start, end });
+    }
+  }
+  return out;
+}
 
 interface Side extends PathSide {
   target: Target;
@@ -111,8 +125,8 @@ export async function chainBench(stack: Stack, c: BenchConfig): Promise<SectionR
     return out;
   };
 
-  const load = (s: Side, method: 'POST' | 'GET', rate?: number): Promise<Measured> =>
-    measuredRun(
+  const load = async (s: Side, method: 'POST' | 'GET', rate?: number): Promise<Run> => {
+    const m = await measuredRun(
       stack,
       s.target,
       {
@@ -120,10 +134,13 @@ export async function chainBench(stack: Stack, c: BenchConfig): Promise<SectionR
         path: paths[method],
         warmupSeconds: c.BENCH_WARMUP_SECONDS,
         timeoutMs: c.BENCH_TIMEOUT_MS,
-        ...(rate === undefined ? { seconds: c.BENCH_CHAIN_SECONDS, concurrency: c.BENCH_CONCURRENCY } : { seconds: c.BENCH_LATENCY_SECONDS, concurrency: 2 * c.BENCH_CONCURRENCY, rate }),
+        ...(rate === undefined ? { seconds: c.BENCH_CHAIN_SECONDS, concurrency: c.BENCH_CONCURRENCY } : { seconds: c.BENCH_LATENCY_SECONDS, concurrency: 2 * c.BENCH_CONCURRENCY, rate, timeline: true }),
       },
       meter,
     );
+    // Open loop: the tail's neighbours. Docker keeps a container's last 5 checks, 25 s at a 5 s interval: read at once.
+    return rate === undefined ? m : { ...m, healthChecks: await healthChecksDuring(watch, m.result.windowStart, m.result.windowEnd) };
+  };
 
   const rows: ComparisonRow[] = [];
   /** What holds back each target missed, from the runs that missed it. */

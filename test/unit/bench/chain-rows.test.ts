@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { closedLoopRows, openLoopRows, type PathKey, type Runs, type Side } from '../../../bench/chain-rows';
+import { closedLoopRows, healthCheckOverlap, openLoopRows, type PathKey, type Run, type Runs, type Side } from '../../../bench/chain-rows';
 import type { HostWindow } from '../../../bench/host';
 import type { Measured } from '../../../bench/load';
 
@@ -89,5 +89,32 @@ describe('bench chain rows: targets and what holds a missed one back', () => {
     assert.match(beyond.shortfall, /^\*\*What holds the GET tail back\*\* \(≤ 10 ms added at p99 against \(a\) missed: \+30 ms/);
     assert.match(beyond.shortfall, /containers use 1\.5 of this machine's 2 cores on average, \(a\)'s 1 \(load clients: 0\.2 and 0\)/);
     assert.match(beyond.shortfall, /in 6 processes in series \(.*\) against 2 for \(a\)/);
+  });
+
+  it('counts how many of the slowest 1 % overlapped a health check, against all requests, and says so in the tail paragraph', () => {
+    // 200 requests 10 ms apart, 1 ms each, but the two that overlap the check at [1000, 1150] take 40 ms.
+    const timeline: [number, number, number][] = Array.from({ length: 200 }, (_, i) => {
+      const start = i * 10;
+      return [start, start + (start >= 990 && start <= 1000 ? 40 : 1), 200];
+    });
+    const m = (checks: boolean): Run => {
+      const r = run(250, { gateway: { node: 0.5 }, broker: { node: 0.5 }, core: { node: 0.5 } }, timeline.map(([a, b]) => b - a));
+      r.result.timeline = timeline;
+      return checks ? { ...r, healthChecks: [{ container: 'core', start: 1000, end: 1150 }] } : { ...r, healthChecks: [] };
+    };
+    const o = healthCheckOverlap([m(true)]);
+    // The slowest 2 (1 % of 200, rounded up) both overlap; so do 17 of all (starts 990 … 1150).
+    assert.deepEqual(o, { slow: 2, slowDuring: 2, all: 200, allDuring: 17, checkMs: [150] });
+    assert.equal(healthCheckOverlap([m(false)])?.slowDuring, 0, 'no check, no overlap');
+    assert.equal(healthCheckOverlap([run(250, {})]), undefined, 'no timeline: nothing to say');
+
+    const slowTail = Array.from({ length: 2000 }, (_, i) => (i % 100 >= 98 ? 40 : 1));
+    const rs = runs(250, { direct: 250, edge: 250, tunnel: 250 }, { chain: slowTail, direct: slowTail.map(() => 1), edge: slowTail.map(() => 1), tunnel: slowTail.map(() => 1) });
+    // Every path's timeline met the check; latencies: the chain's tail at 40 ms, the others' flat at 1.
+    for (const k of ['chain', 'direct', 'edge', 'tunnel'] as const) rs[k] = rs[k].map(() => ({ ...m(true), latency: k === 'chain' ? slowTail : slowTail.map(() => 1) }));
+    const { shortfall, rows } = openLoopRows('GET', 200, 250, rs, SIDES, CONFIG);
+    assert.ok(shortfall);
+    assert.match(shortfall, /Of the chain's slowest 1 % of requests, 6 of its slowest 6 \(100 %\) overlapped a health check, against 9 % of all 600 requests: Docker's HEALTHCHECK execs `node probe\.js` into each container every 5 s, 150–150 ms each here/);
+    assert.match(rows[0]!.note, /health checks .* against the slowest 1 %: chain: 6 of its slowest 6/);
   });
 });
