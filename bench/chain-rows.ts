@@ -133,10 +133,18 @@ function latencyText(p: Percentiles): string {
   return `${fig(p.p50)} / ${fig(p.p99)} / ${fig(p.p999)}`;
 }
 
+/** Mean cores the named containers used together over a path's runs. */
+function meanCoresOf(runs: Measured[], names: string[]): number {
+  return runs.reduce((sum, m) => sum + names.reduce((t, n) => t + (m.host.ours[n] ?? 0), 0), 0) / runs.length;
+}
+
 /** Mean cores of each container over a path's runs, e.g. "gateway 0.31, broker 0.4". */
 function meanCores(runs: Measured[], names: string[]): string {
-  return names.map((n) => `${n} ${round(runs.reduce((s, m) => s + (m.host.ours[n] ?? 0), 0) / runs.length)}`).join(', ');
+  return names.map((n) => `${n} ${round(meanCoresOf(runs, [n]))}`).join(', ');
 }
+
+/** The side of a path (each path has one). */
+const sideOf = (sides: Side[], k: PathKey): Side => sides.find((s) => s.key === k)!;
 
 /** "+3.2", "-1.5" or "—". */
 const signed = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${fig(x)}` : '—');
@@ -171,7 +179,7 @@ export function closedLoopRows(method: 'POST' | 'GET', expected: number, runs: R
   const scenario = `${method} ${method === 'POST' ? '/v1/records/notes' : '/v1/records/notes/{id}'}, closed loop, ${c.BENCH_CONCURRENCY} connections`;
   const ok = (m: Measured): number => m.result.okPerSecond;
   const chainTiers = sides[0]!.tiers;
-  const tiersOf = (k: PathKey): string[] => sides.find((s) => s.key === k)!.tiers;
+  const tiersOf = (k: PathKey): string[] => sideOf(sides, k).tiers;
   const vs = (k: PathKey): number => spread(runs.chain.map((m, r) => ok(m) / ok(runs[k][r]!))).median;
   const want = TARGETS.throughput[method];
   const misses = (['direct', 'tunnel'] as const).filter((k) => !(vs(k) >= want[k]));
@@ -240,8 +248,8 @@ export function openLoopRows(method: 'POST' | 'GET', expected: number, rate: num
     return ci ? `${fig(ci[0])}–${fig(ci[1])}` : '—';
   };
   const addedMs = added('direct');
-  const meanOf = (k: PathKey): number => runs[k].reduce((sum, m) => sum + sides.find((s) => s.key === k)!.tiers.reduce((t, n) => t + (m.host.ours[n] ?? 0), 0), 0) / runs[k].length;
-  const clientCores = (k: PathKey): number => round(runs[k].reduce((sum, m) => sum + (m.host.ours[sides.find((s) => s.key === k)!.client] ?? 0), 0) / runs[k].length, 2);
+  const meanOf = (k: PathKey): number => meanCoresOf(runs[k], sideOf(sides, k).tiers);
+  const clientCores = (k: PathKey): number => round(meanCoresOf(runs[k], [sideOf(sides, k).client]), 2);
   const chainProfile = medianProfile(runs.chain, sides[0]!.tiers);
   const busyProcesses = Object.entries(chainProfile).filter(([, ms]) => ms >= 0.01);
   const cores = runs.chain[0]?.host.cores ?? '?';
@@ -255,7 +263,7 @@ export function openLoopRows(method: 'POST' | 'GET', expected: number, rate: num
     Number.isFinite(addedMs) && addedMs > TARGETS.addedP99Ms
       ? `**What holds the ${method} tail back** (≤ ${TARGETS.addedP99Ms} ms added at p99 against (a) missed: ${signed(addedMs)} ms; p50 ${signed((p.chain.p50 ?? NaN) - (p.direct.p50 ?? NaN))} ms): ` +
         `at ${rate} req/s the chain's containers use ${round(meanOf('chain'), 2)} of this machine's ${cores} cores on average, (a)'s ${round(meanOf('direct'), 2)} (load clients: ${clientCores('chain')} and ${clientCores('direct')}). ` +
-        `Each request waits its turn for a core in ${busyProcesses.length} processes in series (${busyProcesses.map(([n]) => n).join(', ')}) against ${Object.values(medianProfile(runs.direct, ['core'])).filter((ms) => ms >= 0.01).length} for (a); ` +
+        `Each request waits its turn for a core in ${busyProcesses.length} processes in series (${busyProcesses.map(([n]) => n).join(', ')}) against ${Object.values(medianProfile(runs.direct, sideOf(sides, 'direct').tiers)).filter((ms) => ms >= 0.01).length} for (a); ` +
         `profile, ms of CPU per ${method} by process: ${profileText(chainProfile)}.` +
         checksText
       : undefined;
