@@ -257,7 +257,7 @@ export function openLoopRows(method: 'POST' | 'GET', expected: number, rate: num
   const chainChecks = overlap.chain?.checkMs ?? [];
   const checksText =
     overlap.chain && chainChecks.length > 0
-      ? ` Of the chain's slowest 1 % of requests, ${overlapText(overlap.chain)}: Docker's HEALTHCHECK execs \`node probe.js\` into each container every 5 s, ${Math.round(Math.min(...chainChecks))}–${Math.round(Math.max(...chainChecks))} ms each here, and a chain that already keeps ${round(meanOf('chain'), 2)} of ${cores} cores busy has little to spare for that burst; (a): ${overlapText(overlap.direct)}.`
+      ? ` Of the chain's slowest 1 % of requests, ${overlapText(overlap.chain)}: Docker's HEALTHCHECK execs \`nonstop-healthcheck\` in each container every 5 s, ${Math.round(Math.min(...chainChecks))}–${Math.round(Math.max(...chainChecks))} ms each here, and a chain that already keeps ${round(meanOf('chain'), 2)} of ${cores} cores busy has little to spare for that burst; (a): ${overlapText(overlap.direct)}.`
       : '';
   const shortfall =
     Number.isFinite(addedMs) && addedMs > TARGETS.addedP99Ms

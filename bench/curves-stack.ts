@@ -119,7 +119,7 @@ export async function curvesStack(knock: KnockSubject): Promise<CurvesStack> {
 }
 
 async function health(stack: Stack, service: string): Promise<{ ok: boolean; checks: Record<string, unknown> }> {
-  const res = await stack.exec(service, ['node', '/app/dist/services/common/health/probe.js']);
+  const res = await stack.exec(service, ['/usr/local/bin/nonstop-healthcheck']);
   return JSON.parse(res.stdout) as { ok: boolean; checks: Record<string, unknown> };
 }
 

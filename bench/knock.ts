@@ -86,7 +86,7 @@ export async function knockBench(stack: Stack, rounds: number): Promise<Row[]> {
     return { lat, mem };
   });
   const cpu1 = await cpuSnapshot(gateway);
-  const health = JSON.parse((await stack.exec('gateway', ['node', '/app/dist/services/common/health/probe.js'])).stdout) as { ok: boolean };
+  const health = JSON.parse((await stack.exec('gateway', ['/usr/local/bin/nonstop-healthcheck'])).stdout) as { ok: boolean };
   rows.push({
     scenario: `knock → open under a ${Math.round(flooded.flood.pps / 1000)}k pps SYN flood (spoofed sources)`,
     metric: 'p50 / p95 ms; opens',

@@ -9,7 +9,7 @@ cd "$NONSTOP_ROOT"
 npx eslint --max-warnings=0 .
 npx madge --circular --extensions ts services >/dev/null 2>&1 || die "import cycle in services/ (npx madge --circular --extensions ts services)"
 
-mapfile -t shell_scripts < <(git ls-files -- 'scripts/*.sh' '.ci/run')
+mapfile -t shell_scripts < <(git ls-files -- 'scripts/*.sh' 'services/*.sh' '.ci/run')
 mapfile -t dockerfiles < <(git ls-files -- 'Dockerfile*' '*.Dockerfile' '**/Dockerfile*')
 if [ "${#shell_scripts[@]}" -eq 0 ] || [ "${#dockerfiles[@]}" -eq 0 ]; then die "no scripts or Dockerfiles found to lint"; fi
 node dist/tools/lint/check-pipes.js "${dockerfiles[@]}" "${shell_scripts[@]}"

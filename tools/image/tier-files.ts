@@ -11,9 +11,9 @@ export type Tier = 'gateway' | 'broker' | 'core';
 
 /** Entry points per tier, relative to the compiled tree. Core also carries the operator tools. */
 export const TIER_ENTRIES: Record<Tier, readonly string[]> = {
-  gateway: ['services/gateway/main.js', 'services/common/health/probe.js'],
-  broker: ['services/broker/main.js', 'services/common/health/probe.js'],
-  core: ['services/core/main.js', 'services/core/admin/cli.js', 'services/keygen/main.js', 'services/common/health/probe.js'],
+  gateway: ['services/gateway/main.js'],
+  broker: ['services/broker/main.js'],
+  core: ['services/core/main.js', 'services/core/admin/cli.js', 'services/keygen/main.js'],
 };
 
 export function isTier(name: string): name is Tier {

@@ -123,7 +123,7 @@ describe('a fleet: two brokers serving changing gateways, one broker killed, the
   };
 
   async function health(service: string): Promise<{ ok: boolean; checks: Record<string, unknown> }> {
-    const res = await s().exec(service, ['node', '/app/dist/services/common/health/probe.js']);
+    const res = await s().exec(service, ['/usr/local/bin/nonstop-healthcheck']);
     return JSON.parse(res.stdout) as { ok: boolean; checks: Record<string, unknown> };
   }
   const brokerTunnels = async (broker: string): Promise<Record<string, string>> => (await health(broker)).checks.tunnels as Record<string, string>;

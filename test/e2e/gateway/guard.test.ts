@@ -28,7 +28,7 @@ describe('the gateway guard, seen from the edge network', function () {
   };
   const knock = (c: Docker.Container, ports: number[], delayMs = 50) => run(c, ['knock', '-d', String(delayMs), gw, ...ports.map(String)]);
   const health = async (): Promise<{ checks: { tunnelsOpen: number } }> =>
-    JSON.parse((await stack.exec('gateway', ['node', '/app/dist/services/common/health/probe.js'])).stdout) as { checks: { tunnelsOpen: number } };
+    JSON.parse((await stack.exec('gateway', ['/usr/local/bin/nonstop-healthcheck'])).stdout) as { checks: { tunnelsOpen: number } };
 
   before(async () => {
     stack = await upStack({ NONSTOP_KNOCK_MODE: 'static', NONSTOP_KNOCK_SEQUENCE: '7000,8000,9000', NONSTOP_KNOCK_WINDOW_SECONDS: '4' });

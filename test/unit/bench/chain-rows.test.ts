@@ -114,7 +114,7 @@ describe('bench chain rows: targets and what holds a missed one back', () => {
     for (const k of ['chain', 'direct', 'edge', 'tunnel'] as const) rs[k] = rs[k].map(() => ({ ...m(true), latency: k === 'chain' ? slowTail : slowTail.map(() => 1) }));
     const { shortfall, rows } = openLoopRows('GET', 200, 250, rs, SIDES, CONFIG);
     assert.ok(shortfall);
-    assert.match(shortfall, /Of the chain's slowest 1 % of requests, 6 of its slowest 6 \(100 %\) overlapped a health check, against 9 % of all 600 requests: Docker's HEALTHCHECK execs `node probe\.js` into each container every 5 s, 150–150 ms each here/);
+    assert.match(shortfall, /Of the chain's slowest 1 % of requests, 6 of its slowest 6 \(100 %\) overlapped a health check, against 9 % of all 600 requests: Docker's HEALTHCHECK execs `nonstop-healthcheck` in each container every 5 s, 150–150 ms each here/);
     assert.match(rows[0]!.note, /health checks .* against the slowest 1 %: chain: 6 of its slowest 6/);
   });
 });

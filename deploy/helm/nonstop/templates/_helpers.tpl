@@ -86,19 +86,19 @@ seccompProfile:
 {{- define "nonstop.probes" -}}
 startupProbe:
   exec:
-    command: ["node", "/app/dist/services/common/health/probe.js"]
+    command: ["/usr/local/bin/nonstop-healthcheck"]
   periodSeconds: 2
   timeoutSeconds: 4
   failureThreshold: {{ .startupFailures }}
 readinessProbe:
   exec:
-    command: ["node", "/app/dist/services/common/health/probe.js"]
+    command: ["/usr/local/bin/nonstop-healthcheck"]
   periodSeconds: 5
   timeoutSeconds: 4
   failureThreshold: 2
 livenessProbe:
   exec:
-    command: ["node", "/app/dist/services/common/health/probe.js"]
+    command: ["/usr/local/bin/nonstop-healthcheck"]
   periodSeconds: 10
   timeoutSeconds: 4
   failureThreshold: 3
