@@ -3,6 +3,7 @@ import { randomInt } from 'node:crypto';
 import type Docker from 'dockerode';
 import { sequenceToSend, timeCandidates, type TimeSpec } from '../../../services/common/knock/sequence';
 import { upStack } from '../../support/stack/fixture';
+import { knockUntilOpen, logEntries, unusedSequence } from '../../support/stack/gateway-door';
 import { execIn, type Stack } from '../../support/stack/stack';
 import { waitFor } from '../../support/wait';
 
@@ -26,6 +27,7 @@ describe('the knock door with its default settings, against a guesser and a repl
   const metrics = async (): Promise<string> => (await stack.exec('gateway', ['node', '-e', "fetch('http://127.0.0.1:9464/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"])).stdout;
   const value = (text: string, name: string, labels = ''): number =>
     [...text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\d+(?:\\.\\d+)?)$`, 'gm'))].filter((m) => (m[1] ?? '').includes(labels)).reduce((a, m) => a + Number(m[2]), 0);
+  const addressOf = async (c: Docker.Container): Promise<string> => (await c.inspect()).NetworkSettings.Networks[stack.name('edge')]!.IPAddress;
   const env = async (): Promise<Record<string, string>> =>
     Object.fromEntries(((await stack.inspect('gateway')).Config.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
@@ -49,26 +51,34 @@ describe('the knock door with its default settings, against a guesser and a repl
     const bob = await stack.probe('edge');
     const before = await metrics();
     const guesses = Array.from({ length: 150 }, () => spec.rangeStart + randomInt(spec.rangeEnd - spec.rangeStart + 1));
-    const right = sequenceToSend(spec, Date.now());
+    // Sent twice below (alice, then bob), so it cannot be drawn again if refused as a replay:
+    // its nonce is one the gateway has not seen used in this window.
+    const right = await unusedSequence(stack, spec);
     // The guesses, then at once the right knock, from the same address.
     const sent = await run(alice, ['sh', '-c', `${knockArgs(guesses, 1).join(' ')} && ${knockArgs(right, 10).join(' ')}`]);
     assert.equal(sent.exitCode, 0, sent.stderr);
     // Read at once: the gauge shows sources over budget now, and alice's first attempt comes back 6 s on.
-    const after = await waitFor('the throttled-sources gauge', async () => {
-      const m = await metrics();
-      return value(m, 'nonstop_knock_sources_throttled') >= 1 ? m : undefined;
-    });
-    const throttled = value(after, 'nonstop_knock_syns_total', 'outcome="throttled"') - value(before, 'nonstop_knock_syns_total', 'outcome="throttled"');
+    await waitFor('the throttled-sources gauge', async () => value(await metrics(), 'nonstop_knock_sources_throttled') >= 1);
     // 158 SYNs, of which the budget (10) started attempts, and a few more may have continued one.
-    assert.ok(throttled >= 158 - 10 - 10, `only ${throttled} SYNs counted as throttled`);
-    const aliceIp = (await alice.inspect()).NetworkSettings.Networks[stack.name('edge')]!.IPAddress;
+    // The gauge is refreshed each second and the counter as the sniffer reads the burst, so the
+    // gauge can show alice before the counter has all her SYNs: the counter only rises, wait for it.
+    const floor = 158 - 10 - 10;
+    let throttled = 0;
+    await waitFor(`${floor} SYNs counted as throttled`, async () => (throttled = value(await metrics(), 'nonstop_knock_syns_total', 'outcome="throttled"') - value(before, 'nonstop_knock_syns_total', 'outcome="throttled"')) >= floor, 20_000, 200).catch(
+      () => undefined,
+    );
+    assert.ok(throttled >= floor, `only ${throttled} SYNs counted as throttled`);
+    const aliceIp = await addressOf(alice);
     const lines = (await stack.logs('gateway')).split('\n').filter((l) => l.includes('knock budget spent') && l.includes(`"src":"${aliceIp}"`));
     assert.ok(lines.length >= 1 && lines.length <= 2, `${lines.length} throttle log lines for ${throttled} throttled SYNs`);
 
     assert.equal(await banner(alice), '', 'the throttled address got in with the right knock');
     // The same knock, unused (it opened nothing), from another address: it was right.
+    const bobIp = await addressOf(bob);
     assert.equal((await run(bob, knockArgs(right, 10))).exitCode, 0);
-    assert.match(await banner(bob), /^SSH-2\.0-nonstop/);
+    // Look at the port once the gateway has taken the knock, not while it may still be reading it.
+    await waitFor("the gateway to accept bob's knock", async () => (await logEntries(stack, 'gateway')).some((e) => e.message === 'knock accepted; ssh window open' && e.src === bobIp), 30_000, 200).catch(() => undefined);
+    assert.match(await banner(bob), /^SSH-2\.0-nonstop/, `the right knock did not open from another address; the gateway's lines for it: ${JSON.stringify((await logEntries(stack, 'gateway')).filter((e) => e.src === bobIp))}`);
 
     // Throttled, not banned: one attempt comes back every KNOCK_SOURCE_REFILL_SECONDS (6 s).
     // A knock while still throttled costs nothing, so trying again until it works is fair.
@@ -87,8 +97,8 @@ describe('the knock door with its default settings, against a guesser and a repl
     const broker = await stack.probe('edge');
     const eve = await stack.probe('edge');
     // A knock as the broker makes it (a fresh nonce, the current window, its 10 ms gap); it opens.
-    const recorded = sequenceToSend(spec, Date.now());
-    assert.equal((await run(broker, knockArgs(recorded, 10))).exitCode, 0);
+    // Drawn again, as a broker does, if its nonce repeated one used in the window.
+    const { ports: recorded } = await knockUntilOpen(stack, broker, spec, gw, await addressOf(broker));
     assert.match(await banner(broker), /^SSH-2\.0-nonstop/, 'the recorded knock was not a working one');
 
     // SIGKILL: nothing is flushed on the way down; what was recorded had to be on disk already.
@@ -102,11 +112,12 @@ describe('the knock door with its default settings, against a guesser and a repl
 
     const before = value(await metrics(), 'nonstop_knock_syns_total', 'outcome="replay"');
     assert.equal((await run(eve, knockArgs(recorded, 10))).exitCode, 0);
+    // The gateway saw the whole sequence and refused it as used (not merely missed it); only
+    // then is the port's silence the refusal's, not a knock still on its way in.
+    await waitFor('the replay to be counted', async () => value(await metrics(), 'nonstop_knock_syns_total', 'outcome="replay"') === before + 1, 30_000, 200);
     assert.equal(await banner(eve), '', 'the replayed knock opened the SSH port after the restart');
-    // The gateway saw the whole sequence and refused it as used (not merely missed it).
-    await waitFor('the replay to be counted', async () => value(await metrics(), 'nonstop_knock_syns_total', 'outcome="replay"') === before + 1, 10_000, 200);
 
-    assert.equal((await run(eve, knockArgs(sequenceToSend(spec, Date.now()), 10))).exitCode, 0);
+    await knockUntilOpen(stack, eve, spec, gw, await addressOf(eve));
     assert.match(await banner(eve), /^SSH-2\.0-nonstop/, 'a fresh knock did not open after the restart');
   });
 });

@@ -1,5 +1,6 @@
 import type Docker from 'dockerode';
-import { sequenceToSend, type TimeSpec } from '../../../services/common/knock/sequence';
+import { randomInt } from 'node:crypto';
+import { sequenceToSend, windowOf, type TimeSpec } from '../../../services/common/knock/sequence';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execIn, type Stack } from './stack';
 
@@ -46,6 +47,24 @@ export async function logEntries(stack: Stack, service: string): Promise<LogEntr
   return out;
 }
 
+/**
+ * A right knock for now whose nonce no knock has used in the current window, by the
+ * gateway's own record of used knocks (KNOCK_REPLAY_FILE, replay-store.ts). For a test that
+ * must send one sequence twice, from two addresses, so cannot draw again after a refusal:
+ * a random nonce repeats one the brokers used in the window about once in range ÷ knocks.
+ */
+export async function unusedSequence(stack: Stack, spec: TimeSpec): Promise<number[]> {
+  const env = Object.fromEntries(((await stack.inspect('gateway')).Config.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const file = env.KNOCK_REPLAY_FILE ?? '/var/lib/nonstop/knock/replay.json';
+  const read = await stack.exec('gateway', ['cat', file]);
+  if (read.exitCode !== 0) throw new Error(`cannot read the gateway's used knocks ${file}: ${read.stderr}`);
+  const record = JSON.parse(read.stdout) as { burnt: [number, number, number][] };
+  const now = Date.now();
+  const used = new Set(record.burnt.filter(([window]) => window === windowOf(spec, now)).map(([, nonce]) => nonce));
+  const free = Array.from({ length: spec.rangeEnd - spec.rangeStart + 1 }, (_, nonce) => nonce).filter((nonce) => !used.has(nonce));
+  return sequenceToSend(spec, now, free[randomInt(free.length)]);
+}
+
 const KNOCK_ACCEPTED = 'knock accepted; ssh window open';
 
 /**
@@ -54,17 +73,31 @@ const KNOCK_ACCEPTED = 'knock accepted; ssh window open';
  * is drawn at random, as a broker draws it, from the knock range; one that a broker or an
  * earlier knock already used in the same window is refused as a replay (door.ts), about one
  * knock in range ÷ knocks-per-window. A test whose subject lies behind the door draws again
- * as a broker does, instead of reading that refusal as its own result. Returns how many
- * knocks it took.
+ * as a broker does, instead of reading that refusal as its own result. `ipv6` knocks over
+ * IPv6 (gatewayIp and probeIp are then IPv6 addresses, probeIp as the gateway writes it).
+ * Returns how many knocks it took and the ports of the last one sent (the one accepted,
+ * unless an earlier one's acceptance was logged late).
  */
-export async function knockUntilOpen(stack: Stack, probe: Docker.Container, spec: TimeSpec, gatewayIp: string, probeIp: string, tries = 3): Promise<number> {
+export async function knockUntilOpen(
+  stack: Stack,
+  probe: Docker.Container,
+  spec: TimeSpec,
+  gatewayIp: string,
+  probeIp: string,
+  opts: { tries?: number; ipv6?: boolean } = {},
+): Promise<{ knocks: number; ports: number[] }> {
+  const tries = opts.tries ?? 3;
   const accepted = async (): Promise<number> => (await logEntries(stack, 'gateway')).filter((e) => e.message === KNOCK_ACCEPTED && e.src === probeIp).length;
   const before = await accepted();
   for (let attempt = 1; attempt <= tries; attempt++) {
-    const sent = await execIn(stack.docker, probe, ['knock', '-d', '10', gatewayIp, ...sequenceToSend(spec, Date.now()).map(String)], { timeoutMs: 60_000 });
+    const ports = sequenceToSend(spec, Date.now());
+    const sent = await execIn(stack.docker, probe, ['knock', ...(opts.ipv6 ? ['-6'] : []), '-d', '10', gatewayIp, ...ports.map(String)], { timeoutMs: 60_000 });
     if (sent.exitCode !== 0) throw new Error(`knock from ${probeIp} failed (exit ${sent.exitCode}): ${sent.stderr}`);
-    for (const deadline = Date.now() + 5000; Date.now() < deadline; await sleep(100)) {
-      if ((await accepted()) > before) return attempt;
+    // 10 s: each look is a `docker logs` of the whole gateway log, and on a busy 2-core
+    // machine the gateway's line can trail the knock by seconds; a late acceptance of this
+    // knock still counts on the next attempt (the count is from before the first).
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(100)) {
+      if ((await accepted()) > before) return { knocks: attempt, ports };
     }
   }
   const lines = (await logEntries(stack, 'gateway')).filter((e) => e.src === probeIp).slice(-5);
