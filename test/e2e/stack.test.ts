@@ -215,11 +215,12 @@ describe('the compose stack, built and run through the Docker API', function () 
       assert.equal((await api.send('GET', `/v1/records/notes?cursor=${Buffer.from('{"$gt":""}').toString('base64url')}`, { token: full })).status, 400);
       assert.equal((await api.send('DELETE', `/v1/records/notes/${id}`, { token: full })).status, 200);
       const secret = full.slice(full.lastIndexOf('_') + 1);
+      // Docker copies a container's output into its log on its own time: read the logs once
+      // core's audit line for the erase is there, so the searches below see everything logged.
+      const audited = (text: string): boolean => text.split('\n').some((line) => line.includes('record erased') && line.includes(id));
+      await waitFor("core's audit line for the erase", async () => audited(await stack.logs('core')), 20_000, 200).catch(() => undefined);
       const logs = Object.fromEntries(await Promise.all(['gateway', 'broker', 'core'].map(async (s) => [s, await stack.logs(s)] as const)));
-      assert.ok(
-        logs.core!.split('\n').some((line) => line.includes('record erased') && line.includes(id)),
-        "core's log has no audit line for the erase: the search would not see a line that is there",
-      );
+      assert.ok(audited(logs.core!), "core's log has no audit line for the erase: the search would not see a line that is there");
       for (const [service, text] of Object.entries(logs)) {
         for (const [what, needle] of [['the token', secret], ['a cursor', cursor!], ['record content', canary]] as const) {
           assert.ok(!text.includes(needle), `${service} logged ${what}`);
