@@ -56,6 +56,9 @@ describe('the broker container', function () {
   });
 
   it('comes back by itself after the gateway is killed and restarted, and traffic flows again', async () => {
+    // Counted from here: a tunnel the broker set up again earlier (at start-up) is not this reconnection.
+    const tunnelsUp = async (): Promise<number> => ((await stack.logs('broker')).match(/"message":"tunnel up"/g) ?? []).length;
+    const tunnelsBefore = await tunnelsUp();
     await stack.container('gateway').kill();
     await stack.container('gateway').start();
     await stack.waitHealthy('gateway');
@@ -63,7 +66,6 @@ describe('the broker container', function () {
     api = await ApiClient.forStack(stack);
     const res = await postWhenReady({ title: 'after the gateway restart' });
     assert.equal(res.status, 201);
-    const logs = await stack.logs('broker');
-    assert.ok((logs.match(/"message":"tunnel up"/g) ?? []).length >= 2, 'the broker did not reconnect');
+    assert.ok((await tunnelsUp()) > tunnelsBefore, 'the broker did not reconnect');
   });
 });
