@@ -3,7 +3,7 @@ import type Docker from 'dockerode';
 import { sequenceToSend, type TimeSpec } from '../../../services/common/knock/sequence';
 import { ApiClient, createToken } from '../../support/stack/api-client';
 import { upStack } from '../../support/stack/fixture';
-import { gatewayKnockSpec, knockUntilOpen, logEntries, type LogEntry } from '../../support/stack/gateway-door';
+import { gatewayKnockSpec, gatewayMetrics, knockUntilOpen, logEntries, metricValue, type LogEntry } from '../../support/stack/gateway-door';
 import { inContainer, tcpProbe } from '../../support/stack/net-probe';
 import { execIn, type Stack } from '../../support/stack/stack';
 import { startWriteLoad, type WriteLoad } from '../../support/stack/write-load';
@@ -134,12 +134,19 @@ describe('queue password and knock secret rotation with overlap on a running sta
     /** A broker key rotation and its retire: the broker's tunnel replaced make-before-break, a fresh knock for it. */
     const newTunnelUnderLoad = async (): Promise<void> => {
       const replacedBefore = countOf(await entries('broker'), 'tunnel replaced: the keys it was set up with were rotated');
+      const fallbacksBefore = countOf(await entries('broker'), FALLBACK);
+      const replaysBefore = metricValue(await gatewayMetrics(s()), 'nonstop_knock_syns_total', 'outcome="replay"');
       const openedBefore = countOf(await entries('gateway'), 'knock accepted; ssh window open', { src: brokerIp });
       await s().runAgain('keygen', {}, ['nonstop-keygen', 'rotate', 'broker-key']);
       await waitFor('the broker tunnel replaced', async () => countOf(await entries('broker'), 'tunnel replaced: the keys it was set up with were rotated') > replacedBefore, 90_000, 250);
       assert.ok(countOf(await entries('gateway'), 'knock accepted; ssh window open', { src: brokerIp }) > openedBefore, "the broker's knock did not open the door");
-      // Its first knock opened: it never fell back to the previous secret.
-      assert.equal(countOf(await entries('broker'), FALLBACK), 0);
+      // Its first knock opened: it did not fall back to the previous secret. The one exception is a
+      // knock whose random nonce repeated one already used in its window (about one knock in 1000 per
+      // knock in the window): the gateway refuses it as a replay whatever the secret, and the broker
+      // cannot tell that from a secret the gateway does not know yet. The gateway counts each.
+      const fellBack = countOf(await entries('broker'), FALLBACK) - fallbacksBefore;
+      const replays = metricValue(await gatewayMetrics(s()), 'nonstop_knock_syns_total', 'outcome="replay"') - replaysBefore;
+      assert.ok(fellBack <= replays, `the broker fell back to the previous secret ${fellBack} time(s), and the gateway refused ${replays} knock(s) as replays: a knock with the new secret did not open`);
       const reloads = countOf(await entries('gateway'), 'authorized_keys reloaded');
       await s().runAgain('keygen', {}, ['nonstop-keygen', 'retire', 'broker-key']);
       await waitFor('the gateway to drop the old broker key', async () => countOf(await entries('gateway'), 'authorized_keys reloaded') > reloads, 60_000, 250);
