@@ -195,8 +195,8 @@ export async function startBaselines(stack: Stack, client: Docker.Container, tok
   await writeFile(stack, hidden, '/home/tunnel/.ssh/known_hosts', `[bench-public]:${SSH_PORT} ${hostKey}\n`);
 
   const base = { client, port: NGINX_PORT, servername: 'gateway', ca: '/gw/tls/server.crt', requestId: true, token } as const;
-  const edge: Target = { ...base, label: 'nginx edge', host: await ipOn(stack, edgeNginx, 'edge') };
-  const tunnel: Target = { ...base, label: 'nginx + ssh -R', host: await ipOn(stack, publicNginx, 'edge') };
+  const edge: Target = { ...base, label: 'nginx edge', host: await stack.addressOf(edgeNginx, 'edge') };
+  const tunnel: Target = { ...base, label: 'nginx + ssh -R', host: await stack.addressOf(publicNginx, 'edge') };
   for (const t of [edge, tunnel]) await servesGet(stack, t, recordId);
   return {
     edge,
@@ -214,12 +214,6 @@ async function execText(stack: Stack, c: Docker.Container, cmd: string[]): Promi
 
 async function writeFile(stack: Stack, c: Docker.Container, path: string, content: string): Promise<void> {
   await execText(stack, c, ['sh', '-c', 'printf "%s" "$1" > "$2" && chmod 644 "$2"', 'sh', content, path]);
-}
-
-async function ipOn(stack: Stack, c: Docker.Container, network: string): Promise<string> {
-  const ip = (await c.inspect()).NetworkSettings.Networks[stack.name(network)]?.IPAddress;
-  if (!ip) throw new Error(`${c.id} has no address on ${network}`);
-  return ip;
 }
 
 /** Waits until a GET through `t` is answered 200 (the tunnel is up, nginx resolved core). */

@@ -167,7 +167,7 @@ describe('a compromised gateway', function () {
     // network resolves, and an open port on it connects.
     const peer = await stack.probe('edge');
     await startListener(stack.docker, peer, 9000);
-    const peerIp = (await peer.inspect()).NetworkSettings.Networks[stack.name('edge')]!.IPAddress;
+    const peerIp = await stack.addressOf(peer);
     assert.deepEqual(await lookupName(gateway, 'broker'), { outcome: 'resolved', address: await stack.ip('broker', 'edge') });
     assert.equal(await tcpProbe(gateway, peerIp, 9000), 'connected');
     // No answer at all: neither a connection nor a reset from core's address.

@@ -242,7 +242,7 @@ describe('exposure, as a scanner sees it', function () {
     // the full scan below sends SYNs into the knock range that spend it.
     const spec = await gatewayKnockSpec(stack);
     const knocker = await stack.probe('edge');
-    const knockerIp6 = (await knocker.inspect()).NetworkSettings.Networks[stack.name('edge')]!.GlobalIPv6Address;
+    const knockerIp6 = await stack.addressOf(knocker, 'edge', 6);
     // Until the gateway logs it accepted: a random nonce can repeat one used in the window (a
     // replay, drawn again), and the scan below must not race the gateway reading the knock.
     await knockUntilOpen(stack, knocker, spec, gatewayIp6, knockerIp6, { ipv6: true });

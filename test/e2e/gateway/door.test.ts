@@ -3,7 +3,7 @@ import { randomInt } from 'node:crypto';
 import type Docker from 'dockerode';
 import { sequenceToSend, timeCandidates, type TimeSpec } from '../../../services/common/knock/sequence';
 import { upStack } from '../../support/stack/fixture';
-import { knockUntilOpen, logEntries, unusedSequence } from '../../support/stack/gateway-door';
+import { gatewayKnockSpec, gatewayMetrics, knockUntilOpen, knocksAcceptedFrom, logEntries, metricValue, unusedSequence } from '../../support/stack/gateway-door';
 import { execIn, type Stack } from '../../support/stack/stack';
 import { waitFor } from '../../support/wait';
 
@@ -24,22 +24,14 @@ describe('the knock door with its default settings, against a guesser and a repl
   const knockArgs = (ports: readonly number[], delayMs: number): string[] => ['knock', '-d', String(delayMs), gw, ...ports.map(String)];
   /** The SSH banner through a plain TCP connection; empty when the port stays silent. */
   const banner = async (c: Docker.Container): Promise<string> => (await run(c, ['sh', '-c', `nc -w 2 ${gw} 2222 </dev/null | head -c 64`])).stdout;
-  const metrics = async (): Promise<string> => (await stack.exec('gateway', ['node', '-e', "fetch('http://127.0.0.1:9464/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"])).stdout;
-  const value = (text: string, name: string, labels = ''): number =>
-    [...text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\d+(?:\\.\\d+)?)$`, 'gm'))].filter((m) => (m[1] ?? '').includes(labels)).reduce((a, m) => a + Number(m[2]), 0);
-  const addressOf = async (c: Docker.Container): Promise<string> => (await c.inspect()).NetworkSettings.Networks[stack.name('edge')]!.IPAddress;
-  const env = async (): Promise<Record<string, string>> =>
-    Object.fromEntries(((await stack.inspect('gateway')).Config.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const addressOf = (c: Docker.Container): Promise<string> => stack.addressOf(c);
 
   before(async () => {
     stack = await upStack();
     gw = await stack.ip('gateway', 'edge');
     // The settings the gateway runs with, and its secret, as the broker has them.
-    const e = await env();
-    const [rangeStart, rangeEnd] = e.KNOCK_PORT_RANGE!.split('-').map(Number) as [number, number];
-    const secret = Buffer.from((await stack.exec('gateway', ['cat', e.KNOCK_SECRET_FILE!])).stdout.trim(), 'utf8');
-    spec = { mode: 'time', secret, length: Number(e.KNOCK_LENGTH), rangeStart, rangeEnd, periodMs: Number(e.KNOCK_PERIOD_SECONDS) * 1000 };
-    assert.deepEqual([spec.length, rangeStart, rangeEnd], [8, 40000, 40999], 'the demo no longer runs the defaults this test is about');
+    spec = await gatewayKnockSpec(stack);
+    assert.deepEqual([spec.length, spec.rangeStart, spec.rangeEnd], [8, 40000, 40999], 'the demo no longer runs the defaults this test is about');
   });
 
   after(async () => {
@@ -49,7 +41,7 @@ describe('the knock door with its default settings, against a guesser and a repl
   it('throttles one address sending random SYNs into the range: counted, logged once, its correct knock refused while the same knock opens from another address', async () => {
     const alice = await stack.probe('edge');
     const bob = await stack.probe('edge');
-    const before = await metrics();
+    const before = await gatewayMetrics(stack);
     const guesses = Array.from({ length: 150 }, () => spec.rangeStart + randomInt(spec.rangeEnd - spec.rangeStart + 1));
     // Sent twice below (alice, then bob), so it cannot be drawn again if refused as a replay:
     // its nonce is one the gateway has not seen used in this window.
@@ -58,13 +50,13 @@ describe('the knock door with its default settings, against a guesser and a repl
     const sent = await run(alice, ['sh', '-c', `${knockArgs(guesses, 1).join(' ')} && ${knockArgs(right, 10).join(' ')}`]);
     assert.equal(sent.exitCode, 0, sent.stderr);
     // Read at once: the gauge shows sources over budget now, and alice's first attempt comes back 6 s on.
-    await waitFor('the throttled-sources gauge', async () => value(await metrics(), 'nonstop_knock_sources_throttled') >= 1);
+    await waitFor('the throttled-sources gauge', async () => metricValue(await gatewayMetrics(stack), 'nonstop_knock_sources_throttled') >= 1);
     // 158 SYNs, of which the budget (10) started attempts, and a few more may have continued one.
     // The gauge is refreshed each second and the counter as the sniffer reads the burst, so the
     // gauge can show alice before the counter has all her SYNs: the counter only rises, wait for it.
     const floor = 158 - 10 - 10;
     let throttled = 0;
-    await waitFor(`${floor} SYNs counted as throttled`, async () => (throttled = value(await metrics(), 'nonstop_knock_syns_total', 'outcome="throttled"') - value(before, 'nonstop_knock_syns_total', 'outcome="throttled"')) >= floor, 20_000, 200).catch(
+    await waitFor(`${floor} SYNs counted as throttled`, async () => (throttled = metricValue(await gatewayMetrics(stack), 'nonstop_knock_syns_total', 'outcome="throttled"') - metricValue(before, 'nonstop_knock_syns_total', 'outcome="throttled"')) >= floor, 20_000, 200).catch(
       () => undefined,
     );
     assert.ok(throttled >= floor, `only ${throttled} SYNs counted as throttled`);
@@ -77,7 +69,7 @@ describe('the knock door with its default settings, against a guesser and a repl
     const bobIp = await addressOf(bob);
     assert.equal((await run(bob, knockArgs(right, 10))).exitCode, 0);
     // Look at the port once the gateway has taken the knock, not while it may still be reading it.
-    await waitFor("the gateway to accept bob's knock", async () => (await logEntries(stack, 'gateway')).some((e) => e.message === 'knock accepted; ssh window open' && e.src === bobIp), 30_000, 200).catch(() => undefined);
+    await waitFor("the gateway to accept bob's knock", async () => (await knocksAcceptedFrom(stack, bobIp)) > 0, 30_000, 200).catch(() => undefined);
     assert.match(await banner(bob), /^SSH-2\.0-nonstop/, `the right knock did not open from another address; the gateway's lines for it: ${JSON.stringify((await logEntries(stack, 'gateway')).filter((e) => e.src === bobIp))}`);
 
     // Throttled, not banned: one attempt comes back every KNOCK_SOURCE_REFILL_SECONDS (6 s).
@@ -110,11 +102,11 @@ describe('the knock door with its default settings, against a guesser and a repl
     const offered = timeCandidates(spec, recorded[0]!, Date.now()).map((c) => c.ports.join(','));
     assert.ok(offered.includes(recorded.join(',')), 'the restart took so long that the recorded window passed; the replay would prove nothing');
 
-    const before = value(await metrics(), 'nonstop_knock_syns_total', 'outcome="replay"');
+    const before = metricValue(await gatewayMetrics(stack), 'nonstop_knock_syns_total', 'outcome="replay"');
     assert.equal((await run(eve, knockArgs(recorded, 10))).exitCode, 0);
     // The gateway saw the whole sequence and refused it as used (not merely missed it); only
     // then is the port's silence the refusal's, not a knock still on its way in.
-    await waitFor('the replay to be counted', async () => value(await metrics(), 'nonstop_knock_syns_total', 'outcome="replay"') === before + 1, 30_000, 200);
+    await waitFor('the replay to be counted', async () => metricValue(await gatewayMetrics(stack), 'nonstop_knock_syns_total', 'outcome="replay"') === before + 1, 30_000, 200);
     assert.equal(await banner(eve), '', 'the replayed knock opened the SSH port after the restart');
 
     await knockUntilOpen(stack, eve, spec, gw, await addressOf(eve));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import { upStack } from '../../support/stack/fixture';
-import { gatewayMetrics, logEntries, metricValue } from '../../support/stack/gateway-door';
+import { gatewayMetrics, knocksAcceptedFrom, metricValue } from '../../support/stack/gateway-door';
 import { execIn, type Stack } from '../../support/stack/stack';
 import { waitFor } from '../../support/wait';
 
@@ -40,12 +40,11 @@ describe('the gateway guard, seen from the edge network', function () {
     const k = await run(c, ['knock', '-d', String(delayMs), gw, ...ports.map(String)]);
     assert.equal(k.exitCode, 0, `knock: ${k.stderr}`);
   };
-  const acceptedFor = async (ip: string): Promise<number> => (await logEntries(stack, 'gateway')).filter((e) => e.message === 'knock accepted; ssh window open' && e.src === ip).length;
   /** Alice's right knock, returned once the gateway has logged it accepted. */
   const knockOpen = async (): Promise<void> => {
-    const before = await acceptedFor(aliceIp);
+    const before = await knocksAcceptedFrom(stack, aliceIp);
     await knock(alice, [7000, 8000, 9000]);
-    await waitFor("the gateway to accept alice's knock", async () => (await acceptedFor(aliceIp)) > before, 20_000, 200);
+    await waitFor("the gateway to accept alice's knock", async () => (await knocksAcceptedFrom(stack, aliceIp)) > before, 20_000, 200);
   };
   const packetsRead = async (): Promise<number> => metricValue(await gatewayMetrics(stack), 'nonstop_knock_packets_captured');
   /** A wrong knock from alice, returned once the sniffer has read as many packets as it sent. */
@@ -61,7 +60,7 @@ describe('the gateway guard, seen from the edge network', function () {
     stack = await upStack({ NONSTOP_KNOCK_MODE: 'static', NONSTOP_KNOCK_SEQUENCE: '7000,8000,9000', NONSTOP_KNOCK_WINDOW_SECONDS: String(WINDOW_MS / 1000) });
     gw = await stack.ip('gateway', 'edge');
     alice = await stack.probe('edge', { volumes: { 'broker-keys': '/keys' } });
-    aliceIp = (await alice.inspect()).NetworkSettings.Networks[stack.name('edge')]!.IPAddress;
+    aliceIp = await stack.addressOf(alice);
     mallory = await stack.probe('edge');
     // The broker knocked and holds its tunnel: the door works before we poke at it.
     await waitFor('the broker tunnel', async () => (await health()).checks.tunnelsOpen >= 1, 60_000, 500);

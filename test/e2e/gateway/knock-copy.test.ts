@@ -34,7 +34,7 @@ describe("the broker's knock copied from another address on the edge network", f
   const cleanups: (() => unknown)[] = [];
 
   const run = (c: Docker.Container, cmd: string[], timeoutMs = 60_000) => execIn(stack.docker, c, cmd, { timeoutMs });
-  const addressOf = async (c: Docker.Container): Promise<string> => (await c.inspect()).NetworkSettings.Networks[stack.name('edge')]!.IPAddress;
+  const addressOf = (c: Docker.Container): Promise<string> => stack.addressOf(c);
   const count = (entries: LogEntry[], message: string, fields: Record<string, unknown> = {}): number =>
     entries.filter((e) => e.message === message && Object.entries(fields).every(([k, v]) => e[k] === v)).length;
   const sshPort = (c: Docker.Container) => tcpProbe(inContainer(stack.docker, c), gw, 2222);

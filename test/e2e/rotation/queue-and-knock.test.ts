@@ -121,7 +121,7 @@ describe('queue password and knock secret rotation with overlap on a running sta
     const brokerIp = await s().ip('broker', 'edge');
     const probe = await s().probe('edge');
     const run = (c: Docker.Container, cmd: string[]) => execIn(s().docker, c, cmd, { timeoutMs: 60_000 });
-    const probeIp = (await probe.inspect()).NetworkSettings.Networks[s().name('edge')]!.IPAddress;
+    const probeIp = await s().addressOf(probe);
     /** A knock meant to open: drawn again if it happened to repeat a nonce used in its window (knockUntilOpen). */
     const knockToOpen = async (spec: TimeSpec): Promise<void> => void (await knockUntilOpen(s(), probe, spec, gw, probeIp));
     /** A knock meant to be refused: sent once. */

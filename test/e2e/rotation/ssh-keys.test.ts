@@ -48,7 +48,7 @@ describe('SSH host key and broker key rotation with overlap on a running stack',
     probe = await s().probe('edge');
     spec = await gatewayKnockSpec(s());
     gw = await s().ip('gateway', 'edge');
-    probeIp = (await probe.inspect()).NetworkSettings.Networks[s().name('edge')]!.IPAddress;
+    probeIp = await s().addressOf(probe);
   });
 
   after(async () => {

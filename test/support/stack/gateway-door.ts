@@ -22,8 +22,13 @@ export function metricValue(text: string, name: string, labels = ''): number {
   return [...text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\d+(?:\\.\\d+)?)$`, 'gm'))].filter((m) => (m[1] ?? '').includes(labels)).reduce((a, m) => a + Number(m[2]), 0);
 }
 
+/** The environment the gateway container runs with, as name → value. */
+async function gatewayEnv(stack: Stack): Promise<Record<string, string>> {
+  return Object.fromEntries(((await stack.inspect('gateway')).Config.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+}
+
 export async function gatewayKnockSpec(stack: Stack): Promise<TimeSpec> {
-  const env = Object.fromEntries(((await stack.inspect('gateway')).Config.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const env = await gatewayEnv(stack);
   if (env.KNOCK_MODE !== 'time') throw new Error(`the gateway runs KNOCK_MODE=${env.KNOCK_MODE}, not time`);
   const [rangeStart, rangeEnd] = env.KNOCK_PORT_RANGE!.split('-').map(Number) as [number, number];
   const secret = await stack.exec('gateway', ['cat', env.KNOCK_SECRET_FILE!]);
@@ -54,8 +59,7 @@ export async function logEntries(stack: Stack, service: string): Promise<LogEntr
  * a random nonce repeats one the brokers used in the window about once in range ÷ knocks.
  */
 export async function unusedSequence(stack: Stack, spec: TimeSpec): Promise<number[]> {
-  const env = Object.fromEntries(((await stack.inspect('gateway')).Config.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-  const file = env.KNOCK_REPLAY_FILE ?? '/var/lib/nonstop/knock/replay.json';
+  const file = (await gatewayEnv(stack)).KNOCK_REPLAY_FILE ?? '/var/lib/nonstop/knock/replay.json';
   const read = await stack.exec('gateway', ['cat', file]);
   if (read.exitCode !== 0) throw new Error(`cannot read the gateway's used knocks ${file}: ${read.stderr}`);
   const record = JSON.parse(read.stdout) as { burnt: [number, number, number][] };
@@ -65,7 +69,10 @@ export async function unusedSequence(stack: Stack, spec: TimeSpec): Promise<numb
   return sequenceToSend(spec, now, free[randomInt(free.length)]);
 }
 
-const KNOCK_ACCEPTED = 'knock accepted; ssh window open';
+/** How many knocks the gateway has logged accepted from this address so far. */
+export async function knocksAcceptedFrom(stack: Stack, ip: string): Promise<number> {
+  return (await logEntries(stack, 'gateway')).filter((e) => e.message === 'knock accepted; ssh window open' && e.src === ip).length;
+}
 
 /**
  * A right knock from a probe container that the gateway is seen to accept (its log line for
@@ -87,7 +94,7 @@ export async function knockUntilOpen(
   opts: { tries?: number; ipv6?: boolean } = {},
 ): Promise<{ knocks: number; ports: number[] }> {
   const tries = opts.tries ?? 3;
-  const accepted = async (): Promise<number> => (await logEntries(stack, 'gateway')).filter((e) => e.message === KNOCK_ACCEPTED && e.src === probeIp).length;
+  const accepted = (): Promise<number> => knocksAcceptedFrom(stack, probeIp);
   const before = await accepted();
   for (let attempt = 1; attempt <= tries; attempt++) {
     const ports = sequenceToSend(spec, Date.now());

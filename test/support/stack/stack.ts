@@ -196,9 +196,15 @@ export class Stack {
 
   /** The container's address on one of the project's networks. */
   async ip(service: string, network: string): Promise<string> {
-    const info = await this.inspect(service);
-    const ip = info.NetworkSettings.Networks[this.name(network)]?.IPAddress;
-    if (!ip) throw new Error(`${service} has no address on ${network}`);
+    return this.addressOf(this.container(service), network);
+  }
+
+  /** The address of any container on one of the project's networks (a probe's, say): IPv4, or the global IPv6 one. */
+  async addressOf(c: Docker.Container, network = 'edge', family: 4 | 6 = 4): Promise<string> {
+    const info = await c.inspect();
+    const on = info.NetworkSettings.Networks[this.name(network)];
+    const ip = family === 6 ? on?.GlobalIPv6Address : on?.IPAddress;
+    if (!ip) throw new Error(`${info.Name} has no IPv${family} address on ${network}`);
     return ip;
   }
 
